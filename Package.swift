@@ -1,0 +1,86 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Tailgate",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "TailgateCore", targets: ["TailgateCore"]),
+        .library(name: "TailgateServer", targets: ["TailgateServer"]),
+        .library(name: "TailgateLogging", targets: ["TailgateLogging"]),
+        .executable(name: "tailgate", targets: ["tailgate"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    ],
+    targets: [
+        .target(
+            name: "TailgateCore",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        .target(
+            name: "TailgateServer",
+            dependencies: [
+                "TailgateCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "TailgateDemo",
+            dependencies: [
+                "TailgateCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        .target(
+            name: "TailgateLogging",
+            dependencies: [
+                "TailgateCore",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "tailgate",
+            dependencies: [
+                "TailgateCore",
+                "TailgateServer",
+                "TailgateLogging",
+                "TailgateDemo",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "TailgateCoreTests",
+            dependencies: ["TailgateCore"]
+        ),
+        .testTarget(
+            name: "TailgateServerTests",
+            dependencies: [
+                "TailgateServer", "TailgateCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "TailgateLoggingTests",
+            dependencies: [
+                "TailgateLogging", "TailgateCore",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+    ]
+)

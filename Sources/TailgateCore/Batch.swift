@@ -1,0 +1,141 @@
+import NIOCore
+import Synchronization
+
+/// Consecutive records encoded once into one `logs` message: `{"type":"logs","records":[…]}`.
+///
+/// A batch is immutable. The same `payload` bytes go to every subscriber, and bytes derived from it
+/// (a WebSocket frame, a compressed frame) are made once per kind and cached in the batch, so that a
+/// thousand subscribers cost one framing and one compression, not a thousand.
+public final class Batch: Sendable {
+    /// The seq of the first record.
+    public let firstSeq: UInt64
+    /// The seq of the last record.
+    public let lastSeq: UInt64
+    /// The whole `logs` message as JSON.
+    public let payload: ByteBuffer
+    /// Where each record starts inside `payload` (record `i` has seq `firstSeq + i`).
+    private let offsets: [UInt32]
+    private let derived = Mutex<[(key: Int, bytes: ByteBuffer)]>([])
+
+    static let prefix: StaticString = "{\"type\":\"logs\",\"records\":["
+    static let suffix: StaticString = "]}"
+
+    init(firstSeq: UInt64, payload: ByteBuffer, offsets: [UInt32]) {
+        precondition(!offsets.isEmpty)
+        self.firstSeq = firstSeq
+        self.lastSeq = firstSeq + UInt64(offsets.count) - 1
+        self.payload = payload
+        self.offsets = offsets
+    }
+
+    /// How many records the batch holds.
+    public var count: Int { offsets.count }
+
+    /// The bytes of the records alone (no envelope, no commas).
+    public var recordBytes: Int { recordBytes(from: firstSeq) }
+
+    /// The encoded JSON object of the record with `seq`, sharing the batch's storage (no copy).
+    public func record(_ seq: UInt64) -> ByteBuffer {
+        let (start, end) = range(of: seq)
+        return payload.getSlice(at: payload.readerIndex + start, length: end - start)!
+    }
+
+    /// Bytes of the record with `seq`.
+    func recordSize(_ seq: UInt64) -> Int {
+        let (start, end) = range(of: seq)
+        return end - start
+    }
+
+    /// Bytes of the records from `seq` to the end of the batch.
+    func recordBytes(from seq: UInt64) -> Int {
+        let (start, _) = range(of: seq)
+        return payload.readableBytes - 2 - start - Int(lastSeq - seq)
+    }
+
+    private func range(of seq: UInt64) -> (Int, Int) {
+        precondition(seq >= firstSeq && seq <= lastSeq, "seq \(seq) outside batch \(firstSeq)...\(lastSeq)")
+        let index = Int(seq - firstSeq)
+        let start = Int(offsets[index])
+        let end = index + 1 < offsets.count ? Int(offsets[index + 1]) - 1 : payload.readableBytes - 2
+        return (start, end)
+    }
+
+    /// A new `logs` message holding this batch's records from `seq` on (one copy).
+    public func payload(from seq: UInt64) -> ByteBuffer {
+        if seq == firstSeq { return payload }
+        let (start, _) = range(of: seq)
+        var out = ByteBufferAllocator().buffer(capacity: payload.readableBytes - start + 32)
+        out.writeStaticString(Self.prefix)
+        out.writeImmutableBuffer(payload.getSlice(at: payload.readerIndex + start, length: payload.readableBytes - start)!)
+        return out
+    }
+
+    /// Bytes derived from this batch, made by `make` the first time a given `key` is asked for and
+    /// shared afterwards. Thread-safe: concurrent callers with the same key get the same bytes, made once.
+    public func derivedBytes(key: Int, make: (Batch) -> ByteBuffer) -> ByteBuffer {
+        derived.withLock { cache in
+            for entry in cache where entry.key == key { return entry.bytes }
+            let bytes = make(self)
+            cache.append((key, bytes))
+            return bytes
+        }
+    }
+
+    /// Merges consecutive batches into one (one copy of the records).
+    static func merging(_ batches: some Collection<Batch>, from seq: UInt64) -> Batch {
+        var builder = BatchBuilder(firstSeq: seq, capacity: batches.reduce(0) { $0 + $1.payload.readableBytes })
+        for batch in batches {
+            for recordSeq in max(seq, batch.firstSeq)...batch.lastSeq {
+                builder.append(encoded: batch.record(recordSeq))
+            }
+        }
+        return builder.finish()!
+    }
+}
+
+/// Builds a `Batch` by encoding records one after another into one buffer.
+public struct BatchBuilder {
+    private var buffer: ByteBuffer
+    private var offsets: [UInt32] = []
+    private let firstSeq: UInt64
+
+    /// Starts a batch whose first record will have `firstSeq`.
+    public init(firstSeq: UInt64, capacity: Int = 4096) {
+        self.firstSeq = firstSeq
+        buffer = ByteBufferAllocator().buffer(capacity: capacity)
+        buffer.writeStaticString(Batch.prefix)
+    }
+
+    /// How many records have been added.
+    public var count: Int { offsets.count }
+    /// How many bytes the batch holds so far.
+    public var byteCount: Int { buffer.readableBytes }
+    /// The seq the next record gets.
+    public var nextSeq: UInt64 { firstSeq + UInt64(offsets.count) }
+
+    private mutating func startRecord() {
+        if !offsets.isEmpty { buffer.writeInteger(UInt8(ascii: ",")) }
+        offsets.append(UInt32(buffer.readableBytes))
+    }
+
+    /// Encodes `record` with the next seq.
+    public mutating func append(_ record: LogRecord, timestamp: Timestamp) {
+        let seq = nextSeq
+        startRecord()
+        RecordEncoder.encode(record, seq: seq, timestamp: timestamp, into: &buffer)
+    }
+
+    /// Adds an already-encoded record (its seq must be `nextSeq`).
+    mutating func append(encoded: ByteBuffer) {
+        startRecord()
+        buffer.writeImmutableBuffer(encoded)
+    }
+
+    /// The finished batch, or `nil` when nothing was added.
+    public func finish() -> Batch? {
+        guard !offsets.isEmpty else { return nil }
+        var payload = buffer
+        payload.writeStaticString(Batch.suffix)
+        return Batch(firstSeq: firstSeq, payload: payload, offsets: offsets)
+    }
+}

@@ -1,0 +1,47 @@
+import NIOCore
+
+/// The JSON of the stream's control messages (`hello`, `gap`, `end`); `logs` messages are `Batch`es.
+public enum StreamMessages {
+    /// `{"type":"hello",…}`: always the first message of a stream.
+    public static func hello(_ worker: WorkerSnapshot, replayFrom: UInt64, serverTime: Timestamp = .now()) -> ByteBuffer {
+        var buffer = ByteBufferAllocator().buffer(capacity: 256)
+        buffer.writeStaticString("{\"type\":\"hello\",\"worker\":")
+        buffer.writeJSONString(worker.id.rawValue)
+        buffer.writeStaticString(",\"state\":\"")
+        buffer.writeString(worker.state.rawValue)
+        buffer.writeStaticString("\",\"first_seq\":")
+        buffer.writeJSONInteger(worker.firstSeq)
+        buffer.writeStaticString(",\"last_seq\":")
+        buffer.writeJSONInteger(worker.lastSeq)
+        buffer.writeStaticString(",\"replay_from\":")
+        buffer.writeJSONInteger(replayFrom)
+        buffer.writeStaticString(",\"server_time\":")
+        buffer.writeJSONTimestamp(serverTime)
+        buffer.writeStaticString(",\"epoch\":")
+        buffer.writeJSONString(worker.epoch)
+        buffer.writeStaticString("}")
+        return buffer
+    }
+
+    /// `{"type":"gap","from":A,"to":B,"reason":"evicted"}`.
+    public static func gap(from: UInt64, to: UInt64) -> ByteBuffer {
+        var buffer = ByteBufferAllocator().buffer(capacity: 80)
+        buffer.writeStaticString("{\"type\":\"gap\",\"from\":")
+        buffer.writeJSONInteger(from)
+        buffer.writeStaticString(",\"to\":")
+        buffer.writeJSONInteger(to)
+        buffer.writeStaticString(",\"reason\":\"evicted\"}")
+        return buffer
+    }
+
+    /// `{"type":"end","worker":ID,"last_seq":L,"reason":"worker stopped"}`.
+    public static func end(worker: WorkerID, lastSeq: UInt64) -> ByteBuffer {
+        var buffer = ByteBufferAllocator().buffer(capacity: 128)
+        buffer.writeStaticString("{\"type\":\"end\",\"worker\":")
+        buffer.writeJSONString(worker.rawValue)
+        buffer.writeStaticString(",\"last_seq\":")
+        buffer.writeJSONInteger(lastSeq)
+        buffer.writeStaticString(",\"reason\":\"worker stopped\"}")
+        return buffer
+    }
+}

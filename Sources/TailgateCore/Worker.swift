@@ -1,0 +1,255 @@
+import NIOCore
+import Synchronization
+
+/// Whether a worker still publishes.
+public enum WorkerState: String, Sendable {
+    case running
+    case stopped
+}
+
+/// Who publishes into a worker: code in this process, or another process over HTTP.
+public enum WorkerOwner: String, Sendable {
+    case inProcess = "in-process"
+    case remote
+}
+
+/// A point-in-time view of a worker, for the API and for `hello`.
+public struct WorkerSnapshot: Sendable {
+    public var id: WorkerID
+    public var state: WorkerState
+    public var owner: WorkerOwner
+    /// Identifies this incarnation of the worker: it changes when an id is registered anew
+    /// (or the gateway restarts), which tells a client that seqs started over.
+    public var epoch: String
+    public var firstSeq: UInt64
+    public var lastSeq: UInt64
+    public var recordsTotal: UInt64
+    public var ringRecords: Int
+    public var ringBytes: Int
+    public var subscribers: Int
+    public var startedAt: Timestamp
+    public var stoppedAt: Timestamp?
+}
+
+/// One worker's stream: where its records are published, numbered, kept and fanned out.
+///
+/// `publish` is cheap, thread-safe and never blocks on subscribers: it stamps the record, gives it the
+/// next seq and queues it. At most one drain per event-loop tick then encodes everything queued into one
+/// `Batch`, appends it to the ring and offers it to the subscribers.
+public final class Worker: Sendable {
+    /// The worker's id.
+    public let id: WorkerID
+    /// Who publishes into it.
+    public let owner: WorkerOwner
+    /// This incarnation's identity (see `WorkerSnapshot.epoch`).
+    public let epoch: String
+    /// When the worker was registered.
+    public let startedAt: Timestamp
+    /// The loop that drains, encodes and appends.
+    public let loop: EventLoop
+    /// The worker's subscribers.
+    public let fanOut = FanOut()
+
+    private let limits: WorkerLimits
+    private let ingress: Mutex<Ingress>
+    private let ring: Mutex<RingState>
+    private let onStop: @Sendable (Worker) -> Void
+
+    struct PendingRecord: Sendable {
+        var record: LogRecord
+        var seq: UInt64
+        var timestamp: Timestamp
+    }
+
+    struct Ingress: ~Copyable {
+        /// Records waiting for the next drain; the first `skipped` of them were dropped.
+        var pending: [PendingRecord] = []
+        var skipped = 0
+        /// An empty array with capacity, swapped in at each drain so that queuing allocates nothing.
+        var spare: [PendingRecord] = []
+        var pendingBytes = 0
+        var nextSeq: UInt64 = 1
+        var drainScheduled = false
+        var stopRequested = false
+    }
+
+    struct RingState: Sendable {
+        var buffer: RingBuffer
+        var stoppedAt: Timestamp?
+        var droppedBeforeRing: UInt64 = 0
+    }
+
+    init(id: WorkerID, owner: WorkerOwner, limits: WorkerLimits, loop: EventLoop, onStop: @escaping @Sendable (Worker) -> Void) {
+        self.id = id
+        self.owner = owner
+        self.limits = limits
+        self.loop = loop
+        self.onStop = onStop
+        let now = Timestamp.now()
+        startedAt = now
+        epoch = String(UInt64(bitPattern: now.microseconds) &* 0x9E37_79B9_7F4A_7C15 >> 24, radix: 36)
+        ingress = Mutex(Ingress())
+        ring = Mutex(RingState(buffer: RingBuffer(maxRecords: limits.ringRecords, maxBytes: limits.ringBytes)))
+    }
+
+    /// Publishes a record. Returns `false` (and drops the record) only when the worker has been stopped.
+    ///
+    /// Never blocks on subscribers and never fails because of them. Callable from any thread.
+    @discardableResult
+    public func publish(_ record: LogRecord) -> Bool {
+        let timestamp = record.timestamp ?? Timestamp.now()
+        let size = record.estimatedSize
+        let needsDrain: Bool? = ingress.withLock { state in
+            guard !state.stopRequested else { return nil }
+            state.pending.append(PendingRecord(record: record, seq: state.nextSeq, timestamp: timestamp))
+            state.nextSeq += 1
+            state.pendingBytes += size
+            // The loop is not keeping up: the oldest queued records leave as the ring would evict them.
+            while state.pending.count - state.skipped > limits.ringRecords || state.pendingBytes > limits.ringBytes * 2 {
+                state.pendingBytes -= state.pending[state.skipped].record.estimatedSize
+                state.skipped += 1
+                if state.skipped > 1024 && state.skipped * 2 > state.pending.count {
+                    state.pending.removeFirst(state.skipped)
+                    state.skipped = 0
+                }
+            }
+            if state.drainScheduled { return false }
+            state.drainScheduled = true
+            return true
+        }
+        guard let needsDrain else { return false }
+        if needsDrain { loop.execute { self.drain() } }
+        return true
+    }
+
+    /// Publishes a record built from its fields.
+    @discardableResult
+    public func publish(
+        _ level: LogLevel, _ message: String, loggerName: String = "", module: String = "",
+        funcName: String = "", lineNo: Int = 0, metadata: [String: String]? = nil
+    ) -> Bool {
+        publish(LogRecord(level: level, message: message, loggerName: loggerName, module: module,
+                          funcName: funcName, lineNo: lineNo, metadata: metadata))
+    }
+
+    /// Stops the worker: records already published are still delivered, then subscribers get `end`.
+    /// The ring stays readable for the bus's retention time. Stopping twice does nothing.
+    public func stop() {
+        let needsDrain = ingress.withLock { state -> Bool in
+            guard !state.stopRequested else { return false }
+            state.stopRequested = true
+            if state.drainScheduled { return false }
+            state.drainScheduled = true
+            return true
+        }
+        if needsDrain { loop.execute { self.drain() } }
+    }
+
+    /// Whether `stop()` has been called.
+    public var isStopping: Bool { ingress.withLock { $0.stopRequested } }
+
+    private func drain() {
+        loop.assertInEventLoop()
+        var records: [PendingRecord] = []
+        let skipped = ingress.withLock { state in
+            state.drainScheduled = false
+            state.pendingBytes = 0
+            swap(&records, &state.pending)
+            swap(&state.pending, &state.spare)
+            defer { state.skipped = 0 }
+            return state.skipped
+        }
+        // Encode in pieces of bounded size: one batch per tick unless the tick was very large.
+        var index = skipped
+        while index < records.count {
+            var builder = BatchBuilder(firstSeq: records[index].seq)
+            while index < records.count, builder.count < limits.maxBatchRecords, builder.byteCount < limits.maxBatchBytes {
+                builder.append(records[index].record, timestamp: records[index].timestamp)
+                index += 1
+            }
+            if let batch = builder.finish() { append(batch) }
+        }
+        records.removeAll(keepingCapacity: true)
+        let stop = ingress.withLock { state in
+            if state.spare.capacity == 0 { swap(&state.spare, &records) }
+            return state.stopRequested && !state.drainScheduled
+        }
+        if stop { finish() }
+    }
+
+    private func append(_ batch: Batch) {
+        ring.withLock { state in
+            if batch.firstSeq > state.buffer.lastSeq + 1 {
+                state.droppedBeforeRing += batch.firstSeq - state.buffer.lastSeq - 1
+            }
+            state.buffer.append(batch)
+        }
+        fanOut.deliver(batch)
+    }
+
+    private func finish() {
+        let first = ring.withLock { state -> Bool in
+            guard state.stoppedAt == nil else { return false }
+            state.stoppedAt = .now()
+            return true
+        }
+        guard first else { return }
+        fanOut.deliverEnd()
+        onStop(self)
+    }
+
+    /// Reads the ring under its lock. Keep `body` short: the worker's loop waits for it.
+    public func withRing<T>(_ body: (borrowing RingBuffer, _ stoppedAt: Timestamp?) throws -> T) rethrows -> T {
+        try ring.withLock { try body($0.buffer, $0.stoppedAt) }
+    }
+
+    /// Where a reader of the ring stands.
+    public enum ReadPosition: Sendable {
+        /// Records `from...to` are gone: send a `gap` and continue at `to + 1`.
+        case gap(from: UInt64, to: UInt64)
+        /// The batch holding the next seq.
+        case batch(Batch)
+        /// Nothing more for now; `ended` when the worker stopped and this was its last record.
+        case caughtUp(ended: Bool)
+    }
+
+    /// What a reader whose next seq is `seq` should be sent next.
+    public func read(at seq: UInt64) -> ReadPosition {
+        ring.withLock { state in
+            let buffer = state.buffer
+            if seq < buffer.firstSeq { return .gap(from: seq, to: buffer.firstSeq - 1) }
+            if seq > buffer.lastSeq { return .caughtUp(ended: state.stoppedAt != nil) }
+            return .batch(buffer.batch(containing: seq)!)
+        }
+    }
+
+    /// The worker's current state.
+    public func snapshot() -> WorkerSnapshot {
+        let (firstSeq, lastSeq, records, bytes, stoppedAt) = ring.withLock {
+            ($0.buffer.firstSeq, $0.buffer.lastSeq, $0.buffer.count, $0.buffer.recordBytes, $0.stoppedAt)
+        }
+        return WorkerSnapshot(
+            id: id, state: stoppedAt == nil ? .running : .stopped, owner: owner, epoch: epoch,
+            firstSeq: firstSeq, lastSeq: lastSeq, recordsTotal: lastSeq, ringRecords: records, ringBytes: bytes,
+            subscribers: fanOut.subscriberCount, startedAt: startedAt, stoppedAt: stoppedAt)
+    }
+}
+
+/// The bounds of one worker's memory.
+public struct WorkerLimits: Sendable {
+    /// The most records the ring keeps.
+    public var ringRecords: Int
+    /// The most record bytes the ring keeps.
+    public var ringBytes: Int
+    /// The most records in one live batch (a very busy tick is sent as several).
+    public var maxBatchRecords: Int
+    /// The most bytes in one live batch.
+    public var maxBatchBytes: Int
+
+    public init(ringRecords: Int = 10_000, ringBytes: Int = 8 << 20, maxBatchRecords: Int = 4096, maxBatchBytes: Int = 256 << 10) {
+        self.ringRecords = ringRecords
+        self.ringBytes = ringBytes
+        self.maxBatchRecords = maxBatchRecords
+        self.maxBatchBytes = maxBatchBytes
+    }
+}

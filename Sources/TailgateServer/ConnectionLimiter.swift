@@ -1,0 +1,94 @@
+import Synchronization
+import TailgateCore
+
+/// Counts open connections (in all, per client address) and subscribers per worker, across event
+/// loops, and says when a limit is reached.
+final class ConnectionLimiter: Sendable {
+    private struct Counts: ~Copyable {
+        var total = 0
+        var perAddress: [String: Int] = [:]
+        var perWorker: [ObjectIdentifier: Int] = [:]
+    }
+
+    private let counts = Mutex(Counts())
+    private let configuration: ServerConfiguration
+
+    /// Connections over the limit still get a 503 answer, up to this many more; past that they are
+    /// closed at once so that refusing costs nothing.
+    static let refusalHeadroom = 256
+
+    init(configuration: ServerConfiguration) { self.configuration = configuration }
+
+    enum Admission {
+        case admitted
+        /// Answer the connection's request with this error, then close.
+        case refused(GatewayError)
+        /// Close at once.
+        case dropped
+    }
+
+    /// Counts a new connection from `address` and says whether it may be served.
+    func admit(_ address: String) -> Admission {
+        counts.withLock { counts in
+            counts.total += 1
+            counts.perAddress[address, default: 0] += 1
+            let total = counts.total
+            let fromAddress = counts.perAddress[address]!
+            if total > configuration.maxConnections + Self.refusalHeadroom { return .dropped }
+            if total > configuration.maxConnections {
+                return .refused(.limitReached("too_many_connections",
+                    "the gateway has reached its limit of \(configuration.maxConnections) connections; try again later",
+                    retryAfter: configuration.retryAfterSeconds))
+            }
+            if fromAddress > configuration.maxConnectionsPerIP {
+                if fromAddress > configuration.maxConnectionsPerIP + Self.refusalHeadroom { return .dropped }
+                return .refused(.limitReached("too_many_connections_from_address",
+                    "\(address) has reached the limit of \(configuration.maxConnectionsPerIP) connections per client address",
+                    retryAfter: configuration.retryAfterSeconds))
+            }
+            return .admitted
+        }
+    }
+
+    /// Forgets a connection counted by `admit`.
+    func release(_ address: String) {
+        counts.withLock { counts in
+            counts.total -= 1
+            if let count = counts.perAddress[address], count > 1 {
+                counts.perAddress[address] = count - 1
+            } else {
+                counts.perAddress[address] = nil
+            }
+        }
+    }
+
+    /// Takes a subscriber place on `worker`, or says why not.
+    func reserveSubscriber(of worker: Worker) -> GatewayError? {
+        counts.withLock { counts in
+            let key = ObjectIdentifier(worker)
+            let current = counts.perWorker[key, default: 0]
+            guard current < configuration.maxSubscribersPerWorker else {
+                return .limitReached("too_many_subscribers",
+                    "worker '\(worker.id)' has reached its limit of \(configuration.maxSubscribersPerWorker) subscribers",
+                    retryAfter: configuration.retryAfterSeconds)
+            }
+            counts.perWorker[key] = current + 1
+            return nil
+        }
+    }
+
+    /// Gives back a place taken by `reserveSubscriber`.
+    func releaseSubscriber(of worker: Worker) {
+        counts.withLock { counts in
+            let key = ObjectIdentifier(worker)
+            if let count = counts.perWorker[key], count > 1 {
+                counts.perWorker[key] = count - 1
+            } else {
+                counts.perWorker[key] = nil
+            }
+        }
+    }
+
+    /// Open connections right now.
+    var openConnections: Int { counts.withLock { $0.total } }
+}

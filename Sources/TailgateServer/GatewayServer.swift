@@ -1,0 +1,97 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOWebSocket
+import TailgateCore
+
+/// The gateway: one listening socket serving the dashboard, the REST API and every worker's stream.
+///
+/// ```swift
+/// let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+/// let bus = LogBus(eventLoopGroup: group)
+/// let server = try await GatewayServer.start(configuration: .init(), bus: bus, group: group)
+/// let worker = try bus.register(WorkerID("strategy-1")!)
+/// worker.publish(.info, "started")
+/// ```
+public final class GatewayServer: Sendable {
+    /// The settings it runs with.
+    public let configuration: ServerConfiguration
+    /// Its counters.
+    public let statistics: GatewayStatistics
+    /// The bus whose workers it serves.
+    public let bus: LogBus
+    /// The port it listens on (useful with port 0).
+    public let port: Int
+    private let channel: Channel
+    private let context: GatewayContext
+    private let logger: Logger
+
+    private init(configuration: ServerConfiguration, statistics: GatewayStatistics, bus: LogBus, channel: Channel,
+                 context: GatewayContext, logger: Logger) {
+        self.configuration = configuration
+        self.statistics = statistics
+        self.bus = bus
+        self.channel = channel
+        self.port = channel.localAddress?.port ?? configuration.port
+        self.context = context
+        self.logger = logger
+    }
+
+    /// Binds and starts serving. Throws when the settings are invalid or the address cannot be bound.
+    public static func start(
+        configuration: ServerConfiguration, bus: LogBus, group: EventLoopGroup,
+        logger: Logger = Logger(label: "tailgate")
+    ) async throws -> GatewayServer {
+        let problems = configuration.validationErrors()
+        guard problems.isEmpty else { throw ConfigurationError(problems: problems) }
+        let statistics = GatewayStatistics()
+        let staticFiles = StaticFiles(directory: configuration.publicDirectory)
+        if staticFiles == nil {
+            logger.warning("public directory not found; the dashboard is not served", metadata: ["directory": "\(configuration.publicDirectory)"])
+        }
+        let registries = group.makeIterator().map { SessionRegistry(loop: $0) }
+        let listeningHost = configuration.host.contains(":") ? "[\(configuration.host)]:\(configuration.port)" : "\(configuration.host):\(configuration.port)"
+        let context = GatewayContext(configuration: configuration, bus: bus, statistics: statistics, staticFiles: staticFiles,
+                                     registries: registries, listeningHost: listeningHost)
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.writeBufferWaterMark, value: .init(low: configuration.writeBufferLowWatermark,
+                                                                      high: configuration.writeBufferHighWatermark))
+            .childChannelOption(.maxMessagesPerRead, value: 4)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try ConnectionPipeline.configure(channel, gateway: context)
+                }
+            }
+        let channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
+        return GatewayServer(configuration: configuration, statistics: statistics, bus: bus, channel: channel,
+                             context: context, logger: logger)
+    }
+
+    /// Open connections right now.
+    public var openConnections: Int { context.limiter.openConnections }
+
+    /// Stops accepting, closes every stream with 1001 ("server shutting down") and waits until the
+    /// streams are closed (at most `timeout`).
+    public func shutdown(timeout: TimeAmount = .seconds(3)) async {
+        try? await channel.close()
+        for registry in context.registries {
+            try? await registry.loop.submit {
+                registry.closeAll(code: CloseCode.goingAway, reason: "server shutting down")
+            }.get()
+        }
+        let deadline = NIODeadline.now() + timeout
+        while context.limiter.openConnections > 0 && NIODeadline.now() < deadline {
+            try? await Task.sleep(nanoseconds: 20_000_000)
+        }
+    }
+}
+
+/// The settings could not be used.
+public struct ConfigurationError: Error, CustomStringConvertible {
+    public var problems: [String]
+    public var description: String { problems.joined(separator: "\n") }
+}

@@ -1,0 +1,41 @@
+import Synchronization
+
+/// Counters the gateway keeps about itself, shown by `/api/stats` and read by tests.
+public final class GatewayStatistics: Sendable {
+    /// Connections accepted since start.
+    public let connectionsAccepted = Atomic<Int>(0)
+    /// Streams opened since start.
+    public let streamsOpened = Atomic<Int>(0)
+    /// `gap` messages sent.
+    public let gaps = Atomic<Int>(0)
+    /// Catch-up frames built for one subscriber because its cursor was inside a batch.
+    public let partialFrames = Atomic<Int>(0)
+    /// The most outbound bytes seen buffered for one stream (sampled whenever a stream pauses).
+    public let maxBufferedBytesPerStream = Atomic<Int>(0)
+    /// Streams closed with 1013 (stalled or unresponsive).
+    public let stalledCloses = Atomic<Int>(0)
+    /// Streams closed with 1009 (inbound message too big).
+    public let tooBigCloses = Atomic<Int>(0)
+    /// HTTP requests refused with a 4xx or 5xx status.
+    public let refusals = Atomic<Int>(0)
+
+    public init() {}
+
+    func closes(code: UInt16) {
+        switch code {
+        case CloseCode.tryAgainLater: stalledCloses.add(1, ordering: .relaxed)
+        case CloseCode.tooBig: tooBigCloses.add(1, ordering: .relaxed)
+        default: break
+        }
+    }
+
+    func recordBuffered(_ bytes: Int) {
+        var current = maxBufferedBytesPerStream.load(ordering: .relaxed)
+        while bytes > current {
+            let (exchanged, original) = maxBufferedBytesPerStream.compareExchange(
+                expected: current, desired: bytes, ordering: .relaxed)
+            if exchanged { return }
+            current = original
+        }
+    }
+}

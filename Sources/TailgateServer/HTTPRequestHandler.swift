@@ -1,0 +1,192 @@
+import NIOCore
+import NIOHTTP1
+import NIOWebSocket
+import TailgateCore
+
+/// Answers the gateway's plain HTTP requests: the REST API, health, static files, and the refusals of
+/// stream requests that could not be upgraded. One per connection; removed when the connection
+/// becomes a stream.
+final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let gateway: GatewayContext
+    private let connection: ConnectionState
+    private var request: HTTPRequestHead?
+    private var timeout: Scheduled<Void>?
+    private var closeAfterResponse = false
+
+    init(gateway: GatewayContext, connection: ConnectionState) {
+        self.gateway = gateway
+        self.connection = connection
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        armTimeout(context: context, after: gateway.configuration.handshakeTimeout, reason: "request head not received in time")
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timeout?.cancel()
+        timeout = nil
+    }
+
+    private func armTimeout(context: ChannelHandlerContext, after delay: TimeAmount, reason: String) {
+        timeout?.cancel()
+        let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+        timeout = context.eventLoop.scheduleTask(in: delay) {
+            loopBoundContext.value.close(promise: nil)
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            timeout?.cancel()
+            timeout = nil
+            request = head
+        case .body:
+            break
+        case .end:
+            guard let head = request else { return }
+            request = nil
+            respond(to: head, context: context)
+        }
+    }
+
+    private func respond(to head: HTTPRequestHead, context: ChannelHandlerContext) {
+        var response: HTTPResponse
+        if case .refused(let error) = connection.admission {
+            response = .error(error)
+            closeAfterResponse = true
+        } else {
+            do {
+                response = try route(head)
+            } catch {
+                response = .error(error)
+            }
+        }
+        if response.status.code >= 400 { gateway.statistics.refusals.add(1, ordering: .relaxed) }
+        write(response, for: head, context: context)
+    }
+
+    private func route(_ head: HTTPRequestHead) throws(GatewayError) -> HTTPResponse {
+        let target = try RequestTarget(head.uri)
+        let path = target.path
+        if StreamRequestValidator.workerIDText(inPath: path) != nil {
+            // A stream request that was not upgraded: say why.
+            _ = try gateway.validator.validate(head)
+            throw GatewayError(.badRequest, "bad_websocket_handshake", "the WebSocket handshake could not be completed")
+        }
+        if path == "/healthz" {
+            try requireGET(head)
+            var body = ByteBuffer()
+            body.writeStaticString("{\"status\":\"ok\"}\n")
+            return .json(body)
+        }
+        if path == "/api/workers" || path == "/api/workers/" {
+            try requireGET(head)
+            let snapshots = gateway.bus.allWorkers().map { $0.snapshot() }
+            return .json(WorkerJSON.list(snapshots, streamBase: streamBase(head)))
+        }
+        if path == "/api/stats" {
+            try requireGET(head)
+            return .json(StatisticsJSON.render(gateway))
+        }
+        if path.hasPrefix("/api/workers/") {
+            return try routeWorker(head, target: target, rest: path.dropFirst("/api/workers/".count))
+        }
+        if path.hasPrefix("/api/") { throw GatewayError.notFound }
+        try requireGET(head)
+        guard let files = gateway.staticFiles else {
+            throw GatewayError(.notFound, "no_public_directory", "the gateway was started without a public directory")
+        }
+        return try files.response(path: path, requestHeaders: head.headers)
+    }
+
+    private func routeWorker(_ head: HTTPRequestHead, target: RequestTarget, rest: Substring) throws(GatewayError) -> HTTPResponse {
+        let parts = rest.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let id = WorkerID(parts[0]) else { throw GatewayError.badWorkerID(parts[0]) }
+        let action = parts.count > 1 ? parts[1] : ""
+        switch action {
+        case "":
+            try requireGET(head)
+            guard let worker = gateway.bus.worker(id) else { throw GatewayError.workerNotFound(id) }
+            return .json(WorkerJSON.one(worker.snapshot(), streamBase: streamBase(head)))
+        case "logs":
+            try requireGET(head)
+            let since = try target.unsignedValue("since")
+            let limit = try target.unsignedValue("limit", max: 10_000_000).map { Int($0) }
+            let formatText = target.value("format") ?? "ndjson"
+            guard let format = LogExport.Format(rawValue: formatText) else {
+                throw .badParameter("format", "expected 'ndjson' or 'text', got '\(formatText.prefix(40))'")
+            }
+            let download = target.value("download")
+            guard download == nil || download == "0" || download == "1" else {
+                throw .badParameter("download", "expected 0 or 1")
+            }
+            guard let worker = gateway.bus.worker(id) else { throw GatewayError.workerNotFound(id) }
+            var response = HTTPResponse(body: LogExport.render(worker, since: since, limit: limit, format: format))
+            response.headers.add(name: "Content-Type", value: format == .ndjson ? "application/x-ndjson; charset=utf-8" : "text/plain; charset=utf-8")
+            response.headers.add(name: "Cache-Control", value: "no-store")
+            if download == "1" {
+                let name = "\(String(id.rawValue.map { $0 == ":" ? "_" : $0 })).\(format == .ndjson ? "ndjson" : "log")"
+                response.headers.add(name: "Content-Disposition", value: "attachment; filename=\"\(name)\"")
+            }
+            return response
+        default:
+            throw GatewayError.notFound
+        }
+    }
+
+    private func requireGET(_ head: HTTPRequestHead) throws(GatewayError) {
+        guard head.method == .GET || head.method == .HEAD else { throw GatewayError.methodNotAllowed("GET, HEAD") }
+    }
+
+    /// `ws://` plus the host the client used, for `log_stream_url`.
+    private func streamBase(_ head: HTTPRequestHead) -> String {
+        let host = head.headers.first(name: "host").flatMap { $0.isEmpty ? nil : $0 } ?? gateway.listeningHost
+        return "ws://" + host
+    }
+
+    private func write(_ response: HTTPResponse, for request: HTTPRequestHead, context: ChannelHandlerContext) {
+        var headers = response.headers
+        let keepAlive = request.isKeepAlive && !closeAfterResponse
+        headers.replaceOrAdd(name: "Content-Length", value: String(response.body.readableBytes))
+        headers.replaceOrAdd(name: "Connection", value: keepAlive ? "keep-alive" : "close")
+        let head = HTTPResponseHead(version: request.version, status: response.status, headers: headers)
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        if request.method != .HEAD && response.body.readableBytes > 0 {
+            context.write(wrapOutboundOut(.body(.byteBuffer(response.body))), promise: nil)
+        }
+        let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+        if keepAlive {
+            armTimeout(context: context, after: gateway.configuration.keepAliveTimeout, reason: "idle")
+        } else {
+            let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+            done.whenComplete { _ in loopBoundContext.value.close(promise: nil) }
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        switch error {
+        case let parserError as HTTPParserError:
+            let refusal: GatewayError
+            if case .headerOverflow = parserError {
+                refusal = GatewayError(.init(statusCode: 431, reasonPhrase: "Request Header Fields Too Large"),
+                                       "headers_too_large",
+                                       "the request head is larger than \(gateway.configuration.maxHeaderBytes) bytes")
+            } else {
+                refusal = GatewayError(.badRequest, "bad_request", "malformed HTTP request (\(parserError))")
+            }
+            gateway.statistics.refusals.add(1, ordering: .relaxed)
+            closeAfterResponse = true
+            let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/", headers: ["connection": "close"])
+            write(.error(refusal), for: head, context: context)
+        case is HTTPServerUpgradeErrors, is NIOWebSocketUpgradeError:
+            // A failed upgrade attempt: the request follows as a plain one and is answered then.
+            break
+        default:
+            context.close(promise: nil)
+        }
+    }
+}

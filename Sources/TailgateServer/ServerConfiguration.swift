@@ -1,0 +1,59 @@
+import NIOCore
+import TailgateCore
+
+/// Everything the gateway can be told. The command line maps its flags onto this and nothing else does.
+public struct ServerConfiguration: Sendable {
+    /// Address to listen on. Default `127.0.0.1`.
+    public var host = "127.0.0.1"
+    /// Port to listen on (0 picks a free one). Default 8080.
+    public var port = 8080
+    /// Event loops (threads) serving connections. Default 1.
+    public var eventLoops = 1
+    /// Folder of the browser UI. Default `Public` in the working directory.
+    public var publicDirectory = "Public"
+    /// Records replayed to a new subscriber that gives neither `since` nor `tail`. Default 1000.
+    public var defaultTail = 1000
+    /// Open connections, all kinds together. Default 10,000.
+    public var maxConnections = 10_000
+    /// Subscribers of one worker. Default 1000.
+    public var maxSubscribersPerWorker = 1000
+    /// Open connections from one client address. Default 256.
+    public var maxConnectionsPerIP = 256
+    /// Origins allowed besides the request's own host (exact `scheme://host[:port]`, or `*`).
+    public var allowedOrigins: [String] = []
+    /// A subscriber whose connection takes no data for this long is closed with 1013. Default 60 s.
+    public var stallTimeout: TimeAmount = .seconds(60)
+    /// A stream with no inbound traffic for this long is pinged. Default 30 s.
+    public var pingInterval: TimeAmount = .seconds(30)
+    /// A ping unanswered for this long closes the stream with 1013. Default 30 s.
+    public var pongTimeout: TimeAmount = .seconds(30)
+    /// Time allowed to send a complete request head. Default 10 s.
+    public var handshakeTimeout: TimeAmount = .seconds(10)
+    /// An HTTP connection idle this long between requests is closed. Default 60 s.
+    public var keepAliveTimeout: TimeAmount = .seconds(60)
+    /// The largest request head (request line and headers). Default 16 KiB.
+    public var maxHeaderBytes = 16 * 1024
+    /// The largest inbound WebSocket message. Default 4 KiB (the protocol's limit).
+    public var maxInboundMessageBytes = 4 * 1024
+    /// Outbound bytes buffered per stream above which it stops being written to. Default 256 KiB.
+    public var writeBufferHighWatermark = 256 * 1024
+    /// Outbound bytes below which a paused stream resumes. Default 64 KiB.
+    public var writeBufferLowWatermark = 64 * 1024
+    /// Seconds a client is told to wait in `Retry-After` when a limit is reached. Default 5.
+    public var retryAfterSeconds = 5
+
+    public init() {}
+
+    /// Problems with the settings, for a clear start-up error.
+    public func validationErrors() -> [String] {
+        var errors: [String] = []
+        if !(0...65535).contains(port) { errors.append("--port must be between 0 and 65535") }
+        if eventLoops < 1 || eventLoops > 256 { errors.append("--event-loops must be between 1 and 256") }
+        if defaultTail < 0 { errors.append("--default-tail must be 0 or more") }
+        if maxConnections < 1 { errors.append("--max-connections must be at least 1") }
+        if maxSubscribersPerWorker < 1 { errors.append("--max-subscribers-per-worker must be at least 1") }
+        if maxConnectionsPerIP < 1 { errors.append("--max-connections-per-ip must be at least 1") }
+        if writeBufferLowWatermark >= writeBufferHighWatermark { errors.append("the write buffer low watermark must be below the high one") }
+        return errors
+    }
+}

@@ -1,0 +1,266 @@
+import NIOCore
+import NIOWebSocket
+import TailgateCore
+
+/// One subscriber's stream after the WebSocket upgrade: `hello`, replay, live batches, `gap`, `end`.
+///
+/// The session is a cursor into its worker's ring: `nextSeq` is the first seq it has not sent yet.
+/// While the connection is writable and the cursor is at the head, live batches go out as they come,
+/// the same framed bytes as for every other subscriber. When the connection stops being writable the
+/// session stops writing; once writable again it catches up from the ring (with a `gap` when the
+/// ring has moved past the cursor). So the seqs it sends are always `replay_from, replay_from + 1, …`.
+///
+/// It writes framed bytes itself (there is no frame encoder in the pipeline) and sits last in the
+/// pipeline, after the frame decoder.
+final class StreamSession: ChannelInboundHandler, BatchSubscriber {
+    typealias InboundIn = WebSocketFrame
+    typealias OutboundOut = ByteBuffer
+
+    private enum Phase {
+        case starting
+        /// Caught up: live batches are written as they come.
+        case live
+        /// Behind the head: catching up from the ring whenever writable.
+        case behind
+        /// A close frame was sent; waiting for the client's.
+        case closing
+    }
+
+    let worker: Worker
+    private let start: ReplayStart
+    private let rendering: BatchRendering
+    private let configuration: ServerConfiguration
+    private let registry: SessionRegistry
+    private let statistics: GatewayStatistics
+    private var context: ChannelHandlerContext?
+    private var phase = Phase.starting
+    /// The first seq not sent yet.
+    private(set) var nextSeq: UInt64 = 0
+    private var unwritableSince: NIODeadline?
+    private var lastInbound = NIODeadline.now()
+    private var pingSentAt: NIODeadline?
+    private var inboundMessageBytes = 0
+    private var inboundMessageOpen = false
+
+    init(worker: Worker, start: ReplayStart, rendering: BatchRendering, configuration: ServerConfiguration,
+         registry: SessionRegistry, statistics: GatewayStatistics) {
+        self.worker = worker
+        self.start = start
+        self.rendering = rendering
+        self.configuration = configuration
+        self.registry = registry
+        self.statistics = statistics
+    }
+
+    // MARK: Starting and stopping
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        let snapshot = worker.snapshot()
+        nextSeq = start.replayFrom(firstSeq: snapshot.firstSeq, lastSeq: snapshot.lastSeq)
+        writeControl(StreamMessages.hello(snapshot, replayFrom: nextSeq))
+        worker.fanOut.add(self, rendering: rendering, on: context.eventLoop)
+        registry.add(self)
+        phase = .behind
+        catchUp()
+        context.flush()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        detach()
+        self.context = nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        detach()
+        context.fireChannelInactive()
+    }
+
+    private var attached = true
+    private func detach() {
+        guard attached, let context else { return }
+        attached = false
+        worker.fanOut.remove(self, on: context.eventLoop)
+        registry.remove(self)
+    }
+
+    /// Sends a close frame with `code` and `reason`, then closes the connection once the client
+    /// answers (or after a short wait).
+    func close(code: UInt16, reason: String) {
+        guard let context, phase != .closing else { return }
+        phase = .closing
+        detach()
+        context.writeAndFlush(wrapOutboundOut(ServerFrames.close(code: code, reason: reason)), promise: nil)
+        statistics.closes(code: code)
+        context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(2)) { [weak self] in
+            self?.context?.close(promise: nil)
+        }
+    }
+
+    // MARK: Sending
+
+    private func writeControl(_ message: ByteBuffer) {
+        context?.write(wrapOutboundOut(ServerFrames.frame(.text, payload: message)), promise: nil)
+    }
+
+    func offer(_ batch: Batch, rendered: ByteBuffer) {
+        guard phase == .live, let context else { return }
+        if nextSeq == batch.firstSeq && context.channel.isWritable {
+            nextSeq = batch.lastSeq + 1
+            context.write(wrapOutboundOut(rendered), promise: nil)
+            if !context.channel.isWritable { sampleBufferedBytes() }
+            context.flush()
+        } else if nextSeq <= batch.lastSeq {
+            phase = .behind
+            catchUp()
+        }
+    }
+
+    func workerEnded() {
+        guard phase == .live else { return }
+        phase = .behind
+        catchUp()
+    }
+
+    /// Writes from the ring while the connection is writable, until caught up.
+    private func catchUp() {
+        guard phase == .behind, let context else { return }
+        var wrote = false
+        defer {
+            if wrote {
+                sampleBufferedBytes()
+                context.flush()
+            }
+        }
+        while context.channel.isWritable {
+            switch worker.read(at: nextSeq) {
+            case .gap(let from, let to):
+                nextSeq = to + 1
+                writeControl(StreamMessages.gap(from: from, to: to))
+                statistics.gaps.add(1, ordering: .relaxed)
+            case .batch(let batch):
+                let bytes: ByteBuffer
+                if batch.firstSeq == nextSeq {
+                    bytes = batch.derivedBytes(key: rendering.key) { rendering.render($0) }
+                } else {
+                    bytes = ServerFrames.frame(.text, payload: batch.payload(from: nextSeq))
+                    statistics.partialFrames.add(1, ordering: .relaxed)
+                }
+                nextSeq = batch.lastSeq + 1
+                context.write(wrapOutboundOut(bytes), promise: nil)
+            case .caughtUp(let ended):
+                if ended {
+                    writeControl(StreamMessages.end(worker: worker.id, lastSeq: nextSeq - 1))
+                    close(code: CloseCode.normal, reason: "worker stopped")
+                } else {
+                    phase = .live
+                }
+                return
+            }
+            wrote = true
+        }
+    }
+
+    private func sampleBufferedBytes() {
+        if let bytes = try? context?.channel.syncOptions?.getOption(.bufferedWritableBytes) {
+            statistics.recordBuffered(bytes)
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            unwritableSince = nil
+            catchUp()
+        } else if unwritableSince == nil {
+            unwritableSince = .now()
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    // MARK: Receiving
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        lastInbound = .now()
+        guard frame.maskKey != nil else {
+            close(code: CloseCode.protocolError, reason: "client frames must be masked")
+            return
+        }
+        guard !frame.rsv1, !frame.rsv2, !frame.rsv3 else {
+            close(code: CloseCode.protocolError, reason: "reserved bits set without a negotiated extension")
+            return
+        }
+        switch frame.opcode {
+        case .ping:
+            guard frame.fin, frame.length <= 125 else {
+                close(code: CloseCode.protocolError, reason: "invalid ping frame")
+                return
+            }
+            var payload = frame.unmaskedData
+            let pong = ServerFrames.frame(.pong, payload: payload.readSlice(length: payload.readableBytes)!)
+            context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
+        case .pong:
+            pingSentAt = nil
+        case .connectionClose:
+            if phase == .closing {
+                context.close(promise: nil)
+            } else {
+                var payload = frame.unmaskedData
+                let code = payload.readInteger(as: UInt16.self) ?? CloseCode.normal
+                phase = .closing
+                detach()
+                let reply = ServerFrames.close(code: code == 1005 ? CloseCode.normal : code, reason: "")
+                context.writeAndFlush(wrapOutboundOut(reply)).whenComplete { _ in context.close(promise: nil) }
+            }
+        case .text, .binary, .continuation:
+            if frame.opcode == .continuation && !inboundMessageOpen {
+                close(code: CloseCode.protocolError, reason: "continuation frame without a message")
+                return
+            }
+            if frame.opcode != .continuation && inboundMessageOpen {
+                close(code: CloseCode.protocolError, reason: "new message before the previous one ended")
+                return
+            }
+            inboundMessageBytes = (frame.opcode == .continuation ? inboundMessageBytes : 0) + frame.length
+            inboundMessageOpen = !frame.fin
+            if inboundMessageBytes > configuration.maxInboundMessageBytes {
+                close(code: CloseCode.tooBig, reason: "inbound messages are limited to \(configuration.maxInboundMessageBytes) bytes")
+            }
+            // Clients need send nothing; small messages are accepted and ignored.
+        default:
+            close(code: CloseCode.protocolError, reason: "unknown opcode")
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        switch error {
+        case NIOWebSocketError.invalidFrameLength:
+            close(code: CloseCode.tooBig, reason: "inbound messages are limited to \(configuration.maxInboundMessageBytes) bytes")
+        case is NIOWebSocketError:
+            close(code: CloseCode.protocolError, reason: "invalid frame")
+        default:
+            context.close(promise: nil)
+        }
+    }
+
+    // MARK: Timers
+
+    /// Checked about once a second: stalls and keep-alive pings.
+    func tick(now: NIODeadline) {
+        guard let context, phase != .closing else { return }
+        if let since = unwritableSince, !context.channel.isWritable, now - since >= configuration.stallTimeout {
+            close(code: CloseCode.tryAgainLater, reason: "stalled: no progress for \(configuration.stallTimeout.nanoseconds / 1_000_000_000) s")
+            context.close(promise: nil)
+            return
+        }
+        if let sent = pingSentAt {
+            if now - sent >= configuration.pongTimeout {
+                close(code: CloseCode.tryAgainLater, reason: "no pong within \(configuration.pongTimeout.nanoseconds / 1_000_000_000) s")
+                context.close(promise: nil)
+            }
+        } else if now - lastInbound >= configuration.pingInterval {
+            pingSentAt = now
+            context.writeAndFlush(wrapOutboundOut(ServerFrames.frame(.ping, payload: ByteBuffer())), promise: nil)
+        }
+    }
+}

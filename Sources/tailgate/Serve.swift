@@ -1,0 +1,155 @@
+import ArgumentParser
+import Dispatch
+import Logging
+import NIOCore
+import NIOPosix
+import TailgateCore
+import TailgateDemo
+import TailgateServer
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `tailgate serve`: runs the gateway.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the gateway: dashboard, REST API and every worker's stream on one port.")
+
+    @Option(help: "Address to listen on.")
+    var host = "127.0.0.1"
+
+    @Option(help: "Port to listen on (0 picks a free port).")
+    var port = 8080
+
+    @Option(help: "Start N simulated strategy workers (demo-1 … demo-N).")
+    var demo = 0
+
+    @Option(name: .customLong("demo-rate"), help: "Records per second per demo worker (1 to 100000).")
+    var demoRate: Double = 5
+
+    @Option(name: .customLong("event-loops"), help: "Event loops (threads) serving connections.")
+    var eventLoops = 1
+
+    @Option(name: .customLong("ring-records"), help: "Records kept per worker for replay.")
+    var ringRecords = 10_000
+
+    @Option(name: .customLong("ring-bytes"), help: "Bytes of records kept per worker (e.g. 8MiB, 512KiB).", transform: ByteSize.parse)
+    var ringBytes = 8 << 20
+
+    @Option(name: .customLong("retention"), help: "Seconds a stopped worker stays readable before it is removed.")
+    var retention = 600
+
+    @Option(name: .customLong("default-tail"), help: "Records replayed to a subscriber that gives neither since nor tail.")
+    var defaultTail = 1000
+
+    @Option(name: .customLong("max-connections"), help: "Open connections in all.")
+    var maxConnections = 10_000
+
+    @Option(name: .customLong("max-subscribers-per-worker"), help: "Subscribers of one worker.")
+    var maxSubscribersPerWorker = 1000
+
+    @Option(name: .customLong("max-connections-per-ip"), help: "Open connections from one client address.")
+    var maxConnectionsPerIP = 256
+
+    @Option(name: .customLong("allowed-origin"), help: "An Origin allowed besides the gateway's own (repeatable; * allows all).")
+    var allowedOrigins: [String] = []
+
+    @Option(name: .customLong("stall-timeout"), help: "Seconds a subscriber may take no data before it is closed with 1013.")
+    var stallTimeout = 60
+
+    @Option(name: .customLong("ping-interval"), help: "Seconds of client silence before the gateway pings.")
+    var pingInterval = 30
+
+    @Option(name: .customLong("public-dir"), help: "Folder of the browser UI.")
+    var publicDir = "Public"
+
+    @Flag(inversion: .prefixedNo, help: "Offer permessage-deflate compression to clients.")
+    var deflate = true
+
+    func validate() throws {
+        guard demo >= 0 else { throw ValidationError("--demo must be 0 or more") }
+        guard demoRate >= 1 && demoRate <= 100_000 else { throw ValidationError("--demo-rate must be between 1 and 100000") }
+        guard ringRecords >= 1 else { throw ValidationError("--ring-records must be at least 1") }
+        guard ringBytes >= 64 << 10 else { throw ValidationError("--ring-bytes must be at least 64KiB") }
+        guard retention >= 0 else { throw ValidationError("--retention must be 0 or more") }
+        guard stallTimeout >= 1 else { throw ValidationError("--stall-timeout must be at least 1") }
+        guard pingInterval >= 1 else { throw ValidationError("--ping-interval must be at least 1") }
+    }
+
+    func run() async throws {
+        var configuration = ServerConfiguration()
+        configuration.host = host
+        configuration.port = port
+        configuration.eventLoops = eventLoops
+        configuration.publicDirectory = publicDir
+        configuration.defaultTail = defaultTail
+        configuration.maxConnections = maxConnections
+        configuration.maxSubscribersPerWorker = maxSubscribersPerWorker
+        configuration.maxConnectionsPerIP = maxConnectionsPerIP
+        configuration.allowedOrigins = allowedOrigins
+        configuration.stallTimeout = .seconds(Int64(stallTimeout))
+        configuration.pingInterval = .seconds(Int64(pingInterval))
+        configuration.pongTimeout = .seconds(Int64(pingInterval))
+        if let problem = configuration.validationErrors().first { throw ValidationError(problem) }
+
+        var logger = Logger(label: "tailgate")
+        logger.logLevel = .info
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: eventLoops)
+        let busConfiguration = BusConfiguration(
+            workerLimits: WorkerLimits(ringRecords: ringRecords, ringBytes: ringBytes), retention: .seconds(Int64(retention)))
+        let bus = LogBus(configuration: busConfiguration, eventLoopGroup: group)
+        let server: GatewayServer
+        do {
+            server = try await GatewayServer.start(configuration: configuration, bus: bus, group: group, logger: logger)
+        } catch let error as IOError {
+            throw ValidationError("cannot listen on \(host):\(port): \(error.description)")
+        }
+        let demoGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let fleet = demo > 0 ? try DemoFleet(bus: bus, count: demo, rate: demoRate, loop: demoGroup.next()) : nil
+
+        let displayHost = host.contains(":") ? "[\(host)]" : host
+        let base = "http://\(displayHost):\(server.port)/"
+        var line = "tailgate listening on \(base) — dashboard \(base), streams ws://\(displayHost):\(server.port)/ws/workers/<id>"
+        line += ", \(eventLoops) event loop\(eventLoops == 1 ? "" : "s")"
+        if demo > 0 { line += ", \(demo) demo worker\(demo == 1 ? "" : "s") at \(Int(demoRate))/s" }
+        print(line)
+        fflush(nil)
+
+        await waitForTerminationSignal()
+        print("tailgate shutting down: closing \(server.openConnections) connection(s) with 1001")
+        fflush(nil)
+        fleet?.pause()
+        await server.shutdown()
+        try? await demoGroup.shutdownGracefully()
+        try? await group.shutdownGracefully()
+    }
+}
+
+/// Waits for SIGINT or SIGTERM.
+func waitForTerminationSignal() async {
+    let (signals, continuation) = AsyncStream<Int32>.makeStream()
+    var sources: [DispatchSourceSignal] = []
+    for signalNumber in [SIGINT, SIGTERM] {
+        signal(signalNumber, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
+        source.setEventHandler { continuation.yield(signalNumber) }
+        source.resume()
+        sources.append(source)
+    }
+    for await _ in signals { break }
+    sources.forEach { $0.cancel() }
+}
+
+/// Reads sizes such as `8MiB`, `512KiB`, `1GiB`, `65536` (bytes).
+enum ByteSize {
+    static func parse(_ text: String) throws -> Int {
+        let units: [(String, Int)] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("GB", 1_000_000_000),
+                                      ("MB", 1_000_000), ("KB", 1000), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10), ("B", 1)]
+        for (suffix, factor) in units where text.hasSuffix(suffix) {
+            if let number = Int(text.dropLast(suffix.count)), number >= 0 { return number * factor }
+            break
+        }
+        if let number = Int(text), number >= 0 { return number }
+        throw ValidationError("'\(text)' is not a size (examples: 65536, 512KiB, 8MiB, 1GiB)")
+    }
+}

@@ -1,0 +1,15 @@
+import ArgumentParser
+
+@main
+struct Tailgate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tailgate",
+        abstract: "Live logs of many workers in the browser, over one port.",
+        discussion: """
+            Browsers open ws://HOST:PORT/ws/workers/<id>; the gateway replays that worker's ring buffer, then \
+            streams live records. The dashboard is at http://HOST:PORT/.
+            """,
+        subcommands: [Serve.self],
+        defaultSubcommand: Serve.self
+    )
+}

@@ -51,14 +51,29 @@ enum ConnectionPipeline {
         if gateway.limiter.reserveSubscriber(of: request.worker) != nil { return nil }
         connection.reservedWorker = request.worker
         connection.stream = request
-        return HTTPHeaders()
+        var headers = HTTPHeaders()
+        if gateway.configuration.deflateEnabled,
+           let parameters = PerMessageDeflateNegotiation.negotiate(head.headers["sec-websocket-extensions"])
+        {
+            connection.deflate = parameters
+            headers.add(name: "Sec-WebSocket-Extensions", value: parameters.responseHeader)
+        }
+        return headers
     }
 
     private static func startStream(on channel: Channel, connection: ConnectionState, gateway: GatewayContext) throws {
         guard let request = connection.stream else { throw ChannelError.inappropriateOperationForState }
         connection.stream = nil
+        let rendering: BatchRendering
+        if let deflate = connection.deflate {
+            rendering = DeflateFrameRendering(windowBits: deflate.serverMaxWindowBits, threshold: gateway.configuration.deflateThreshold,
+                                              pool: gateway.deflaters, statistics: gateway.statistics)
+        } else {
+            rendering = PlainFrameRendering()
+        }
         let session = StreamSession(
-            worker: request.worker, start: request.start, rendering: PlainFrameRendering(),
+            worker: request.worker, start: request.start, rendering: rendering,
+            inbound: InboundMessages(maxBytes: gateway.configuration.maxInboundMessageBytes, deflate: connection.deflate),
             configuration: gateway.configuration, registry: gateway.registry(for: channel.eventLoop),
             statistics: gateway.statistics)
         try channel.pipeline.syncOperations.addHandlers([

@@ -9,6 +9,8 @@ final class GatewayContext: Sendable {
     let staticFiles: StaticFiles?
     let limiter: ConnectionLimiter
     let registries: [SessionRegistry]
+    /// Compressors for permessage-deflate streams.
+    let deflaters: DeflaterPool
     /// `host:port` the gateway listens on, for URLs when a request has no `Host`.
     let listeningHost: String
 
@@ -22,6 +24,7 @@ final class GatewayContext: Sendable {
         self.staticFiles = staticFiles
         self.limiter = ConnectionLimiter(configuration: configuration)
         self.registries = registries
+        self.deflaters = DeflaterPool(level: configuration.deflateLevel)
         self.listeningHost = listeningHost
     }
 
@@ -39,6 +42,8 @@ final class ConnectionState: @unchecked Sendable {
     let admission: ConnectionLimiter.Admission
     /// The stream being opened, between the upgrade's validation and the session's start.
     var stream: StreamRequest?
+    /// The permessage-deflate parameters agreed in the handshake, if any.
+    var deflate: PerMessageDeflateParameters?
     /// The worker whose subscriber place this connection holds.
     var reservedWorker: Worker?
 
@@ -62,6 +67,10 @@ enum StatisticsJSON {
             ("stalled_closes", statistics.stalledCloses.load(ordering: .relaxed)),
             ("too_big_closes", statistics.tooBigCloses.load(ordering: .relaxed)),
             ("refusals", statistics.refusals.load(ordering: .relaxed)),
+            ("deflate_compressions", statistics.compressions.load(ordering: .relaxed)),
+            ("deflate_raw_bytes", statistics.compressedInputBytes.load(ordering: .relaxed)),
+            ("deflate_compressed_bytes", statistics.compressedOutputBytes.load(ordering: .relaxed)),
+            ("inflated_messages", statistics.inflatedMessages.load(ordering: .relaxed)),
             ("workers", gateway.bus.allWorkers().count),
         ]
         var buffer = ByteBufferAllocator().buffer(capacity: 512)

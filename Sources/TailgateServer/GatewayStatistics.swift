@@ -16,6 +16,14 @@ public final class GatewayStatistics: Sendable {
     public let stalledCloses = Atomic<Int>(0)
     /// Streams closed with 1009 (inbound message too big).
     public let tooBigCloses = Atomic<Int>(0)
+    /// Batches compressed (once per distinct server window, whatever the number of subscribers).
+    public let compressions = Atomic<Int>(0)
+    /// Bytes given to the compressor.
+    public let compressedInputBytes = Atomic<Int>(0)
+    /// Bytes it produced.
+    public let compressedOutputBytes = Atomic<Int>(0)
+    /// Compressed messages received from clients and inflated.
+    public let inflatedMessages = Atomic<Int>(0)
     /// HTTP requests refused with a 4xx or 5xx status.
     public let refusals = Atomic<Int>(0)
 

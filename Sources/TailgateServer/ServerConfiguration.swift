@@ -39,6 +39,12 @@ public struct ServerConfiguration: Sendable {
     public var writeBufferHighWatermark = 256 * 1024
     /// Outbound bytes below which a paused stream resumes. Default 64 KiB.
     public var writeBufferLowWatermark = 64 * 1024
+    /// Whether permessage-deflate is offered to clients that ask for it. Default on.
+    public var deflateEnabled = true
+    /// zlib compression level, 1 (fastest) to 9 (smallest). Default 6.
+    public var deflateLevel = 6
+    /// Messages smaller than this many bytes are sent uncompressed. Default 256.
+    public var deflateThreshold = 256
     /// Seconds a client is told to wait in `Retry-After` when a limit is reached. Default 5.
     public var retryAfterSeconds = 5
 
@@ -53,6 +59,8 @@ public struct ServerConfiguration: Sendable {
         if maxConnections < 1 { errors.append("--max-connections must be at least 1") }
         if maxSubscribersPerWorker < 1 { errors.append("--max-subscribers-per-worker must be at least 1") }
         if maxConnectionsPerIP < 1 { errors.append("--max-connections-per-ip must be at least 1") }
+        if !(1...9).contains(deflateLevel) { errors.append("--deflate-level must be between 1 and 9") }
+        if deflateThreshold < 0 { errors.append("--deflate-threshold must be 0 or more") }
         if writeBufferLowWatermark >= writeBufferHighWatermark { errors.append("the write buffer low watermark must be below the high one") }
         return errors
     }

@@ -39,14 +39,14 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
     private var unwritableSince: NIODeadline?
     private var lastInbound = NIODeadline.now()
     private var pingSentAt: NIODeadline?
-    private var inboundMessageBytes = 0
-    private var inboundMessageOpen = false
+    private var inbound: InboundMessages
 
-    init(worker: Worker, start: ReplayStart, rendering: BatchRendering, configuration: ServerConfiguration,
+    init(worker: Worker, start: ReplayStart, rendering: BatchRendering, inbound: InboundMessages, configuration: ServerConfiguration,
          registry: SessionRegistry, statistics: GatewayStatistics) {
         self.worker = worker
         self.start = start
         self.rendering = rendering
+        self.inbound = inbound
         self.configuration = configuration
         self.registry = registry
         self.statistics = statistics
@@ -186,8 +186,8 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
             close(code: CloseCode.protocolError, reason: "client frames must be masked")
             return
         }
-        guard !frame.rsv1, !frame.rsv2, !frame.rsv3 else {
-            close(code: CloseCode.protocolError, reason: "reserved bits set without a negotiated extension")
+        if frame.rsv1 || frame.rsv2 || frame.rsv3, frame.opcode.isControlOpcode {
+            close(code: CloseCode.protocolError, reason: "reserved bits set on a control frame")
             return
         }
         switch frame.opcode {
@@ -213,20 +213,11 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
                 context.writeAndFlush(wrapOutboundOut(reply)).whenComplete { _ in context.close(promise: nil) }
             }
         case .text, .binary, .continuation:
-            if frame.opcode == .continuation && !inboundMessageOpen {
-                close(code: CloseCode.protocolError, reason: "continuation frame without a message")
-                return
+            if case .close(let code, let reason) = inbound.receive(frame) {
+                close(code: code, reason: reason)
+            } else if frame.fin && inbound.lastWasCompressed {
+                statistics.inflatedMessages.add(1, ordering: .relaxed)
             }
-            if frame.opcode != .continuation && inboundMessageOpen {
-                close(code: CloseCode.protocolError, reason: "new message before the previous one ended")
-                return
-            }
-            inboundMessageBytes = (frame.opcode == .continuation ? inboundMessageBytes : 0) + frame.length
-            inboundMessageOpen = !frame.fin
-            if inboundMessageBytes > configuration.maxInboundMessageBytes {
-                close(code: CloseCode.tooBig, reason: "inbound messages are limited to \(configuration.maxInboundMessageBytes) bytes")
-            }
-            // Clients need send nothing; small messages are accepted and ignored.
         default:
             close(code: CloseCode.protocolError, reason: "unknown opcode")
         }

@@ -63,8 +63,14 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("public-dir"), help: "Folder of the browser UI.")
     var publicDir = "Public"
 
-    @Flag(inversion: .prefixedNo, help: "Offer permessage-deflate compression to clients.")
+    @Flag(inversion: .prefixedNo, help: "Offer permessage-deflate compression to clients (RFC 7692).")
     var deflate = true
+
+    @Option(name: .customLong("deflate-level"), help: "zlib level for compressed streams, 1 (fastest) to 9 (smallest).")
+    var deflateLevel = 6
+
+    @Option(name: .customLong("deflate-threshold"), help: "Messages smaller than this many bytes go uncompressed.")
+    var deflateThreshold = 256
 
     func validate() throws {
         guard demo >= 0 else { throw ValidationError("--demo must be 0 or more") }
@@ -90,6 +96,9 @@ struct Serve: AsyncParsableCommand {
         configuration.stallTimeout = .seconds(Int64(stallTimeout))
         configuration.pingInterval = .seconds(Int64(pingInterval))
         configuration.pongTimeout = .seconds(Int64(pingInterval))
+        configuration.deflateEnabled = deflate
+        configuration.deflateLevel = deflateLevel
+        configuration.deflateThreshold = deflateThreshold
         if let problem = configuration.validationErrors().first { throw ValidationError(problem) }
 
         var logger = Logger(label: "tailgate")
@@ -110,6 +119,7 @@ struct Serve: AsyncParsableCommand {
         let displayHost = host.contains(":") ? "[\(host)]" : host
         let base = "http://\(displayHost):\(server.port)/"
         var line = "tailgate listening on \(base) — dashboard \(base), streams ws://\(displayHost):\(server.port)/ws/workers/<id>"
+        line += ", compression \(deflate ? "on" : "off")"
         line += ", \(eventLoops) event loop\(eventLoops == 1 ? "" : "s")"
         if demo > 0 { line += ", \(demo) demo worker\(demo == 1 ? "" : "s") at \(Int(demoRate))/s" }
         print(line)

@@ -1,0 +1,66 @@
+import NIOCore
+import NIOWebSocket
+
+/// Reassembles the data messages a client sends on a stream, enforcing the size cap and inflating
+/// compressed ones. Clients need send nothing; what they send is checked and then ignored.
+struct InboundMessages {
+    private let maxBytes: Int
+    private let inflater: Inflater?
+    private var fragments: ByteBuffer?
+    private var compressed = false
+    private var isText = false
+
+    /// What to do after a frame.
+    enum Outcome: Equatable {
+        /// Nothing (a fragment, or a complete message that was accepted).
+        case accepted
+        /// Close the stream with this code and reason.
+        case close(UInt16, String)
+    }
+
+    init(maxBytes: Int, deflate: PerMessageDeflateParameters?) {
+        self.maxBytes = maxBytes
+        inflater = deflate.map { Inflater(keepsContext: !$0.clientNoContextTakeover) }
+    }
+
+    private var tooBig: Outcome { .close(CloseCode.tooBig, "inbound messages are limited to \(maxBytes) bytes") }
+
+    mutating func receive(_ frame: WebSocketFrame) -> Outcome {
+        if frame.rsv2 || frame.rsv3 || (frame.rsv1 && (inflater == nil || frame.opcode == .continuation)) {
+            return .close(CloseCode.protocolError, "reserved bits set without a negotiated extension")
+        }
+        switch frame.opcode {
+        case .text, .binary:
+            guard fragments == nil else { return .close(CloseCode.protocolError, "new message before the previous one ended") }
+            compressed = frame.rsv1
+            isText = frame.opcode == .text
+            fragments = ByteBuffer()
+        case .continuation:
+            guard fragments != nil else { return .close(CloseCode.protocolError, "continuation frame without a message") }
+        default:
+            return .close(CloseCode.protocolError, "unexpected opcode")
+        }
+        var data = frame.unmaskedData
+        guard fragments!.readableBytes + data.readableBytes <= maxBytes else { return tooBig }
+        fragments!.writeBuffer(&data)
+        guard frame.fin else { return .accepted }
+        var message = fragments!
+        fragments = nil
+        if compressed, let inflater {
+            do {
+                message = try inflater.inflate(message, limit: maxBytes)
+            } catch .tooBig {
+                return tooBig
+            } catch {
+                return .close(CloseCode.invalidPayload, "invalid compressed data")
+            }
+        }
+        if isText, String(validating: message.readableBytesView, as: UTF8.self) == nil {
+            return .close(CloseCode.invalidPayload, "text messages must be valid UTF-8")
+        }
+        return .accepted
+    }
+
+    /// Whether the last complete message was compressed (for statistics).
+    var lastWasCompressed: Bool { compressed }
+}

@@ -51,6 +51,7 @@ public struct RingBuffer: Sendable {
             batches.removeAll(keepingCapacity: true)
             unmergedCount = 0
             recordBytes = 0
+            lastSeq = batch.firstSeq - 1
             firstSeq = batch.firstSeq
         }
         if isEmpty { firstSeq = batch.firstSeq }

@@ -1,0 +1,35 @@
+import NIOCore
+import TailgateCore
+
+/// `GET /api/stats`.
+enum StatisticsJSON {
+    static func render(_ gateway: GatewayContext) -> ByteBuffer {
+        let statistics = gateway.statistics
+        let values: [(String, Int)] = [
+            ("connections_open", gateway.limiter.openConnections),
+            ("connections_accepted", statistics.connectionsAccepted.load(ordering: .relaxed)),
+            ("streams_opened", statistics.streamsOpened.load(ordering: .relaxed)),
+            ("gaps_sent", statistics.gaps.load(ordering: .relaxed)),
+            ("partial_frames", statistics.partialFrames.load(ordering: .relaxed)),
+            ("max_buffered_bytes_per_stream", statistics.maxBufferedBytesPerStream.load(ordering: .relaxed)),
+            ("stalled_closes", statistics.stalledCloses.load(ordering: .relaxed)),
+            ("too_big_closes", statistics.tooBigCloses.load(ordering: .relaxed)),
+            ("refusals", statistics.refusals.load(ordering: .relaxed)),
+            ("deflate_compressions", statistics.compressions.load(ordering: .relaxed)),
+            ("deflate_raw_bytes", statistics.compressedInputBytes.load(ordering: .relaxed)),
+            ("deflate_compressed_bytes", statistics.compressedOutputBytes.load(ordering: .relaxed)),
+            ("inflated_messages", statistics.inflatedMessages.load(ordering: .relaxed)),
+            ("workers", gateway.bus.allWorkers().count),
+        ]
+        var buffer = ByteBufferAllocator().buffer(capacity: 512)
+        buffer.writeStaticString("{")
+        for (index, (name, value)) in values.enumerated() {
+            if index > 0 { buffer.writeStaticString(",") }
+            buffer.writeJSONString(name)
+            buffer.writeStaticString(":")
+            buffer.writeJSONInteger(value)
+        }
+        buffer.writeStaticString("}\n")
+        return buffer
+    }
+}

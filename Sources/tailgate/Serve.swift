@@ -33,7 +33,7 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("ring-records"), help: "Records kept per worker for replay.")
     var ringRecords = 10_000
 
-    @Option(name: .customLong("ring-bytes"), help: "Bytes of records kept per worker (e.g. 8MiB, 512KiB).", transform: ByteSize.parse)
+    @Option(name: .customLong("ring-bytes"), help: "Bytes of records kept per worker (e.g. 8MiB, 512KiB; default 8MiB).", transform: ByteSize.parse)
     var ringBytes = 8 << 20
 
     @Option(name: .customLong("retention"), help: "Seconds a stopped worker stays readable before it is removed.")

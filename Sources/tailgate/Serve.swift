@@ -60,6 +60,12 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("ping-interval"), help: "Seconds of client silence before the gateway pings.")
     var pingInterval = 30
 
+    @Option(name: .customLong("publish-from"), help: "Addresses allowed to publish over HTTP, as CIDR (repeatable; replaces the default 127.0.0.0/8 and ::1).")
+    var publishFrom: [String] = []
+
+    @Option(name: .customLong("max-record-bytes"), help: "Longest record line accepted from another process (e.g. 64KiB).", transform: ByteSize.parse)
+    var maxRecordBytes = 64 << 10
+
     @Option(name: .customLong("public-dir"), help: "Folder of the browser UI.")
     var publicDir = "Public"
 
@@ -96,6 +102,13 @@ struct Serve: AsyncParsableCommand {
         configuration.stallTimeout = .seconds(Int64(stallTimeout))
         configuration.pingInterval = .seconds(Int64(pingInterval))
         configuration.pongTimeout = .seconds(Int64(pingInterval))
+        if !publishFrom.isEmpty {
+            configuration.publishFrom = try publishFrom.map { text in
+                guard let range = AddressRange(text) else { throw ValidationError("--publish-from '\(text)' is not an address or CIDR block (e.g. 127.0.0.1/32, 10.0.0.0/8, ::1)") }
+                return range
+            }
+        }
+        configuration.maxRecordBytes = maxRecordBytes
         configuration.deflateEnabled = deflate
         configuration.deflateLevel = deflateLevel
         configuration.deflateThreshold = deflateThreshold

@@ -97,11 +97,19 @@ public final class Worker: Sendable {
     /// Never blocks on subscribers and never fails because of them. Callable from any thread.
     @discardableResult
     public func publish(_ record: LogRecord) -> Bool {
+        enqueue(record) != nil
+    }
+
+    /// Publishes a record and says which seq it got and how many records wait for the next drain
+    /// (publishers that can slow down, such as HTTP ingest, use it to apply backpressure).
+    /// `nil` when the worker has been stopped.
+    public func enqueue(_ record: LogRecord) -> (seq: UInt64, queued: Int)? {
         let timestamp = record.timestamp ?? Timestamp.now()
         let size = record.estimatedSize
-        let needsDrain: Bool? = ingress.withLock { state in
+        let outcome: (seq: UInt64, queued: Int, needsDrain: Bool)? = ingress.withLock { state in
             guard !state.stopRequested else { return nil }
-            state.pending.append(PendingRecord(record: record, seq: state.nextSeq, timestamp: timestamp))
+            let seq = state.nextSeq
+            state.pending.append(PendingRecord(record: record, seq: seq, timestamp: timestamp))
             state.nextSeq += 1
             state.pendingBytes += size
             // The loop is not keeping up: the oldest queued records leave as the ring would evict them.
@@ -113,14 +121,18 @@ public final class Worker: Sendable {
                     state.skipped = 0
                 }
             }
-            if state.drainScheduled { return false }
+            let queued = state.pending.count - state.skipped
+            if state.drainScheduled { return (seq, queued, false) }
             state.drainScheduled = true
-            return true
+            return (seq, queued, true)
         }
-        guard let needsDrain else { return false }
-        if needsDrain { loop.execute { self.drain() } }
-        return true
+        guard let outcome else { return nil }
+        if outcome.needsDrain { loop.execute { self.drain() } }
+        return (outcome.seq, outcome.queued)
     }
+
+    /// Records waiting for the next drain.
+    public var queuedCount: Int { ingress.withLock { $0.pending.count - $0.skipped } }
 
     /// Publishes a record built from its fields.
     @discardableResult

@@ -14,6 +14,7 @@ enum StatisticsJSON {
             ("max_buffered_bytes_per_stream", statistics.maxBufferedBytesPerStream.load(ordering: .relaxed)),
             ("stalled_closes", statistics.stalledCloses.load(ordering: .relaxed)),
             ("too_big_closes", statistics.tooBigCloses.load(ordering: .relaxed)),
+            ("ingest_pauses", statistics.ingestPauses.load(ordering: .relaxed)),
             ("refusals", statistics.refusals.load(ordering: .relaxed)),
             ("deflate_compressions", statistics.compressions.load(ordering: .relaxed)),
             ("deflate_raw_bytes", statistics.compressedInputBytes.load(ordering: .relaxed)),

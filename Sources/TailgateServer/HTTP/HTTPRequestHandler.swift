@@ -6,8 +6,9 @@ import TailgateCore
 /// Answers the gateway's plain HTTP requests: the REST API, health, static files, and the refusals of
 /// stream requests that could not be upgraded. One per connection; removed when the connection
 /// becomes a stream.
-final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
+final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
 
     private let gateway: GatewayContext
@@ -15,6 +16,13 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var request: HTTPRequestHead?
     private var timeout: Scheduled<Void>?
     private var closeAfterResponse = false
+    /// The body being published (`POST /api/workers/{id}/records`).
+    private var ingest: IngestSession?
+    /// The rest of this request's body is ignored (it was refused already).
+    private var discardingBody = false
+    /// Reads are held back while the ingest worker's queue drains.
+    private var readsPaused = false
+    private var readPending = false
 
     init(gateway: GatewayContext, connection: ConnectionState) {
         self.gateway = gateway
@@ -44,12 +52,100 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             timeout?.cancel()
             timeout = nil
             request = head
-        case .body:
-            break
+            if IngestRoute.matches(head) { startIngest(head, context: context) }
+        case .body(var buffer):
+            if let ingest, !discardingBody {
+                let limit = gateway.ingestQueueLimit
+                if !ingest.consume(&buffer, queueLimit: limit) || ingest.worker.queuedCount >= limit {
+                    pauseReads(context: context)
+                }
+            }
         case .end:
             guard let head = request else { return }
             request = nil
-            respond(to: head, context: context)
+            if discardingBody {
+                discardingBody = false
+                return
+            }
+            if let ingest {
+                finishIngest(ingest, head: head, context: context)
+            } else {
+                respond(to: head, context: context)
+            }
+        }
+    }
+
+    // MARK: Ingest
+
+    private func startIngest(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+        do throws(GatewayError) {
+            if case .refused(let error) = connection.admission { throw error }
+            let session = try IngestRoute.open(head, peer: connection.address, gateway: gateway)
+            ingest = session
+            if head.headers.first(name: "expect")?.lowercased() == "100-continue" {
+                context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
+            }
+        } catch {
+            discardingBody = true
+            closeAfterResponse = true
+            gateway.statistics.refusals.add(1, ordering: .relaxed)
+            write(.error(error), for: head, context: context)
+        }
+    }
+
+    private func finishIngest(_ session: IngestSession, head: HTTPRequestHead, context: ChannelHandlerContext) {
+        guard !session.isHoldingInput else {
+            // Input is still waiting for the queue: answer once it is all published.
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            context.eventLoop.scheduleTask(in: .milliseconds(1)) {
+                let (handler, context) = loopBound.value
+                _ = session.resume(queueLimit: handler.gateway.ingestQueueLimit)
+                handler.finishIngest(session, head: head, context: context)
+            }
+            return
+        }
+        session.finish()
+        ingest = nil
+        write(.json(session.summary()), for: head, context: context)
+    }
+
+    private func pauseReads(context: ChannelHandlerContext) {
+        guard !readsPaused else { return }
+        readsPaused = true
+        gateway.statistics.ingestPauses.add(1, ordering: .relaxed)
+        scheduleResumeCheck(context: context)
+    }
+
+    private func scheduleResumeCheck(context: ChannelHandlerContext) {
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        context.eventLoop.scheduleTask(in: .milliseconds(1)) {
+            let (handler, context) = loopBound.value
+            handler.checkResume(context: context)
+        }
+    }
+
+    private func checkResume(context: ChannelHandlerContext) {
+        guard readsPaused, let ingest else {
+            readsPaused = false
+            return
+        }
+        let limit = gateway.ingestQueueLimit
+        if ingest.worker.queuedCount >= limit / 2 || (ingest.isHoldingInput && !ingest.resume(queueLimit: limit)) {
+            scheduleResumeCheck(context: context)
+            return
+        }
+        readsPaused = false
+        if readPending {
+            readPending = false
+            context.read()
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if readsPaused {
+            readPending = true
+        } else {
+            context.read()
         }
     }
 
@@ -112,6 +208,19 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             try requireGET(head)
             guard let worker = gateway.bus.worker(id) else { throw GatewayError.workerNotFound(id) }
             return .json(WorkerJSON.one(worker.snapshot(), streamBase: streamBase(head)))
+        case "stop":
+            guard head.method == .POST else { throw GatewayError.methodNotAllowed("POST") }
+            try IngestRoute.checkPublisher(connection.address, gateway: gateway)
+            guard let worker = gateway.bus.worker(id) else { throw GatewayError.workerNotFound(id) }
+            guard worker.owner == .remote else { throw IngestRoute.ownedInProcess(id) }
+            worker.stop()
+            var body = ByteBuffer()
+            body.writeStaticString("{\"stopped\":true,\"worker\":")
+            body.writeJSONString(id.rawValue)
+            body.writeStaticString("}\n")
+            return .json(body)
+        case "records":
+            throw GatewayError.methodNotAllowed("POST, PUT")
         case "logs":
             try requireGET(head)
             let since = try target.unsignedValue("since")

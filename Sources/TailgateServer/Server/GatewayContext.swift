@@ -14,6 +14,9 @@ final class GatewayContext: Sendable {
     /// `host:port` the gateway listens on, for URLs when a request has no `Host`.
     let listeningHost: String
 
+    /// Queued records of a worker above which an HTTP publisher stops being read.
+    var ingestQueueLimit: Int { max(64, min(8192, bus.configuration.workerLimits.ringRecords / 2)) }
+
     var validator: StreamRequestValidator { StreamRequestValidator(configuration: configuration, bus: bus) }
 
     init(configuration: ServerConfiguration, bus: LogBus, statistics: GatewayStatistics, staticFiles: StaticFiles?,

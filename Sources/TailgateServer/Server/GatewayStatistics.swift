@@ -24,6 +24,8 @@ public final class GatewayStatistics: Sendable {
     public let compressedOutputBytes = Atomic<Int>(0)
     /// Compressed messages received from clients and inflated.
     public let inflatedMessages = Atomic<Int>(0)
+    /// Times an HTTP publisher was paused because its worker's queue was full (TCP backpressure).
+    public let ingestPauses = Atomic<Int>(0)
     /// HTTP requests refused with a 4xx or 5xx status.
     public let refusals = Atomic<Int>(0)
 

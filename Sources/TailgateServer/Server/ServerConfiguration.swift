@@ -45,6 +45,10 @@ public struct ServerConfiguration: Sendable {
     public var deflateLevel = 6
     /// Messages smaller than this many bytes are sent uncompressed. Default 256.
     public var deflateThreshold = 256
+    /// Who may publish over HTTP (`POST /api/workers/{id}/records`). Default loopback only.
+    public var publishFrom: [AddressRange] = AddressRange.loopback
+    /// The longest record line accepted from another process. Default 64 KiB.
+    public var maxRecordBytes = 64 * 1024
     /// Seconds a client is told to wait in `Retry-After` when a limit is reached. Default 5.
     public var retryAfterSeconds = 5
 
@@ -61,6 +65,7 @@ public struct ServerConfiguration: Sendable {
         if maxConnectionsPerIP < 1 { errors.append("--max-connections-per-ip must be at least 1") }
         if !(1...9).contains(deflateLevel) { errors.append("--deflate-level must be between 1 and 9") }
         if deflateThreshold < 0 { errors.append("--deflate-threshold must be 0 or more") }
+        if maxRecordBytes < 64 { errors.append("--max-record-bytes must be at least 64") }
         if writeBufferLowWatermark >= writeBufferHighWatermark { errors.append("the write buffer low watermark must be below the high one") }
         return errors
     }

@@ -1,0 +1,60 @@
+import NIOHTTP1
+import TailgateCore
+
+/// `POST /api/workers/{id}/records` (also `PUT`, which `curl -T` sends): who may publish, into which
+/// worker, in which format.
+enum IngestRoute {
+    static func matches(_ head: HTTPRequestHead) -> Bool {
+        guard head.method == .POST || head.method == .PUT else { return false }
+        let path = head.uri.split(separator: "?", maxSplits: 1)[0]
+        return path.hasPrefix("/api/workers/") && path.hasSuffix("/records")
+    }
+
+    /// Checks the request and opens the session that publishes its body.
+    static func open(_ head: HTTPRequestHead, peer: String, gateway: GatewayContext) throws(GatewayError) -> IngestSession {
+        let target = try RequestTarget(head.uri)
+        let idText = target.path.dropFirst("/api/workers/".count).dropLast("/records".count)
+        guard let id = WorkerID(idText) else { throw GatewayError.badWorkerID(idText) }
+        try checkPublisher(peer, gateway: gateway)
+        let format: IngestSession.Format
+        let contentType = head.headers.first(name: "content-type")?.lowercased()
+            .split(separator: ";").first.map { $0.trimmingCharacters(in: " ") } ?? ""
+        switch contentType {
+        case "application/x-ndjson", "application/ndjson", "application/jsonl", "application/json":
+            format = .ndjson
+        case "text/plain", "", "application/octet-stream", "application/x-www-form-urlencoded":
+            // curl -T and curl --data-binary send these by default.
+            format = .text
+        default:
+            throw GatewayError(.unsupportedMediaType, "unsupported_media_type",
+                               "send application/x-ndjson (one JSON record per line) or text/plain (one line per record)")
+        }
+        let worker: Worker
+        do {
+            worker = try gateway.bus.remoteWorker(id)
+        } catch {
+            throw ownedInProcess(id)
+        }
+        return IngestSession(worker: worker, format: format, maxLineBytes: gateway.configuration.maxRecordBytes)
+    }
+
+    static func checkPublisher(_ peer: String, gateway: GatewayContext) throws(GatewayError) {
+        guard gateway.configuration.publishFrom.contains(where: { $0.contains(peer) }) else {
+            throw GatewayError(.forbidden, "publish_not_allowed",
+                               "\(peer) may not publish; allowed: \(gateway.configuration.publishFrom.map(\.description).joined(separator: ", ")) (--publish-from)")
+        }
+    }
+
+    static func ownedInProcess(_ id: WorkerID) -> GatewayError {
+        GatewayError(.conflict, "worker_owned_in_process", "worker '\(id)' is published by the gateway's own process; pick another id")
+    }
+}
+
+private extension Substring {
+    func trimmingCharacters(in set: String) -> String {
+        var text = self
+        while let first = text.first, set.contains(first) { text.removeFirst() }
+        while let last = text.last, set.contains(last) { text.removeLast() }
+        return String(text)
+    }
+}

@@ -1,0 +1,176 @@
+import NIOCore
+import TailgateCore
+
+/// One `POST /api/workers/{id}/records` body being published, line by line, as it arrives.
+///
+/// Lines are split incrementally, so a body that stays open for hours publishes each line as soon as
+/// its newline arrives. A bad line is rejected and counted (its first few reasons are reported), the
+/// lines around it are published. A line over the size limit is rejected without being buffered.
+final class IngestSession {
+    enum Format {
+        case ndjson
+        case text
+    }
+
+    struct LineError {
+        var line: Int
+        var message: String
+    }
+
+    let worker: Worker
+    let format: Format
+    let maxLineBytes: Int
+    private(set) var accepted = 0
+    private(set) var rejected = 0
+    private(set) var firstSeq: UInt64?
+    private(set) var lastSeq: UInt64?
+    private(set) var errors: [LineError] = []
+    private var lineNumber = 0
+    private var partial = ByteBuffer()
+    private var discardingLongLine = false
+    /// Input not processed yet because the worker's queue was full.
+    private var stash = ByteBuffer()
+    static let reportedErrors = 10
+
+    init(worker: Worker, format: Format, maxLineBytes: Int) {
+        self.worker = worker
+        self.format = format
+        self.maxLineBytes = maxLineBytes
+    }
+
+    /// Whether input waits for the worker's queue to drain.
+    var isHoldingInput: Bool { stash.readableBytes > 0 }
+
+    /// Takes a piece of the body. Returns `false` when it stopped early because the worker's queue
+    /// holds `queueLimit` records or more: call `resume` once it has drained.
+    func consume(_ buffer: inout ByteBuffer, queueLimit: Int) -> Bool {
+        if stash.readableBytes > 0 {
+            stash.writeBuffer(&buffer)
+            return resume(queueLimit: queueLimit)
+        }
+        let done = process(&buffer, queueLimit: queueLimit)
+        if !done { stash.writeBuffer(&buffer) }
+        return done
+    }
+
+    /// Continues with held input; `false` when it had to stop again.
+    func resume(queueLimit: Int) -> Bool {
+        var held = stash
+        stash = ByteBuffer()
+        let done = process(&held, queueLimit: queueLimit)
+        if !done { stash = held }
+        return done
+    }
+
+    private func process(_ buffer: inout ByteBuffer, queueLimit: Int) -> Bool {
+        while buffer.readableBytes > 0 {
+            guard let newline = buffer.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) else {
+                appendPartial(buffer.readSlice(length: buffer.readableBytes)!)
+                return true
+            }
+            var piece = buffer.readSlice(length: newline - buffer.readerIndex)!
+            buffer.moveReaderIndex(forwardBy: 1)
+            if discardingLongLine {
+                discardingLongLine = false
+                partial.clear()
+                continue
+            }
+            if partial.readableBytes > 0 {
+                appendPartial(piece)
+                if discardingLongLine {
+                    discardingLongLine = false
+                    partial.clear()
+                    continue
+                }
+                piece = partial
+                partial = ByteBuffer()
+            } else if piece.readableBytes > maxLineBytes {
+                lineNumber += 1
+                reject("line exceeds the limit of \(maxLineBytes) bytes")
+                continue
+            }
+            if publish(piece) >= queueLimit && buffer.readableBytes > 0 { return false }
+        }
+        return true
+    }
+
+    private func appendPartial(_ piece: ByteBuffer) {
+        guard !discardingLongLine else { return }
+        var piece = piece
+        if partial.readableBytes + piece.readableBytes > maxLineBytes {
+            lineNumber += 1
+            reject("line exceeds the limit of \(maxLineBytes) bytes")
+            discardingLongLine = true
+            partial.clear()
+            return
+        }
+        partial.writeBuffer(&piece)
+    }
+
+    /// Publishes one line; returns the worker's queue length.
+    @discardableResult
+    private func publish(_ line: ByteBuffer) -> Int {
+        var line = line
+        if line.readableBytesView.last == UInt8(ascii: "\r") { line.moveWriterIndex(to: line.writerIndex - 1) }
+        let isBlank = line.readableBytesView.allSatisfy { $0 == 0x20 || $0 == 0x09 }
+        if format == .ndjson && isBlank { return 0 }
+        lineNumber += 1
+        let decoded = line.withUnsafeReadableBytes { raw -> Result<LogRecord, RecordDecoder.Rejection> in
+            let bytes = raw.bindMemory(to: UInt8.self)
+            return Result { () throws(RecordDecoder.Rejection) in
+                format == .ndjson ? try RecordDecoder.decodeJSONLine(bytes) : try RecordDecoder.decodeTextLine(bytes)
+            }
+        }
+        switch decoded {
+        case .success(let record):
+            guard let (seq, queued) = worker.enqueue(record) else {
+                reject("worker '\(worker.id)' has stopped")
+                return 0
+            }
+            accepted += 1
+            if firstSeq == nil { firstSeq = seq }
+            lastSeq = seq
+            return queued
+        case .failure(let rejection):
+            reject(rejection.message)
+            return 0
+        }
+    }
+
+    private func reject(_ message: String) {
+        rejected += 1
+        if errors.count < Self.reportedErrors { errors.append(LineError(line: lineNumber, message: message)) }
+    }
+
+    /// Publishes a last line that had no newline.
+    func finish() {
+        if discardingLongLine || partial.readableBytes == 0 { return }
+        let last = partial
+        partial = ByteBuffer()
+        publish(last)
+    }
+
+    /// `{"accepted":N,"rejected":M,"first_seq":A,"last_seq":B,"errors":[…]}`.
+    func summary() -> ByteBuffer {
+        var out = ByteBufferAllocator().buffer(capacity: 256)
+        out.writeStaticString("{\"accepted\":")
+        out.writeJSONInteger(accepted)
+        out.writeStaticString(",\"rejected\":")
+        out.writeJSONInteger(rejected)
+        out.writeStaticString(",\"first_seq\":")
+        if let firstSeq { out.writeJSONInteger(firstSeq) } else { out.writeStaticString("null") }
+        out.writeStaticString(",\"last_seq\":")
+        if let lastSeq { out.writeJSONInteger(lastSeq) } else { out.writeStaticString("null") }
+        out.writeStaticString(",\"errors\":[")
+        for (index, error) in errors.enumerated() {
+            if index > 0 { out.writeStaticString(",") }
+            out.writeStaticString("{\"line\":")
+            out.writeJSONInteger(error.line)
+            out.writeStaticString(",\"message\":")
+            out.writeJSONString(error.message)
+            out.writeStaticString("}")
+        }
+        out.writeStaticString("]}\n")
+        return out
+    }
+}

@@ -66,6 +66,15 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("max-record-bytes"), help: "Longest record line accepted from another process (e.g. 64KiB).", transform: ByteSize.parse)
     var maxRecordBytes = 64 << 10
 
+    @Option(name: .customLong("trusted-proxy"), help: "A proxy (CIDR) whose X-Forwarded-For/-Proto/-Host headers are believed (repeatable).")
+    var trustedProxies: [String] = []
+
+    @Option(name: .customLong("base-path"), help: "Path prefix the gateway is published under behind a proxy (e.g. /tailgate).")
+    var basePath = ""
+
+    @Option(name: .customLong("auth-secret-file"), help: "Require access tokens signed with the secret in this file (see `tailgate token`).")
+    var authSecretFile: String?
+
     @Option(name: .customLong("public-dir"), help: "Folder of the browser UI.")
     var publicDir = "Public"
 
@@ -109,6 +118,18 @@ struct Serve: AsyncParsableCommand {
             }
         }
         configuration.maxRecordBytes = maxRecordBytes
+        configuration.trustedProxies = try trustedProxies.map { text in
+            guard let range = AddressRange(text) else { throw ValidationError("--trusted-proxy '\(text)' is not an address or CIDR block") }
+            return range
+        }
+        configuration.basePath = basePath
+        if let authSecretFile {
+            do {
+                configuration.access = AccessPolicy(secret: try AccessPolicy.loadSecret(path: authSecretFile))
+            } catch let error as AuthConfigurationError {
+                throw ValidationError(error.description)
+            }
+        }
         configuration.deflateEnabled = deflate
         configuration.deflateLevel = deflateLevel
         configuration.deflateThreshold = deflateThreshold
@@ -133,6 +154,7 @@ struct Serve: AsyncParsableCommand {
         let base = "http://\(displayHost):\(server.port)/"
         var line = "tailgate listening on \(base) — dashboard \(base), streams ws://\(displayHost):\(server.port)/ws/workers/<id>"
         line += ", compression \(deflate ? "on" : "off")"
+        line += configuration.access.isEnabled ? ", auth on (tokens required)" : ", auth off"
         line += ", \(eventLoops) event loop\(eventLoops == 1 ? "" : "s")"
         if demo > 0 { line += ", \(demo) demo worker\(demo == 1 ? "" : "s") at \(Int(demoRate))/s" }
         print(line)

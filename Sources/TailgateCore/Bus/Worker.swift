@@ -87,7 +87,7 @@ public final class Worker: Sendable {
         self.onStop = onStop
         let now = Timestamp.now()
         startedAt = now
-        epoch = String(UInt64(bitPattern: now.microseconds) &* 0x9E37_79B9_7F4A_7C15 >> 24, radix: 36)
+        epoch = String(UInt64.random(in: 1...UInt64.max), radix: 36)
         ingress = Mutex(Ingress())
         ring = Mutex(RingState(buffer: RingBuffer(maxRecords: limits.ringRecords, maxBytes: limits.ringBytes)))
     }

@@ -8,6 +8,7 @@ enum StatisticsJSON {
         let values: [(String, Int)] = [
             ("connections_open", gateway.limiter.openConnections),
             ("connections_accepted", statistics.connectionsAccepted.load(ordering: .relaxed)),
+            ("streams_open", statistics.streamsOpen.load(ordering: .relaxed)),
             ("streams_opened", statistics.streamsOpened.load(ordering: .relaxed)),
             ("gaps_sent", statistics.gaps.load(ordering: .relaxed)),
             ("partial_frames", statistics.partialFrames.load(ordering: .relaxed)),

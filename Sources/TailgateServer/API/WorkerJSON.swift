@@ -4,8 +4,8 @@ import TailgateCore
 /// The `Worker` object of the REST API.
 enum WorkerJSON {
     /// Writes one worker; `streamBase` is `ws://HOST` (or `wss://…`) for `log_stream_url`.
-    static func write(_ worker: WorkerSnapshot, streamBase: String, into buffer: inout ByteBuffer) {
-        let path = StreamRequestValidator.pathPrefix + worker.id.rawValue
+    static func write(_ worker: WorkerSnapshot, streamBase: String, pathPrefix: String, into buffer: inout ByteBuffer) {
+        let path = pathPrefix + StreamRequestValidator.pathPrefix + worker.id.rawValue
         buffer.writeStaticString("{\"id\":")
         buffer.writeJSONString(worker.id.rawValue)
         buffer.writeStaticString(",\"state\":\"")
@@ -37,19 +37,19 @@ enum WorkerJSON {
         buffer.writeStaticString("}")
     }
 
-    static func one(_ worker: WorkerSnapshot, streamBase: String) -> ByteBuffer {
+    static func one(_ worker: WorkerSnapshot, streamBase: String, pathPrefix: String) -> ByteBuffer {
         var buffer = ByteBufferAllocator().buffer(capacity: 512)
-        write(worker, streamBase: streamBase, into: &buffer)
+        write(worker, streamBase: streamBase, pathPrefix: pathPrefix, into: &buffer)
         buffer.writeStaticString("\n")
         return buffer
     }
 
-    static func list(_ workers: [WorkerSnapshot], streamBase: String) -> ByteBuffer {
+    static func list(_ workers: [WorkerSnapshot], streamBase: String, pathPrefix: String) -> ByteBuffer {
         var buffer = ByteBufferAllocator().buffer(capacity: 64 + workers.count * 512)
         buffer.writeStaticString("{\"workers\":[")
         for (index, worker) in workers.enumerated() {
             if index > 0 { buffer.writeStaticString(",") }
-            write(worker, streamBase: streamBase, into: &buffer)
+            write(worker, streamBase: streamBase, pathPrefix: pathPrefix, into: &buffer)
         }
         buffer.writeStaticString("]}\n")
         return buffer

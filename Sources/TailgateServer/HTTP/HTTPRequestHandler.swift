@@ -52,7 +52,7 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
             timeout?.cancel()
             timeout = nil
             request = head
-            if IngestRoute.matches(head) { startIngest(head, context: context) }
+            if IngestRoute.matches(head, basePath: gateway.configuration.basePath) { startIngest(head, context: context) }
         case .body(var buffer):
             if let ingest, !discardingBody {
                 let limit = gateway.ingestQueueLimit
@@ -166,11 +166,15 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func route(_ head: HTTPRequestHead) throws(GatewayError) -> HTTPResponse {
-        let target = try RequestTarget(head.uri)
+        let target = try RequestTarget(BasePath.strip(head.uri, basePath: gateway.configuration.basePath))
         let path = target.path
         if StreamRequestValidator.workerIDText(inPath: path) != nil {
             // A stream request that was not upgraded: say why.
-            _ = try gateway.validator.validate(head)
+            let request = try gateway.validator.validate(head, peer: connection.address)
+            if let refusal = gateway.limiter.reserveSubscriber(of: request.worker) {
+                throw refusal
+            }
+            gateway.limiter.releaseSubscriber(of: request.worker)
             throw GatewayError(.badRequest, "bad_websocket_handshake", "the WebSocket handshake could not be completed")
         }
         if path == "/healthz" {
@@ -181,11 +185,15 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         if path == "/api/workers" || path == "/api/workers/" {
             try requireGET(head)
-            let snapshots = gateway.bus.allWorkers().map { $0.snapshot() }
-            return .json(WorkerJSON.list(snapshots, streamBase: streamBase(head)))
+            let token = try gateway.configuration.access.token(query: target, headers: head.headers)
+            try gateway.configuration.access.require(.read, on: nil, token: token)
+            let snapshots = gateway.bus.allWorkers().filter { token?.covers($0.id) ?? true }.map { $0.snapshot() }
+            return .json(WorkerJSON.list(snapshots, streamBase: streamBase(head), pathPrefix: gateway.configuration.basePath))
         }
         if path == "/api/stats" {
             try requireGET(head)
+            let token = try gateway.configuration.access.token(query: target, headers: head.headers)
+            try gateway.configuration.access.require(.read, on: nil, token: token)
             return .json(StatisticsJSON.render(gateway))
         }
         if path.hasPrefix("/api/workers/") {
@@ -203,14 +211,20 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let parts = rest.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
         guard let id = WorkerID(parts[0]) else { throw GatewayError.badWorkerID(parts[0]) }
         let action = parts.count > 1 ? parts[1] : ""
+        let access = gateway.configuration.access
+        let fromPublishAddress = gateway.configuration.publishFrom.contains { $0.contains(connection.address) }
+        // A publisher on an allowed address needs no token to stop its worker.
+        let token = action == "stop" && fromPublishAddress && target.value("access_token") == nil
+            && head.headers.first(name: "authorization") == nil ? nil : try access.token(query: target, headers: head.headers)
         switch action {
         case "":
             try requireGET(head)
+            try access.require(.read, on: id, token: token)
             guard let worker = gateway.bus.worker(id) else { throw GatewayError.workerNotFound(id) }
-            return .json(WorkerJSON.one(worker.snapshot(), streamBase: streamBase(head)))
+            return .json(WorkerJSON.one(worker.snapshot(), streamBase: streamBase(head), pathPrefix: gateway.configuration.basePath))
         case "stop":
             guard head.method == .POST else { throw GatewayError.methodNotAllowed("POST") }
-            try IngestRoute.checkPublisher(connection.address, gateway: gateway)
+            try IngestRoute.checkPublisher(connection.address, id: id, token: token, gateway: gateway)
             guard let worker = gateway.bus.worker(id) else { throw GatewayError.workerNotFound(id) }
             guard worker.owner == .remote else { throw IngestRoute.ownedInProcess(id) }
             worker.stop()
@@ -223,6 +237,7 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
             throw GatewayError.methodNotAllowed("POST, PUT")
         case "logs":
             try requireGET(head)
+            try access.require(.read, on: id, token: token)
             let since = try target.unsignedValue("since")
             let limit = try target.unsignedValue("limit", max: 10_000_000).map { Int($0) }
             let formatText = target.value("format") ?? "ndjson"
@@ -251,10 +266,10 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard head.method == .GET || head.method == .HEAD else { throw GatewayError.methodNotAllowed("GET, HEAD") }
     }
 
-    /// `ws://` plus the host the client used, for `log_stream_url`.
+    /// `ws://` (or `wss://` behind a TLS proxy) plus the host the client used, for `log_stream_url`.
     private func streamBase(_ head: HTTPRequestHead) -> String {
-        let host = head.headers.first(name: "host").flatMap { $0.isEmpty ? nil : $0 } ?? gateway.listeningHost
-        return "ws://" + host
+        ClientIdentity.resolve(peer: connection.address, headers: head.headers, trustedProxies: gateway.configuration.trustedProxies)
+            .streamBase(fallbackHost: gateway.listeningHost)
     }
 
     private func write(_ response: HTTPResponse, for request: HTTPRequestHead, context: ChannelHandlerContext) {

@@ -4,18 +4,21 @@ import TailgateCore
 /// `POST /api/workers/{id}/records` (also `PUT`, which `curl -T` sends): who may publish, into which
 /// worker, in which format.
 enum IngestRoute {
-    static func matches(_ head: HTTPRequestHead) -> Bool {
+    static func matches(_ head: HTTPRequestHead, basePath: String) -> Bool {
         guard head.method == .POST || head.method == .PUT else { return false }
-        let path = head.uri.split(separator: "?", maxSplits: 1)[0]
+        let path = BasePath.strip(head.uri, basePath: basePath).split(separator: "?", maxSplits: 1)[0]
         return path.hasPrefix("/api/workers/") && path.hasSuffix("/records")
     }
 
     /// Checks the request and opens the session that publishes its body.
     static func open(_ head: HTTPRequestHead, peer: String, gateway: GatewayContext) throws(GatewayError) -> IngestSession {
-        let target = try RequestTarget(head.uri)
+        let target = try RequestTarget(BasePath.strip(head.uri, basePath: gateway.configuration.basePath))
         let idText = target.path.dropFirst("/api/workers/".count).dropLast("/records".count)
         guard let id = WorkerID(idText) else { throw GatewayError.badWorkerID(idText) }
-        try checkPublisher(peer, gateway: gateway)
+        let fromAllowedAddress = gateway.configuration.publishFrom.contains { $0.contains(peer) }
+        let hasCredentials = target.value("access_token") != nil || head.headers.first(name: "authorization") != nil
+        let token = fromAllowedAddress && !hasCredentials ? nil : try gateway.configuration.access.token(query: target, headers: head.headers)
+        try checkPublisher(peer, id: id, token: token, gateway: gateway)
         let format: IngestSession.Format
         let contentType = head.headers.first(name: "content-type")?.lowercased()
             .split(separator: ";").first.map { $0.trimmingCharacters(in: " ") } ?? ""
@@ -38,10 +41,18 @@ enum IngestRoute {
         return IngestSession(worker: worker, format: format, maxLineBytes: gateway.configuration.maxRecordBytes)
     }
 
-    static func checkPublisher(_ peer: String, gateway: GatewayContext) throws(GatewayError) {
+    /// Publishing is allowed from `--publish-from` addresses, and, with auth on, with a token of
+    /// publish scope covering the worker.
+    static func checkPublisher(_ peer: String, id: WorkerID, token: AccessToken?, gateway: GatewayContext) throws(GatewayError) {
+        let access = gateway.configuration.access
+        if let token, access.isEnabled {
+            try access.require(.publish, on: id, token: token)
+            return
+        }
         guard gateway.configuration.publishFrom.contains(where: { $0.contains(peer) }) else {
+            let how = access.isEnabled ? " or show a token with publish scope" : ""
             throw GatewayError(.forbidden, "publish_not_allowed",
-                               "\(peer) may not publish; allowed: \(gateway.configuration.publishFrom.map(\.description).joined(separator: ", ")) (--publish-from)")
+                               "\(peer) may not publish; allowed: \(gateway.configuration.publishFrom.map(\.description).joined(separator: ", ")) (--publish-from)\(how)")
         }
     }
 

@@ -8,6 +8,7 @@ final class ConnectionLimiter: Sendable {
         var total = 0
         var perAddress: [String: Int] = [:]
         var perWorker: [ObjectIdentifier: Int] = [:]
+        var perProxiedClient: [String: Int] = [:]
     }
 
     private let counts = Mutex(Counts())
@@ -28,12 +29,13 @@ final class ConnectionLimiter: Sendable {
     }
 
     /// Counts a new connection from `address` and says whether it may be served.
-    func admit(_ address: String) -> Admission {
+    /// `countPerAddress` is false for a trusted proxy, whose clients are counted by `reserveProxiedClient`.
+    func admit(_ address: String, countPerAddress: Bool = true) -> Admission {
         counts.withLock { counts in
             counts.total += 1
-            counts.perAddress[address, default: 0] += 1
+            if countPerAddress { counts.perAddress[address, default: 0] += 1 }
             let total = counts.total
-            let fromAddress = counts.perAddress[address]!
+            let fromAddress = countPerAddress ? counts.perAddress[address]! : 0
             if total > configuration.maxConnections + Self.refusalHeadroom { return .dropped }
             if total > configuration.maxConnections {
                 return .refused(.limitReached("too_many_connections",
@@ -51,9 +53,10 @@ final class ConnectionLimiter: Sendable {
     }
 
     /// Forgets a connection counted by `admit`.
-    func release(_ address: String) {
+    func release(_ address: String, countedPerAddress: Bool = true) {
         counts.withLock { counts in
             counts.total -= 1
+            guard countedPerAddress else { return }
             if let count = counts.perAddress[address], count > 1 {
                 counts.perAddress[address] = count - 1
             } else {
@@ -85,6 +88,31 @@ final class ConnectionLimiter: Sendable {
                 counts.perWorker[key] = count - 1
             } else {
                 counts.perWorker[key] = nil
+            }
+        }
+    }
+
+    /// Takes a stream place for a client behind a trusted proxy (by its forwarded address), or says why not.
+    func reserveProxiedClient(_ address: String) -> GatewayError? {
+        counts.withLock { counts in
+            let current = counts.perProxiedClient[address, default: 0]
+            guard current < configuration.maxConnectionsPerIP else {
+                return .limitReached("too_many_connections_from_address",
+                    "\(address) has reached the limit of \(configuration.maxConnectionsPerIP) connections per client address",
+                    retryAfter: configuration.retryAfterSeconds)
+            }
+            counts.perProxiedClient[address] = current + 1
+            return nil
+        }
+    }
+
+    /// Gives back a place taken by `reserveProxiedClient`.
+    func releaseProxiedClient(_ address: String) {
+        counts.withLock { counts in
+            if let count = counts.perProxiedClient[address], count > 1 {
+                counts.perProxiedClient[address] = count - 1
+            } else {
+                counts.perProxiedClient[address] = nil
             }
         }
     }

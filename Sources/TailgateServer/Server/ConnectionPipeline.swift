@@ -7,9 +7,12 @@ import TailgateCore
 enum ConnectionPipeline {
     static func configure(_ channel: Channel, gateway: GatewayContext) throws {
         let address = channel.remoteAddress?.ipAddress ?? "unknown"
-        let admission = gateway.limiter.admit(address)
+        // Behind a trusted proxy every client shares the proxy's address: those are counted per real
+        // client (X-Forwarded-For) when they open a stream instead.
+        let viaProxy = gateway.configuration.trustedProxies.contains { $0.contains(address) }
+        let admission = gateway.limiter.admit(address, countPerAddress: !viaProxy)
         gateway.statistics.connectionsAccepted.add(1, ordering: .relaxed)
-        channel.closeFuture.whenComplete { _ in gateway.limiter.release(address) }
+        channel.closeFuture.whenComplete { _ in gateway.limiter.release(address, countedPerAddress: !viaProxy) }
         if case .dropped = admission {
             channel.close(promise: nil)
             return
@@ -17,6 +20,7 @@ enum ConnectionPipeline {
         let connection = ConnectionState(address: address, admission: admission)
         channel.closeFuture.whenComplete { _ in
             if let worker = connection.reservedWorker { gateway.limiter.releaseSubscriber(of: worker) }
+            if let client = connection.reservedClient { gateway.limiter.releaseProxiedClient(client) }
         }
 
         let httpHandler = HTTPRequestHandler(gateway: gateway, connection: connection)
@@ -47,7 +51,11 @@ enum ConnectionPipeline {
     /// Validates an upgrade request; `nil` lets it through to `HTTPRequestHandler`, which answers the refusal.
     private static func shouldUpgrade(_ head: HTTPRequestHead, connection: ConnectionState, gateway: GatewayContext) -> HTTPHeaders? {
         guard case .admitted = connection.admission else { return nil }
-        guard let request = try? gateway.validator.validate(head) else { return nil }
+        guard let request = try? gateway.validator.validate(head, peer: connection.address) else { return nil }
+        if request.client.viaTrustedProxy {
+            if gateway.limiter.reserveProxiedClient(request.client.address) != nil { return nil }
+            connection.reservedClient = request.client.address
+        }
         if gateway.limiter.reserveSubscriber(of: request.worker) != nil { return nil }
         connection.reservedWorker = request.worker
         connection.stream = request
@@ -72,7 +80,7 @@ enum ConnectionPipeline {
             rendering = PlainFrameRendering()
         }
         let session = StreamSession(
-            worker: request.worker, start: request.start, rendering: rendering,
+            worker: request.worker, start: request.start, rendering: rendering, tokenExpiry: request.token?.expiresAt,
             inbound: InboundMessages(maxBytes: gateway.configuration.maxInboundMessageBytes, deflate: connection.deflate),
             configuration: gateway.configuration, registry: gateway.registry(for: channel.eventLoop),
             statistics: gateway.statistics)
@@ -81,6 +89,8 @@ enum ConnectionPipeline {
             session,
         ])
         gateway.statistics.streamsOpened.add(1, ordering: .relaxed)
+        gateway.statistics.streamsOpen.add(1, ordering: .relaxed)
+        channel.closeFuture.whenComplete { _ in gateway.statistics.streamsOpen.subtract(1, ordering: .relaxed) }
     }
 }
 

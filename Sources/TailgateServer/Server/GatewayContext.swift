@@ -49,6 +49,8 @@ final class ConnectionState: @unchecked Sendable {
     var deflate: PerMessageDeflateParameters?
     /// The worker whose subscriber place this connection holds.
     var reservedWorker: Worker?
+    /// The client address (behind a trusted proxy) whose place this connection holds.
+    var reservedClient: String?
 
     init(address: String, admission: ConnectionLimiter.Admission) {
         self.address = address

@@ -75,7 +75,7 @@ public final class GatewayServer: Sendable {
     public var openConnections: Int { context.limiter.openConnections }
 
     /// Stops accepting, closes every stream with 1001 ("server shutting down") and waits until the
-    /// streams are closed (at most `timeout`).
+    /// streams are closed (at most `timeout`). Plain HTTP connections close with the event loop group.
     public func shutdown(timeout: TimeAmount = .seconds(3)) async {
         try? await channel.close()
         for registry in context.registries {
@@ -84,7 +84,7 @@ public final class GatewayServer: Sendable {
             }.get()
         }
         let deadline = NIODeadline.now() + timeout
-        while context.limiter.openConnections > 0 && NIODeadline.now() < deadline {
+        while statistics.streamsOpen.load(ordering: .relaxed) > 0 && NIODeadline.now() < deadline {
             try? await Task.sleep(nanoseconds: 20_000_000)
         }
     }

@@ -4,6 +4,8 @@ import Synchronization
 public final class GatewayStatistics: Sendable {
     /// Connections accepted since start.
     public let connectionsAccepted = Atomic<Int>(0)
+    /// Stream connections open right now (until their socket closes).
+    public let streamsOpen = Atomic<Int>(0)
     /// Streams opened since start.
     public let streamsOpened = Atomic<Int>(0)
     /// `gap` messages sent.

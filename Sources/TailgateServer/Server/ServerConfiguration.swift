@@ -49,6 +49,13 @@ public struct ServerConfiguration: Sendable {
     public var publishFrom: [AddressRange] = AddressRange.loopback
     /// The longest record line accepted from another process. Default 64 KiB.
     public var maxRecordBytes = 64 * 1024
+    /// Proxies whose `X-Forwarded-For/-Proto/-Host` headers are believed. Default none.
+    public var trustedProxies: [AddressRange] = []
+    /// The path prefix the gateway is published under (e.g. `/tailgate`), for the URLs it hands out;
+    /// requests may arrive with or without it. Default none.
+    public var basePath = ""
+    /// Tokens required for streams, the API and remote publishing. Default: auth off.
+    public var access = AccessPolicy.open
     /// Seconds a client is told to wait in `Retry-After` when a limit is reached. Default 5.
     public var retryAfterSeconds = 5
 
@@ -65,6 +72,9 @@ public struct ServerConfiguration: Sendable {
         if maxConnectionsPerIP < 1 { errors.append("--max-connections-per-ip must be at least 1") }
         if !(1...9).contains(deflateLevel) { errors.append("--deflate-level must be between 1 and 9") }
         if deflateThreshold < 0 { errors.append("--deflate-threshold must be 0 or more") }
+        if !basePath.isEmpty && (!basePath.hasPrefix("/") || basePath.hasSuffix("/") || basePath.contains("?") || basePath.contains("%")) {
+            errors.append("--base-path must start with '/' and not end with one (e.g. /tailgate)")
+        }
         if maxRecordBytes < 64 { errors.append("--max-record-bytes must be at least 64") }
         if writeBufferLowWatermark >= writeBufferHighWatermark { errors.append("the write buffer low watermark must be below the high one") }
         return errors

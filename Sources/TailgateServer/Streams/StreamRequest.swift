@@ -25,12 +25,16 @@ enum ReplayStart: Equatable {
 struct StreamRequest {
     let worker: Worker
     let start: ReplayStart
+    /// Who asked (through a trusted proxy: the real client).
+    let client: ClientIdentity
+    /// The token it showed, when auth is on: the stream closes with 1008 when it expires.
+    let token: AccessToken?
 }
 
 /// Checks a request for `/ws/workers/{id}` and says what to open, or which refusal to answer.
 ///
 /// The checks run in a fixed order: path and parameters (400), WebSocket handshake (426/400),
-/// `Origin` (403), the worker (404), limits (503).
+/// token (401), `Origin` (403), token scope (403), the worker (404). Limits (503) are checked by the caller.
 struct StreamRequestValidator {
     let configuration: ServerConfiguration
     let bus: LogBus
@@ -43,8 +47,8 @@ struct StreamRequestValidator {
         return path.dropFirst(pathPrefix.count)
     }
 
-    func validate(_ head: HTTPRequestHead) throws(GatewayError) -> StreamRequest {
-        let target = try RequestTarget(head.uri)
+    func validate(_ head: HTTPRequestHead, peer: String) throws(GatewayError) -> StreamRequest {
+        let target = try RequestTarget(BasePath.strip(head.uri, basePath: configuration.basePath))
         guard let idText = Self.workerIDText(inPath: target.path) else { throw GatewayError.notFound }
         guard let id = WorkerID(idText) else { throw GatewayError.badWorkerID(idText) }
         let start: ReplayStart
@@ -57,9 +61,12 @@ struct StreamRequestValidator {
         }
         guard head.method == .GET else { throw GatewayError.methodNotAllowed("GET") }
         try Self.checkHandshake(head.headers)
-        try OriginPolicy(allowed: configuration.allowedOrigins).check(head.headers)
+        let token = try configuration.access.token(query: target, headers: head.headers)
+        let client = ClientIdentity.resolve(peer: peer, headers: head.headers, trustedProxies: configuration.trustedProxies)
+        try OriginPolicy(allowed: configuration.allowedOrigins).check(head.headers, host: client.host)
+        try configuration.access.require(.read, on: id, token: token)
         guard let worker = bus.worker(id) else { throw GatewayError.workerNotFound(id) }
-        return StreamRequest(worker: worker, start: start)
+        return StreamRequest(worker: worker, start: start, client: client, token: token)
     }
 
     /// RFC 6455 §4.2.1: a GET with `Upgrade: websocket`, `Connection: upgrade`, a key and version 13.
@@ -109,5 +116,16 @@ struct OriginPolicy {
         var host = host.lowercased()
         for port in [":80", ":443"] where host.hasSuffix(port) { host.removeLast(port.count) }
         return host
+    }
+}
+
+/// The prefix the gateway is published under (`--base-path`): stripped from requests that carry it.
+enum BasePath {
+    static func strip(_ uri: String, basePath: String) -> String {
+        guard !basePath.isEmpty, uri.hasPrefix(basePath) else { return uri }
+        let rest = uri.dropFirst(basePath.count)
+        if rest.isEmpty { return "/" }
+        guard rest.first == "/" || rest.first == "?" else { return uri }
+        return rest.first == "?" ? "/" + rest : String(rest)
     }
 }

@@ -40,13 +40,16 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
     private var lastInbound = NIODeadline.now()
     private var pingSentAt: NIODeadline?
     private var inbound: InboundMessages
+    /// Unix seconds when the client's access token expires (auth on): the stream closes with 1008 then.
+    private let tokenExpiry: Int64?
 
-    init(worker: Worker, start: ReplayStart, rendering: BatchRendering, inbound: InboundMessages, configuration: ServerConfiguration,
+    init(worker: Worker, start: ReplayStart, rendering: BatchRendering, tokenExpiry: Int64?, inbound: InboundMessages, configuration: ServerConfiguration,
          registry: SessionRegistry, statistics: GatewayStatistics) {
         self.worker = worker
         self.start = start
         self.rendering = rendering
         self.inbound = inbound
+        self.tokenExpiry = tokenExpiry
         self.configuration = configuration
         self.registry = registry
         self.statistics = statistics
@@ -239,6 +242,10 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
     /// Checked about once a second: stalls and keep-alive pings.
     func tick(now: NIODeadline) {
         guard let context, phase != .closing else { return }
+        if let tokenExpiry, Timestamp.now().microseconds / 1_000_000 >= tokenExpiry {
+            close(code: CloseCode.policy, reason: "access token expired")
+            return
+        }
         if let since = unwritableSince, !context.channel.isWritable, now - since >= configuration.stallTimeout {
             close(code: CloseCode.tryAgainLater, reason: "stalled: no progress for \(configuration.stallTimeout.nanoseconds / 1_000_000_000) s")
             context.close(promise: nil)

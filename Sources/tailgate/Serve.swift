@@ -135,6 +135,7 @@ struct Serve: AsyncParsableCommand {
         configuration.deflateThreshold = deflateThreshold
         if let problem = configuration.validationErrors().first { throw ValidationError(problem) }
 
+        TerminationSignals.install()
         var logger = Logger(label: "tailgate")
         logger.logLevel = .info
         let group = MultiThreadedEventLoopGroup(numberOfThreads: eventLoops)
@@ -160,7 +161,7 @@ struct Serve: AsyncParsableCommand {
         print(line)
         fflush(nil)
 
-        await waitForTerminationSignal()
+        await TerminationSignals.wait()
         print("tailgate shutting down: closing \(server.openConnections) connection(s) with 1001")
         fflush(nil)
         fleet?.pause()
@@ -170,19 +171,37 @@ struct Serve: AsyncParsableCommand {
     }
 }
 
-/// Waits for SIGINT or SIGTERM.
-func waitForTerminationSignal() async {
-    let (signals, continuation) = AsyncStream<Int32>.makeStream()
-    var sources: [DispatchSourceSignal] = []
-    for signalNumber in [SIGINT, SIGTERM] {
-        signal(signalNumber, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
-        source.setEventHandler { continuation.yield(signalNumber) }
-        source.resume()
-        sources.append(source)
+/// SIGINT and SIGTERM, caught from the moment `install()` returns (before the start-up line is
+/// printed), so that no signal is lost or kills the process while the gateway starts.
+enum TerminationSignals {
+    nonisolated(unsafe) private static var readEnd: Int32 = -1
+    nonisolated(unsafe) fileprivate static var writeEnd: Int32 = -1
+
+    /// Installs the handlers. Call once, before the gateway starts.
+    static func install() {
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { return }
+        readEnd = fds[0]
+        writeEnd = fds[1]
+        for signalNumber in [SIGINT, SIGTERM] {
+            signal(signalNumber) { _ in
+                var byte: UInt8 = 1
+                _ = write(TerminationSignals.writeEnd, &byte, 1)
+            }
+        }
     }
-    for await _ in signals { break }
-    sources.forEach { $0.cancel() }
+
+    /// Waits until one of the signals arrives.
+    static func wait() async {
+        let readFD = readEnd
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async {
+                var byte: UInt8 = 0
+                while read(readFD, &byte, 1) < 0 && errno == EINTR {}
+                continuation.resume()
+            }
+        }
+    }
 }
 
 /// Reads sizes such as `8MiB`, `512KiB`, `1GiB`, `65536` (bytes).

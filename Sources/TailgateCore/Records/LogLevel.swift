@@ -11,7 +11,9 @@ public enum LogLevel: String, CaseIterable, Comparable, Sendable {
     /// Reads a level name as publishers write it: case-insensitive, with the common aliases
     /// `WARN`, `ERR`, `FATAL` and `CRIT`. Returns `nil` for anything else.
     public init?(name: some StringProtocol) {
-        switch name.uppercased() {
+        // ASCII-only upper-casing: "ınfo" (dotless ı) is not INFO.
+        let upper = String(decoding: name.utf8.map { $0 >= 0x61 && $0 <= 0x7A ? $0 - 0x20 : $0 }, as: UTF8.self)
+        switch upper {
         case "TRACE": self = .trace
         case "DEBUG": self = .debug
         case "INFO": self = .info

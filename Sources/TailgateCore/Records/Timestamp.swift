@@ -109,10 +109,20 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
                 return nil
             }
         }
-        guard index == bytes.count else { return nil }
+        guard index == bytes.count, day <= Self.daysInMonth(year, month) else { return nil }
         let days = Self.days(fromCivil: year, month, day)
         let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offsetSeconds
+        // The offset may not carry the moment out of the years 0000…9999, which the wire format can hold.
+        guard seconds >= Self.days(fromCivil: 0, 1, 1) * 86_400, seconds < Self.days(fromCivil: 10_000, 1, 1) * 86_400 else { return nil }
         self.microseconds = seconds * 1_000_000 + micros
+    }
+
+    static func daysInMonth(_ year: Int64, _ month: Int64) -> Int64 {
+        switch month {
+        case 2: (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28
+        case 4, 6, 9, 11: 30
+        default: 31
+        }
     }
 
     // Howard Hinnant's civil-calendar algorithms.

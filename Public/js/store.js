@@ -1,0 +1,196 @@
+// The console's lines: records and marker lines (gap, stream restarted, finished) in arrival order,
+// bounded to a capacity (the oldest lines leave first), with the filtered view the page shows.
+//
+// Every line has an `id` that never changes (its arrival number); `entries[id - base]` finds it.
+// The view is the sorted list of ids that pass the filter.
+
+import { stripAnsi } from './ansi.js';
+import { ALL_LEVELS, levelIndex, timestampMillis } from './levels.js';
+
+/** Kinds of lines. */
+export const Kind = Object.freeze({ record: 0, gap: 1, restart: 2, end: 3 });
+
+/** Index of the first element of the sorted array `ids` that is ≥ `id`. */
+export function lowerBound(ids, id) {
+  let low = 0;
+  let high = ids.length;
+  while (low < high) {
+    const mid = (low + high) >>> 1;
+    if (ids[mid] < id) low = mid + 1;
+    else high = mid;
+  }
+  return low;
+}
+
+export class LineStore {
+  /** The lines kept, oldest first. */
+  entries = [];
+  /** The id of `entries[0]`. */
+  base = 0;
+  /** Ids of the lines that pass the filter, ascending. */
+  view = [];
+  /** The number of the current run (0, then 1 after the first restart, …). */
+  run = 0;
+  /** Index in `entries` where the current run starts. */
+  #runStartId = 0;
+  #nextId = 0;
+  #capacity;
+  #slack;
+  #levelMask = ALL_LEVELS;
+  #extraFilter = null;
+  #listeners = { append: [], trim: [], reset: [] };
+
+  constructor({ capacity = 200000 } = {}) {
+    this.#capacity = capacity;
+    this.#slack = Math.max(100, Math.floor(capacity / 20));
+  }
+
+  get capacity() {
+    return this.#capacity;
+  }
+
+  /** Listens to `append` (ids newly in the view), `trim` (new base), `reset` (view rebuilt). */
+  on(event, listener) {
+    this.#listeners[event].push(listener);
+  }
+
+  #emit(event, value) {
+    for (const listener of this.#listeners[event]) listener(value);
+  }
+
+  /** The line with id `id`, or `undefined` once it has left. */
+  entry(id) {
+    return this.entries[id - this.base];
+  }
+
+  /** Adds protocol records (already in seq order, without duplicates). */
+  addRecords(records) {
+    const added = [];
+    for (const record of records) {
+      const message = typeof record.message === 'string' ? record.message : String(record.message ?? '');
+      const entry = {
+        id: this.#nextId++,
+        kind: Kind.record,
+        run: this.run,
+        seq: record.seq,
+        ts: record.timestamp ?? '',
+        ms: timestampMillis(record.timestamp),
+        level: record.level ?? 'INFO',
+        lv: levelIndex(record.level),
+        raw: message,
+        text: stripAnsi(message),
+        logger: record.logger_name ?? '',
+        source: record.module || record.func_name ? `${record.module ?? ''}${record.func_name ? `.${record.func_name}` : ''}${record.line_no != null ? `:${record.line_no}` : ''}` : '',
+        metadata: record.metadata ?? null,
+      };
+      this.entries.push(entry);
+      if (this.#passes(entry)) added.push(entry.id);
+    }
+    this.#appended(added);
+  }
+
+  /** Adds a marker line: `Kind.gap` (`{from, to}`), `Kind.restart` (`{epoch}`), `Kind.end` (`{lastSeq}`). */
+  addMarker(kind, fields = {}) {
+    if (kind === Kind.restart) {
+      this.run++;
+      this.#runStartId = this.#nextId;
+    }
+    const entry = { id: this.#nextId++, kind, run: this.run, seq: kind === Kind.gap ? fields.from : 0, lv: -1, text: '', ...fields };
+    entry.text = markerText(entry);
+    this.entries.push(entry);
+    this.#appended([entry.id]);
+    return entry;
+  }
+
+  #appended(ids) {
+    if (ids.length) {
+      for (const id of ids) this.view.push(id);
+      this.#emit('append', ids);
+    }
+    if (this.entries.length > this.#capacity + this.#slack) this.#trim(this.entries.length - this.#capacity);
+  }
+
+  #trim(count) {
+    this.entries.splice(0, count);
+    this.base += count;
+    const cut = lowerBound(this.view, this.base);
+    if (cut) this.view.splice(0, cut);
+    this.#emit('trim', { base: this.base, viewRemoved: cut });
+  }
+
+  /** Removes every line (the stream's position is kept by the connection). */
+  clear() {
+    this.base = this.#nextId;
+    this.entries = [];
+    this.view = [];
+    this.#emit('reset');
+  }
+
+  /** Shows only the levels whose bit is set in `mask` (bit i = `LEVELS[i]`). */
+  setLevelMask(mask) {
+    this.#levelMask = mask;
+    this.#rebuild();
+  }
+
+  get levelMask() {
+    return this.#levelMask;
+  }
+
+  /** An extra filter on records (e.g. "only lines matching the search"), or `null`. */
+  setExtraFilter(predicate) {
+    this.#extraFilter = predicate;
+    this.#rebuild();
+  }
+
+  #passes(entry) {
+    if (entry.kind !== Kind.record) return true;
+    if (!(this.#levelMask & (1 << entry.lv))) return false;
+    return this.#extraFilter ? this.#extraFilter(entry) : true;
+  }
+
+  #rebuild() {
+    const view = [];
+    for (const entry of this.entries) if (this.#passes(entry)) view.push(entry.id);
+    this.view = view;
+    this.#emit('reset');
+  }
+
+  /** The record with `seq` in the current run (or the gap that covers it), or `undefined`. */
+  findSeq(seq) {
+    let low = Math.max(0, this.#runStartId - this.base);
+    let high = this.entries.length;
+    while (low < high) {
+      const mid = (low + high) >>> 1;
+      const entry = this.entries[mid];
+      const key = entry.kind === Kind.record || entry.kind === Kind.gap ? entry.seq : entry.kind === Kind.restart ? -1 : Infinity;
+      if (key < seq) low = mid + 1;
+      else high = mid;
+    }
+    const found = this.entries[low];
+    if (found && found.kind === Kind.record && found.seq === seq) return found;
+    const before = this.entries[low - 1];
+    if (before && before.kind === Kind.gap && before.from <= seq && seq <= before.to) return before;
+    if (found && found.kind === Kind.gap && found.from <= seq && seq <= found.to) return found;
+    return undefined;
+  }
+
+  /** The view position of line `id` (or of the first line after it). */
+  positionOf(id) {
+    return lowerBound(this.view, id);
+  }
+}
+
+function markerText(entry) {
+  switch (entry.kind) {
+    case Kind.gap: {
+      const n = entry.to - entry.from + 1;
+      return `… ${n.toLocaleString('en-US')} line${n === 1 ? '' : 's'} not available (seq ${entry.from}–${entry.to}${entry.reason && entry.reason !== 'evicted' ? `, ${entry.reason}` : ''}) …`;
+    }
+    case Kind.restart:
+      return `──── stream restarted${entry.epoch ? ` (run ${entry.epoch})` : ''} ────`;
+    case Kind.end:
+      return `──── worker finished${entry.lastSeq != null ? ` (last seq ${entry.lastSeq})` : ''} ────`;
+    default:
+      return '';
+  }
+}

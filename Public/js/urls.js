@@ -1,0 +1,44 @@
+// URLs of the gateway's API and streams, relative to the page (so the UI also works under a sub-path
+// behind a proxy), carrying the page's `access_token` query parameter when there is one.
+
+const pageParams = new URLSearchParams(location.search);
+
+/** Worker ids as the protocol allows them. */
+export const WORKER_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
+
+/** The page's query parameter `name`, or `null`. */
+export function pageParam(name) {
+  return pageParams.get(name);
+}
+
+function resolve(path, params = {}) {
+  const url = new URL(path, document.baseURI);
+  for (const [name, value] of Object.entries(params)) {
+    if (value !== undefined && value !== null) url.searchParams.set(name, String(value));
+  }
+  const token = pageParams.get('access_token');
+  if (token) url.searchParams.set('access_token', token);
+  return url;
+}
+
+/** An HTTP URL (string) of the gateway, e.g. `apiURL('api/workers')`. */
+export function apiURL(path, params) {
+  return resolve(path, params).href;
+}
+
+/** A link to another page of the UI (`console.html`, `./`), keeping the token. */
+export function pageURL(path, params) {
+  return resolve(path, params).href;
+}
+
+/** The WebSocket URL of a worker's stream. */
+export function streamURL(workerId, params) {
+  const url = resolve(`ws/workers/${workerId}`, params);
+  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+  return url.href;
+}
+
+/** The worker's console page. */
+export function consoleURL(workerId) {
+  return pageURL('console.html', { worker: workerId });
+}

@@ -1,0 +1,213 @@
+// A dashboard card: one worker's state, rate, subscribers and error count, and a live mini-console
+// of its last lines (its own stream with `tail=50`).
+
+import { State, StreamConnection } from './connection.js';
+import { frames } from './frame.js';
+import { drawLine } from './line.js';
+import { formatRate } from './meter.js';
+import { Kind, LineStore } from './store.js';
+import { consoleURL } from './urls.js';
+
+const VISIBLE_LINES = 12;
+const DRAW_EVERY_MS = 100;
+
+// Cards are drawn together, at most every DRAW_EVERY_MS (a glance needs no more), in one animation
+// frame: a few frames a second for the whole grid rather than one per card and record.
+const dirtyCards = new Set();
+let drawTimer = null;
+
+function drawSoon(draw) {
+  dirtyCards.add(draw);
+  if (drawTimer !== null) return;
+  drawTimer = setTimeout(() => {
+    drawTimer = null;
+    frames.request(() => {
+      const draws = [...dirtyCards];
+      dirtyCards.clear();
+      for (const d of draws) d();
+    });
+  }, DRAW_EVERY_MS);
+}
+
+export class WorkerCard {
+  element;
+  worker;
+  #store = new LineStore({ capacity: 200 });
+  #connection;
+  #lines;
+  #rateText;
+  #subscribersText;
+  #stateText;
+  #badge;
+  #connText;
+  #seqText;
+  #errors = 0;
+  #rate = null;
+  #lastTotal = null;
+  #lastPoll = 0;
+  #drawn = -1;
+
+  constructor(worker) {
+    this.worker = worker;
+    const card = document.createElement('article');
+    card.className = 'card';
+    card.dataset.worker = worker.id;
+
+    const header = document.createElement('header');
+    const name = document.createElement('a');
+    name.className = 'name';
+    name.href = consoleURL(worker.id);
+    name.textContent = worker.id;
+    name.title = `Open the console of ${worker.id}`;
+    this.#stateText = document.createElement('span');
+    this.#stateText.className = 'pill state';
+    this.#badge = document.createElement('span');
+    this.#badge.className = 'badge errors';
+    this.#badge.hidden = true;
+    this.#badge.title = 'ERROR and CRITICAL lines seen';
+    const meta = document.createElement('span');
+    meta.className = 'meta';
+    this.#rateText = document.createElement('span');
+    this.#rateText.className = 'rate';
+    this.#rateText.title = 'records per second';
+    this.#subscribersText = document.createElement('span');
+    this.#subscribersText.className = 'subscribers';
+    this.#subscribersText.title = 'subscribers (open streams)';
+    meta.append(this.#rateText, this.#subscribersText, this.#badge);
+    header.append(name, this.#stateText, meta);
+
+    this.#lines = document.createElement('a');
+    this.#lines.className = 'mini';
+    this.#lines.href = consoleURL(worker.id);
+    this.#lines.setAttribute('aria-label', `Last lines of ${worker.id}; open its console`);
+    for (let i = 0; i < VISIBLE_LINES; i++) {
+      const row = document.createElement('div');
+      row.className = 'line';
+      row.hidden = true;
+      this.#lines.append(row);
+    }
+
+    const footer = document.createElement('footer');
+    this.#connText = document.createElement('span');
+    this.#connText.className = 'conn';
+    this.#seqText = document.createElement('span');
+    this.#seqText.className = 'seqs';
+    footer.append(this.#connText, this.#seqText);
+
+    card.append(header, this.#lines, footer);
+    this.element = card;
+
+    this.#store.on('append', () => this.#scheduleDraw());
+    this.#store.on('trim', () => this.#scheduleDraw());
+    this.#connection = this.#openStream(worker.id);
+    this.update(worker);
+  }
+
+  /** Takes the worker's latest summary from `/api/workers`. */
+  update(worker, now = performance.now()) {
+    this.worker = worker;
+    if (this.#lastTotal !== null && worker.records_total >= this.#lastTotal && now > this.#lastPoll) {
+      this.#rate = (worker.records_total - this.#lastTotal) / ((now - this.#lastPoll) / 1000);
+    } else if (this.#lastTotal !== null) {
+      this.#rate = null;
+    }
+    this.#lastTotal = worker.records_total;
+    this.#lastPoll = now;
+    this.#stateText.textContent = worker.state;
+    this.#stateText.dataset.state = worker.state;
+    this.element.classList.toggle('stopped', worker.state === 'stopped');
+    this.element.classList.remove('gone');
+    this.#rateText.textContent = this.#rate === null ? '– /s' : `${formatRate(this.#rate)} /s`;
+    this.#subscribersText.textContent = `${worker.subscribers} sub${worker.subscribers === 1 ? '' : 's'}`;
+    this.#seqText.textContent = `seq ${worker.first_seq}–${worker.last_seq} · ${Number(worker.records_total).toLocaleString('en-US')} records`;
+    if (worker.state === 'running' && [State.ended, State.disconnected].includes(this.#connection.state)) {
+      // The worker came back (a new run under the same id).
+      this.#connection = this.#reopen();
+    }
+  }
+
+  #openStream(workerId) {
+    const connection = new StreamConnection(workerId, {
+      tail: 50,
+      maxDelay: 10000,
+      onRecords: (records) => this.#records(records),
+      onGap: (from, to, reason) => this.#store.addMarker(Kind.gap, { from, to, reason }),
+      onRestart: (hello) => this.#store.addMarker(Kind.restart, { epoch: hello.epoch }),
+      onEnd: (message) => this.#store.addMarker(Kind.end, { lastSeq: message.last_seq }),
+      onState: (state) => this.#showConnection(state),
+    });
+    connection.connect();
+    return connection;
+  }
+
+  #reopen() {
+    this.#store.addMarker(Kind.restart, {});
+    return this.#openStream(this.worker.id);
+  }
+
+  /** The worker is no longer listed by the gateway. */
+  markGone() {
+    this.element.classList.add('gone');
+    this.#stateText.textContent = 'gone';
+    this.#stateText.dataset.state = 'stopped';
+  }
+
+  /** Closes the card's stream. */
+  close() {
+    this.#connection.disconnect();
+  }
+
+  #records(records) {
+    this.#store.addRecords(records);
+    let errors = 0;
+    for (const record of records) if (record.level === 'ERROR' || record.level === 'CRITICAL') errors++;
+    if (errors) {
+      this.#errors += errors;
+      this.#badge.hidden = false;
+      this.#badge.textContent = `⚠ ${this.#errors}`;
+    }
+  }
+
+  #showConnection(state) {
+    this.#connText.textContent = `● ${state === State.live ? 'live' : state}`;
+    this.#connText.dataset.state = state;
+  }
+
+  #scheduleDraw() {
+    drawSoon(this.#draw);
+  }
+
+  #draw = () => {
+    const entries = this.#store.entries;
+    const lastId = entries.length ? entries[entries.length - 1].id : -1;
+    if (lastId === this.#drawn) return;
+    this.#drawn = lastId;
+    const wanted = entries.slice(-VISIBLE_LINES);
+    const wantedIds = new Set(wanted.map((entry) => entry.id));
+    const rows = [...this.#lines.children];
+    const kept = new Map();
+    const free = [];
+    for (const row of rows) {
+      if (wantedIds.has(row.tgKey)) kept.set(row.tgKey, row);
+      else free.push(row);
+    }
+    // Lines only ever arrive at the end: rows still wanted keep their content and order; the rows of
+    // lines that scrolled away are drawn again with the new lines and moved to the end.
+    for (const entry of wanted) {
+      if (kept.has(entry.id)) continue;
+      const row = free.shift();
+      drawLine(row, entry, { timeMode: 'local', showSeq: false, showLogger: false, maxChars: 160 });
+      row.tgKey = entry.id;
+      row.hidden = false;
+      this.#lines.append(row);
+    }
+    for (const row of free) {
+      row.hidden = true;
+      row.tgKey = undefined;
+    }
+  };
+
+  get errorCount() {
+    return this.#errors;
+  }
+}

@@ -1,0 +1,133 @@
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The program `tailgate run` runs: spawned with its standard output and error on pipes (standard
+/// input inherited), and sent the SIGINT, SIGTERM, SIGHUP and SIGQUIT that tailgate receives.
+///
+/// It stays in tailgate's process group, so a terminal's Ctrl-C reaches it directly; signals that the
+/// kernel sent for a terminal (`si_code` `SI_KERNEL`) are therefore not forwarded a second time.
+final class ChildProcess {
+    let pid: pid_t
+    /// The read ends of the program's standard output and standard error.
+    let stdoutFD: Int32
+    let stderrFD: Int32
+
+    /// How the program ended.
+    enum Termination: Equatable {
+        case exited(Int32)
+        case signalled(Int32)
+
+        /// The status a shell would report: the exit status, or 128 + the signal.
+        var shellStatus: Int32 {
+            switch self {
+            case .exited(let status): status
+            case .signalled(let signal): 128 + signal
+            }
+        }
+    }
+
+    /// Why the program could not be started.
+    struct SpawnFailure: Error, CustomStringConvertible {
+        var errorNumber: Int32
+        var description: String { String(cString: strerror(errorNumber)) }
+        /// 127 when the program was not found, 126 when it could not be executed (as shells do).
+        var shellStatus: Int32 { errorNumber == ENOENT ? 127 : 126 }
+    }
+
+    static let forwardedSignals = [SIGINT, SIGTERM, SIGHUP, SIGQUIT]
+
+    /// Starts `arguments[0]` (looked up in `PATH`) with `arguments`.
+    init(arguments: [String]) throws(SpawnFailure) {
+        var outPipe: [Int32] = [0, 0]
+        var errPipe: [Int32] = [0, 0]
+        guard pipe(&outPipe) == 0 else { throw SpawnFailure(errorNumber: errno) }
+        guard pipe(&errPipe) == 0 else { throw SpawnFailure(errorNumber: errno) }
+        // Only the copies made for the program (on its 1 and 2) survive exec.
+        for fd in outPipe + errPipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        // tailgate ignores or handles these; the program gets the defaults and an empty signal mask.
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in Self.forwardedSignals + [SIGPIPE] { sigaddset(&defaults, signal) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        posix_spawnattr_setsigmask(&attributes, &mask)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+
+        let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var child: pid_t = 0
+        let status = posix_spawnp(&child, arguments[0], &actions, &attributes, argv, environ)
+        close(outPipe[1])
+        close(errPipe[1])
+        guard status == 0 else {
+            close(outPipe[0])
+            close(errPipe[0])
+            throw SpawnFailure(errorNumber: status)
+        }
+        pid = child
+        stdoutFD = outPipe[0]
+        stderrFD = errPipe[0]
+    }
+
+    /// Forwards the signals tailgate receives to this program from now on (one program per process).
+    func forwardSignals() {
+        forwardingTarget.store(pid, ordering: .sequentiallyConsistent)
+        let pending = pendingSignal.exchange(0, ordering: .sequentiallyConsistent)
+        if pending != 0 { kill(pid, pending) }
+    }
+
+    /// Waits for the program to end.
+    func wait() -> Termination {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 {
+            guard errno == EINTR else { return .exited(255) }
+        }
+        let low = status & 0x7F
+        return low == 0 ? .exited((status >> 8) & 0xFF) : .signalled(low)
+    }
+
+    /// Installs the forwarding handlers, before the program starts (a signal that comes before it
+    /// exists is delivered to it once it does), and ignores SIGPIPE (a closed terminal is no reason to stop).
+    static func installSignalForwarding() {
+        signal(SIGPIPE, SIG_IGN)
+        var action = sigaction()
+        action.__sigaction_handler.sa_sigaction = { signalNumber, info, _ in
+            // The kernel sent it to the terminal's whole foreground group: the program has it already.
+            if let info, info.pointee.si_code == 0x80 /* SI_KERNEL */ { return }
+            let target = forwardingTarget.load(ordering: .sequentiallyConsistent)
+            if target > 0 {
+                kill(target, signalNumber)
+            } else {
+                pendingSignal.store(signalNumber, ordering: .sequentiallyConsistent)
+            }
+        }
+        action.sa_flags = SA_SIGINFO | SA_RESTART
+        sigemptyset(&action.sa_mask)
+        for signalNumber in forwardedSignals { sigaction(signalNumber, &action, nil) }
+    }
+
+    /// A readable name for a signal number (`SIGTERM`), or nil.
+    static func name(ofSignal number: Int32) -> String? {
+        let names: [Int32: String] = [SIGHUP: "SIGHUP", SIGINT: "SIGINT", SIGQUIT: "SIGQUIT", SIGILL: "SIGILL",
+                                      SIGABRT: "SIGABRT", SIGFPE: "SIGFPE", SIGKILL: "SIGKILL", SIGSEGV: "SIGSEGV",
+                                      SIGPIPE: "SIGPIPE", SIGALRM: "SIGALRM", SIGTERM: "SIGTERM", SIGBUS: "SIGBUS",
+                                      SIGUSR1: "SIGUSR1", SIGUSR2: "SIGUSR2", SIGTRAP: "SIGTRAP", SIGXCPU: "SIGXCPU"]
+        return names[number]
+    }
+}
+
+/// The process signals are forwarded to (0 before it exists).
+private let forwardingTarget = Atomic<pid_t>(0)
+/// A signal that came before the program existed.
+private let pendingSignal = Atomic<Int32>(0)

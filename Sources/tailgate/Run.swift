@@ -1,0 +1,101 @@
+import ArgumentParser
+import TailgateCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `tailgate run`: runs a program and publishes its output lines as a worker's records.
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a program and publish its output lines (stdout and stderr) into a worker.",
+        usage: "tailgate run --worker <id> [--gateway <url>] [--buffer-lines <n>] [options] -- <command> [<argument> ...]",
+        discussion: """
+            Each line the program writes becomes a record of the worker, published over one streamed \
+            HTTP connection (POST /api/workers/<id>/records, NDJSON) as soon as it is read; the output is \
+            also copied to tailgate's own stdout and stderr (--no-echo to keep quiet).
+
+            Records carry metadata {"stream":"stdout"} or {"stream":"stderr"}. A line that starts with a \
+            level word takes that level: ERROR, WARNING or WARN, CRITICAL or FATAL, NOTICE, INFO, DEBUG, \
+            TRACE — in capitals ("ERROR disk full"), or in any case before ':' ("error: disk full") or in \
+            brackets ("[warn] retrying"); other lines are INFO (stderr too). ANSI colour codes are kept \
+            in the message and skipped when looking for the level word.
+
+            SIGINT, SIGTERM, SIGHUP and SIGQUIT are forwarded to the program. When it ends, a last record \
+            says "process exited with status N" (ERROR when N is not 0) or "process killed by signal S"; \
+            the worker is stopped (its subscribers get "end"), and tailgate exits with the program's \
+            status (128+S when killed by signal S).
+
+            If the gateway is unreachable or restarts, tailgate reconnects (backoff up to 3 s) and keeps \
+            up to --buffer-lines lines meanwhile; the lines beyond are counted and published as one \
+            WARNING record, "N lines dropped while the gateway was unreachable", once it is back. No line \
+            is published twice: lines whose receipt cannot be confirmed after a broken connection are \
+            reported in a WARNING record instead of being sent again.
+
+            Exit status: the program's; 2 when the gateway refuses to publish (4xx: 403 not allowed to \
+            publish, 409 the id belongs to an in-process worker) before the program starts (it is then \
+            not started) or later while the program succeeds; 127 when the program is not found, 126 \
+            when it cannot be executed.
+
+            Example: tailgate run --worker backtest-7 -- python3 backtest.py --days 30
+            """)
+
+    @OptionGroup var options: PublishOptions
+
+    @Flag(inversion: .prefixedNo, help: "Copy the program's output to tailgate's stdout and stderr.")
+    var echo = true
+
+    @Argument(parsing: .postTerminator, help: ArgumentHelp("The program and its arguments, after --.", valueName: "command"))
+    var command: [String] = []
+
+    func validate() throws {
+        guard !command.isEmpty else { throw ValidationError("give the program to run after --, e.g. tailgate run --worker job-1 -- ./job.sh") }
+    }
+
+    func run() throws {
+        let publisher = options.makePublisher()
+        if let refusal = publisher.preflight() {
+            printError("tailgate: \(refusal)")
+            throw ExitCode(2)
+        }
+        ChildProcess.installSignalForwarding()
+        let child: ChildProcess
+        do {
+            child = try ChildProcess(arguments: command)
+        } catch {
+            let message = "cannot run '\(command[0])': \(error)"
+            printError("tailgate: \(message)")
+            publisher.queue.appendNotice(.notice(.error, message, metadata: [("exit_status", String(error.shellStatus))]))
+            publisher.start()
+            publisher.finish(stopWorker: true)
+            _ = options.drain(publisher)
+            throw ExitCode(error.shellStatus)
+        }
+        child.forwardSignals()
+        publisher.start()
+        let readers = [
+            OutputReader(fd: child.stdoutFD, stream: "stdout", echoTo: echo ? 1 : nil, queue: publisher.queue, maxLineBytes: options.maxLineBytes),
+            OutputReader(fd: child.stderrFD, stream: "stderr", echoTo: echo ? 2 : nil, queue: publisher.queue, maxLineBytes: options.maxLineBytes),
+        ]
+        readers.forEach { $0.start() }
+        let termination = child.wait()
+        // The pipes end when the program exits, unless a process it started keeps them open.
+        for reader in readers where !reader.waitForEnd(timeout: 2) {
+            printError("tailgate: the program's \(reader.stream) is still open (held by a process it started); not waiting for it")
+        }
+        let exitRecord: OutgoingRecord
+        switch termination {
+        case .exited(let status):
+            exitRecord = .notice(status == 0 ? .info : .error, "process exited with status \(status)", metadata: [("exit_status", String(status))])
+        case .signalled(let signal):
+            let name = ChildProcess.name(ofSignal: signal).map { " (\($0))" } ?? ""
+            exitRecord = .notice(.error, "process killed by signal \(signal)\(name)", metadata: [("signal", String(signal))])
+        }
+        publisher.queue.appendNotice(exitRecord)
+        publisher.finish(stopWorker: true)
+        let delivered = options.drain(publisher)
+        var status = termination.shellStatus
+        if case .refused = publisher.outcome, status == 0 { status = 2 }
+        if !delivered && status == 0 && options.verbose { printError("tailgate: not every line was published") }
+        throw ExitCode(status)
+    }
+}

@@ -69,8 +69,29 @@ public final class Worker: Sendable {
         var spare: [PendingRecord] = []
         var pendingBytes = 0
         var nextSeq: UInt64 = 1
-        var drainScheduled = false
+        var drain = DrainState.idle
+        /// When the last drain ended (monotonic nanoseconds).
+        var lastDrainEnd: UInt64 = 0
         var stopRequested = false
+
+        /// Moves an idle worker to `scheduled`; returns how long to wait before draining, or `nil`
+        /// when a drain is already scheduled or running.
+        mutating func scheduleDrain(minimumInterval: UInt64) -> UInt64? {
+            guard drain == .idle else { return nil }
+            drain = .scheduled
+            let now = NIODeadline.now().uptimeNanoseconds
+            let earliest = lastDrainEnd &+ minimumInterval
+            return earliest > now ? earliest - now : 0
+        }
+    }
+
+    /// Where the worker's drain stands. A drain that ends with more records queued is scheduled
+    /// `minimumDrainInterval` later rather than at once: SwiftNIO runs every task queued during a tick
+    /// before it polls sockets again, so draining back to back would keep the loop from reading.
+    enum DrainState {
+        case idle
+        case scheduled
+        case draining
     }
 
     struct RingState: Sendable {
@@ -106,7 +127,8 @@ public final class Worker: Sendable {
     public func enqueue(_ record: LogRecord) -> (seq: UInt64, queued: Int)? {
         let timestamp = record.timestamp ?? Timestamp.now()
         let size = record.estimatedSize
-        let outcome: (seq: UInt64, queued: Int, needsDrain: Bool)? = ingress.withLock { state in
+        let interval = UInt64(limits.minimumDrainInterval.nanoseconds)
+        let outcome: (seq: UInt64, queued: Int, delay: UInt64?)? = ingress.withLock { state in
             guard !state.stopRequested else { return nil }
             let seq = state.nextSeq
             state.pending.append(PendingRecord(record: record, seq: seq, timestamp: timestamp))
@@ -122,12 +144,10 @@ public final class Worker: Sendable {
                 }
             }
             let queued = state.pending.count - state.skipped
-            if state.drainScheduled { return (seq, queued, false) }
-            state.drainScheduled = true
-            return (seq, queued, true)
+            return (seq, queued, state.scheduleDrain(minimumInterval: interval))
         }
         guard let outcome else { return nil }
-        if outcome.needsDrain { loop.execute { self.drain() } }
+        if let delay = outcome.delay { scheduleDrain(after: delay) }
         return (outcome.seq, outcome.queued)
     }
 
@@ -147,14 +167,21 @@ public final class Worker: Sendable {
     /// Stops the worker: records already published are still delivered, then subscribers get `end`.
     /// The ring stays readable for the bus's retention time. Stopping twice does nothing.
     public func stop() {
-        let needsDrain = ingress.withLock { state -> Bool in
-            guard !state.stopRequested else { return false }
+        let interval = UInt64(limits.minimumDrainInterval.nanoseconds)
+        let delay = ingress.withLock { state -> UInt64? in
+            guard !state.stopRequested else { return nil }
             state.stopRequested = true
-            if state.drainScheduled { return false }
-            state.drainScheduled = true
-            return true
+            return state.scheduleDrain(minimumInterval: interval)
         }
-        if needsDrain { loop.execute { self.drain() } }
+        if let delay { scheduleDrain(after: delay) }
+    }
+
+    private func scheduleDrain(after delay: UInt64) {
+        if delay == 0 {
+            loop.execute { self.drain() }
+        } else {
+            loop.scheduleTask(in: .nanoseconds(Int64(delay))) { self.drain() }
+        }
     }
 
     /// Whether `stop()` has been called.
@@ -164,7 +191,7 @@ public final class Worker: Sendable {
         loop.assertInEventLoop()
         var records: [PendingRecord] = []
         let skipped = ingress.withLock { state in
-            state.drainScheduled = false
+            state.drain = .draining
             state.pendingBytes = 0
             swap(&records, &state.pending)
             swap(&state.pending, &state.spare)
@@ -182,10 +209,17 @@ public final class Worker: Sendable {
             if let batch = builder.finish() { append(batch) }
         }
         records.removeAll(keepingCapacity: true)
-        let stop = ingress.withLock { state in
+        let interval = UInt64(limits.minimumDrainInterval.nanoseconds)
+        let (stop, delay) = ingress.withLock { state -> (Bool, UInt64?) in
             if state.spare.capacity == 0 { swap(&state.spare, &records) }
-            return state.stopRequested && !state.drainScheduled
+            state.lastDrainEnd = NIODeadline.now().uptimeNanoseconds
+            state.drain = .idle
+            if state.pending.count > state.skipped {
+                return (false, state.scheduleDrain(minimumInterval: interval))
+            }
+            return (state.stopRequested, nil)
         }
+        if let delay { scheduleDrain(after: delay) }
         if stop { finish() }
     }
 
@@ -257,11 +291,16 @@ public struct WorkerLimits: Sendable {
     public var maxBatchRecords: Int
     /// The most bytes in one live batch.
     public var maxBatchBytes: Int
+    /// The shortest time between the end of one drain and the start of the next: the loop polls
+    /// its sockets in between. Records arriving after a quiet spell are drained at once.
+    public var minimumDrainInterval: TimeAmount
 
-    public init(ringRecords: Int = 10_000, ringBytes: Int = 8 << 20, maxBatchRecords: Int = 4096, maxBatchBytes: Int = 256 << 10) {
+    public init(ringRecords: Int = 10_000, ringBytes: Int = 8 << 20, maxBatchRecords: Int = 4096, maxBatchBytes: Int = 256 << 10,
+                minimumDrainInterval: TimeAmount = .microseconds(200)) {
         self.ringRecords = ringRecords
         self.ringBytes = ringBytes
         self.maxBatchRecords = maxBatchRecords
         self.maxBatchBytes = maxBatchBytes
+        self.minimumDrainInterval = minimumDrainInterval
     }
 }

@@ -170,11 +170,11 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let path = target.path
         if StreamRequestValidator.workerIDText(inPath: path) != nil {
             // A stream request that was not upgraded: say why.
-            let request = try gateway.validator.validate(head, peer: connection.address)
-            if let refusal = gateway.limiter.reserveSubscriber(of: request.worker) {
+            if let refusal = connection.upgradeRefusal {
+                connection.upgradeRefusal = nil
                 throw refusal
             }
-            gateway.limiter.releaseSubscriber(of: request.worker)
+            _ = try gateway.validator.validate(head, peer: connection.address)
             throw GatewayError(.badRequest, "bad_websocket_handshake", "the WebSocket handshake could not be completed")
         }
         if path == "/healthz" {
@@ -212,7 +212,8 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard let id = WorkerID(parts[0]) else { throw GatewayError.badWorkerID(parts[0]) }
         let action = parts.count > 1 ? parts[1] : ""
         let access = gateway.configuration.access
-        let fromPublishAddress = gateway.configuration.publishFrom.contains { $0.contains(connection.address) }
+        let publisher = IngestRoute.publisherAddress(peer: connection.address, head: head, gateway: gateway)
+        let fromPublishAddress = gateway.configuration.publishFrom.contains { $0.contains(publisher) }
         // A publisher on an allowed address needs no token to stop its worker.
         let token = action == "stop" && fromPublishAddress && target.value("access_token") == nil
             && head.headers.first(name: "authorization") == nil ? nil : try access.token(query: target, headers: head.headers)
@@ -224,7 +225,7 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return .json(WorkerJSON.one(worker.snapshot(), streamBase: streamBase(head), pathPrefix: gateway.configuration.basePath))
         case "stop":
             guard head.method == .POST else { throw GatewayError.methodNotAllowed("POST") }
-            try IngestRoute.checkPublisher(connection.address, id: id, token: token, gateway: gateway)
+            try IngestRoute.checkPublisher(publisher, id: id, token: token, gateway: gateway)
             guard let worker = gateway.bus.worker(id) else { throw GatewayError.workerNotFound(id) }
             guard worker.owner == .remote else { throw IngestRoute.ownedInProcess(id) }
             worker.stop()
@@ -274,7 +275,8 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func write(_ response: HTTPResponse, for request: HTTPRequestHead, context: ChannelHandlerContext) {
         var headers = response.headers
-        let keepAlive = request.isKeepAlive && !closeAfterResponse
+        // After an upgrade request the HTTP parser stops: a refused upgrade ends the connection.
+        let keepAlive = request.isKeepAlive && !closeAfterResponse && request.headers["upgrade"].isEmpty
         headers.replaceOrAdd(name: "Content-Length", value: String(response.body.readableBytes))
         headers.replaceOrAdd(name: "Connection", value: keepAlive ? "keep-alive" : "close")
         let head = HTTPResponseHead(version: request.version, status: response.status, headers: headers)

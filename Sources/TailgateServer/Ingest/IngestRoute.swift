@@ -15,10 +15,11 @@ enum IngestRoute {
         let target = try RequestTarget(BasePath.strip(head.uri, basePath: gateway.configuration.basePath))
         let idText = target.path.dropFirst("/api/workers/".count).dropLast("/records".count)
         guard let id = WorkerID(idText) else { throw GatewayError.badWorkerID(idText) }
-        let fromAllowedAddress = gateway.configuration.publishFrom.contains { $0.contains(peer) }
+        let client = publisherAddress(peer: peer, head: head, gateway: gateway)
+        let fromAllowedAddress = gateway.configuration.publishFrom.contains { $0.contains(client) }
         let hasCredentials = target.value("access_token") != nil || head.headers.first(name: "authorization") != nil
         let token = fromAllowedAddress && !hasCredentials ? nil : try gateway.configuration.access.token(query: target, headers: head.headers)
-        try checkPublisher(peer, id: id, token: token, gateway: gateway)
+        try checkPublisher(client, id: id, token: token, gateway: gateway)
         let format: IngestSession.Format
         let contentType = head.headers.first(name: "content-type")?.lowercased()
             .split(separator: ";").first.map { $0.trimmingCharacters(in: " ") } ?? ""
@@ -39,6 +40,12 @@ enum IngestRoute {
             throw ownedInProcess(id)
         }
         return IngestSession(worker: worker, format: format, maxLineBytes: gateway.configuration.maxRecordBytes)
+    }
+
+    /// The address `--publish-from` is checked against: the socket's peer, or behind a trusted proxy
+    /// the forwarded client (so that relayed requests never count as local publishers).
+    static func publisherAddress(peer: String, head: HTTPRequestHead, gateway: GatewayContext) -> String {
+        ClientIdentity.resolve(peer: peer, headers: head.headers, trustedProxies: gateway.configuration.trustedProxies).address
     }
 
     /// Publishing is allowed from `--publish-from` addresses, and, with auth on, with a token of

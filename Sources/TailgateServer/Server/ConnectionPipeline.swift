@@ -48,15 +48,22 @@ enum ConnectionPipeline {
         try channel.pipeline.syncOperations.addHandlers([encoder, decoder, pipelining, upgradeHandler, httpHandler])
     }
 
-    /// Validates an upgrade request; `nil` lets it through to `HTTPRequestHandler`, which answers the refusal.
+    /// Validates an upgrade request. `nil` lets it through to `HTTPRequestHandler`, which answers the
+    /// refusal kept in `connection.upgradeRefusal`.
     private static func shouldUpgrade(_ head: HTTPRequestHead, connection: ConnectionState, gateway: GatewayContext) -> HTTPHeaders? {
-        guard case .admitted = connection.admission else { return nil }
-        guard let request = try? gateway.validator.validate(head, peer: connection.address) else { return nil }
-        if request.client.viaTrustedProxy {
-            if gateway.limiter.reserveProxiedClient(request.client.address) != nil { return nil }
-            connection.reservedClient = request.client.address
+        let request: StreamRequest
+        do throws(GatewayError) {
+            if case .refused(let refusal) = connection.admission { throw refusal }
+            request = try gateway.validator.validate(head, peer: connection.address)
+            if request.client.viaTrustedProxy {
+                if let refusal = gateway.limiter.reserveProxiedClient(request.client.address) { throw refusal }
+                connection.reservedClient = request.client.address
+            }
+            if let refusal = gateway.limiter.reserveSubscriber(of: request.worker) { throw refusal }
+        } catch {
+            connection.upgradeRefusal = error
+            return nil
         }
-        if gateway.limiter.reserveSubscriber(of: request.worker) != nil { return nil }
         connection.reservedWorker = request.worker
         connection.stream = request
         var headers = HTTPHeaders()

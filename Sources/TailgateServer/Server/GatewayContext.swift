@@ -45,6 +45,8 @@ final class ConnectionState: @unchecked Sendable {
     let admission: ConnectionLimiter.Admission
     /// The stream being opened, between the upgrade's validation and the session's start.
     var stream: StreamRequest?
+    /// Why the last upgrade request was refused, for `HTTPRequestHandler` to answer.
+    var upgradeRefusal: GatewayError?
     /// The permessage-deflate parameters agreed in the handshake, if any.
     var deflate: PerMessageDeflateParameters?
     /// The worker whose subscriber place this connection holds.

@@ -4,37 +4,139 @@ import NIOCore
 ///
 /// Field order is fixed: `seq`, `timestamp`, `level`, `message`, `logger_name`, `module`, `func_name`,
 /// `line_no`, then `metadata` (keys sorted) when there is any.
+///
+/// The object is written in one pass through a raw pointer into space reserved once (its size bounded
+/// by the worst case of escaping): this runs once per record on the publish path.
 public enum RecordEncoder {
-    /// Appends the JSON object for `record` to `buffer`. The record's `timestamp` must be set.
+    /// Appends the JSON object for `record` to `buffer`.
     public static func encode(_ record: LogRecord, seq: UInt64, timestamp: Timestamp, into buffer: inout ByteBuffer) {
-        buffer.writeStaticString("{\"seq\":")
-        buffer.writeJSONInteger(seq)
-        buffer.writeStaticString(",\"timestamp\":")
-        buffer.writeJSONTimestamp(timestamp)
-        buffer.writeStaticString(",\"level\":\"")
-        buffer.writeString(record.level.rawValue)
-        buffer.writeStaticString("\",\"message\":")
-        buffer.writeJSONString(record.message)
-        buffer.writeStaticString(",\"logger_name\":")
-        buffer.writeJSONString(record.loggerName)
-        buffer.writeStaticString(",\"module\":")
-        buffer.writeJSONString(record.module)
-        buffer.writeStaticString(",\"func_name\":")
-        buffer.writeJSONString(record.funcName)
-        buffer.writeStaticString(",\"line_no\":")
-        buffer.writeJSONInteger(record.lineNo)
-        if let metadata = record.metadata, !metadata.isEmpty {
-            buffer.writeStaticString(",\"metadata\":{")
-            var first = true
-            for key in metadata.keys.sorted() {
-                if !first { buffer.writeInteger(UInt8(ascii: ",")) }
-                first = false
-                buffer.writeJSONString(key)
-                buffer.writeInteger(UInt8(ascii: ":"))
-                buffer.writeJSONString(metadata[key]!)
+        var record = record
+        var bound = 256 + 6 * (record.message.utf8.count + record.loggerName.utf8.count + record.module.utf8.count + record.funcName.utf8.count)
+        let metadata = record.metadata.map { $0.sorted { $0.key < $1.key } } ?? []
+        for (key, value) in metadata { bound += 6 * (key.utf8.count + value.utf8.count) + 8 }
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: bound) { raw in
+            var out = RawJSONWriter(base: raw.baseAddress!.assumingMemoryBound(to: UInt8.self))
+            out.write("{\"seq\":")
+            out.writeUnsigned(seq)
+            out.write(",\"timestamp\":\"")
+            timestamp.write(into: out.base + out.count)
+            out.count += Timestamp.textLength
+            out.write("\",\"level\":\"")
+            out.write(record.level.wireName)
+            out.write("\",\"message\":")
+            out.writeString(&record.message)
+            out.write(",\"logger_name\":")
+            out.writeString(&record.loggerName)
+            out.write(",\"module\":")
+            out.writeString(&record.module)
+            out.write(",\"func_name\":")
+            out.writeString(&record.funcName)
+            out.write(",\"line_no\":")
+            out.writeInteger(Int64(record.lineNo))
+            if !metadata.isEmpty {
+                out.write(",\"metadata\":{")
+                for (index, (key, value)) in metadata.enumerated() {
+                    if index > 0 { out.write(",") }
+                    var key = key
+                    var value = value
+                    out.writeString(&key)
+                    out.write(":")
+                    out.writeString(&value)
+                }
+                out.write("}")
             }
-            buffer.writeInteger(UInt8(ascii: "}"))
+            out.write("}")
+            return out.count
         }
-        buffer.writeInteger(UInt8(ascii: "}"))
+    }
+}
+
+/// Writes JSON through a raw pointer into space the caller has reserved (no bounds checks: the
+/// caller reserves the worst case).
+struct RawJSONWriter {
+    let base: UnsafeMutablePointer<UInt8>
+    var count = 0
+
+    mutating func write(_ text: StaticString) {
+        (base + count).update(from: text.utf8Start, count: text.utf8CodeUnitCount)
+        count += text.utf8CodeUnitCount
+    }
+
+    mutating func write(bytes: UnsafeRawBufferPointer) {
+        guard let source = bytes.baseAddress, bytes.count > 0 else { return }
+        UnsafeMutableRawPointer(base + count).copyMemory(from: source, byteCount: bytes.count)
+        count += bytes.count
+    }
+
+    mutating func writeInteger(_ value: Int64) {
+        if value < 0 { base[count] = UInt8(ascii: "-"); count += 1 }
+        writeUnsigned(value.magnitude)
+    }
+
+    mutating func writeUnsigned(_ value: UInt64) {
+        var magnitude = value
+        if magnitude == 0 { base[count] = UInt8(ascii: "0"); count += 1; return }
+        var digits = 0
+        var probe = magnitude
+        while probe > 0 { digits += 1; probe /= 10 }
+        var index = count + digits - 1
+        while magnitude > 0 {
+            base[index] = UInt8(truncatingIfNeeded: 0x30 &+ magnitude % 10)
+            magnitude /= 10
+            index -= 1
+        }
+        count += digits
+    }
+
+    /// A quoted JSON string, escaping `"`, `\` and control characters.
+    mutating func writeString(_ string: inout String) {
+        string.withUTF8 { writeString(utf8: $0) }
+    }
+
+    mutating func writeString(utf8 bytes: UnsafeBufferPointer<UInt8>) {
+        base[count] = UInt8(ascii: "\"")
+        count += 1
+        var runStart = 0
+        var index = 0
+        let length = bytes.count
+        let source = bytes.baseAddress
+        while index < length {
+            let byte = source![index]
+            if byte >= 0x20 && byte != 0x22 && byte != 0x5C {
+                index += 1
+                continue
+            }
+            if index > runStart {
+                (base + count).update(from: source! + runStart, count: index - runStart)
+                count += index - runStart
+            }
+            base[count] = UInt8(ascii: "\\")
+            switch byte {
+            case 0x22: base[count + 1] = 0x22; count += 2
+            case 0x5C: base[count + 1] = 0x5C; count += 2
+            case 0x0A: base[count + 1] = UInt8(ascii: "n"); count += 2
+            case 0x0D: base[count + 1] = UInt8(ascii: "r"); count += 2
+            case 0x09: base[count + 1] = UInt8(ascii: "t"); count += 2
+            default:
+                base[count + 1] = UInt8(ascii: "u")
+                base[count + 2] = UInt8(ascii: "0")
+                base[count + 3] = UInt8(ascii: "0")
+                base[count + 4] = Self.hexDigit(byte >> 4)
+                base[count + 5] = Self.hexDigit(byte & 0xF)
+                count += 6
+            }
+            index += 1
+            runStart = index
+        }
+        if length > runStart {
+            (base + count).update(from: source! + runStart, count: length - runStart)
+            count += length - runStart
+        }
+        base[count] = UInt8(ascii: "\"")
+        count += 1
+    }
+
+    private static func hexDigit(_ nibble: UInt8) -> UInt8 {
+        nibble < 10 ? 0x30 + nibble : 0x61 + nibble - 10
     }
 }

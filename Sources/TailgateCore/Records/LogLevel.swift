@@ -25,6 +25,19 @@ public enum LogLevel: String, CaseIterable, Comparable, Sendable {
         }
     }
 
+    /// The wire name as a static string (no allocation when encoding).
+    var wireName: StaticString {
+        switch self {
+        case .trace: "TRACE"
+        case .debug: "DEBUG"
+        case .info: "INFO"
+        case .notice: "NOTICE"
+        case .warning: "WARNING"
+        case .error: "ERROR"
+        case .critical: "CRITICAL"
+        }
+    }
+
     private var rank: Int {
         switch self {
         case .trace: 0

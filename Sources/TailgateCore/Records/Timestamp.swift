@@ -34,6 +34,17 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
 
     /// Writes the ISO-8601 text (no quotes) into `buffer`.
     public func write(to buffer: inout ByteBuffer) {
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: Self.textLength) { raw in
+            write(into: raw.baseAddress!.assumingMemoryBound(to: UInt8.self))
+            return Self.textLength
+        }
+    }
+
+    /// The length of the ISO-8601 text.
+    public static let textLength = 27
+
+    /// Writes the 27 bytes of ISO-8601 text at `out`.
+    func write(into out: UnsafeMutablePointer<UInt8>) {
         var seconds = microseconds / 1_000_000
         var micros = microseconds % 1_000_000
         if micros < 0 { micros += 1_000_000; seconds -= 1 }
@@ -41,23 +52,20 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
         var secondOfDay = seconds % 86_400
         if secondOfDay < 0 { secondOfDay += 86_400; days -= 1 }
         let (year, month, day) = Self.civil(fromDays: days)
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 27) { out in
-            func put(_ value: Int64, at index: Int, digits: Int) {
-                var value = value
-                for offset in stride(from: digits - 1, through: 0, by: -1) {
-                    out[index + offset] = UInt8(truncatingIfNeeded: 0x30 + value % 10)
-                    value /= 10
-                }
+        func put(_ value: Int64, at index: Int, digits: Int) {
+            var value = value
+            for offset in stride(from: digits - 1, through: 0, by: -1) {
+                out[index + offset] = UInt8(truncatingIfNeeded: 0x30 + value % 10)
+                value /= 10
             }
-            put(year, at: 0, digits: 4); out[4] = UInt8(ascii: "-")
-            put(month, at: 5, digits: 2); out[7] = UInt8(ascii: "-")
-            put(day, at: 8, digits: 2); out[10] = UInt8(ascii: "T")
-            put(secondOfDay / 3600, at: 11, digits: 2); out[13] = UInt8(ascii: ":")
-            put(secondOfDay / 60 % 60, at: 14, digits: 2); out[16] = UInt8(ascii: ":")
-            put(secondOfDay % 60, at: 17, digits: 2); out[19] = UInt8(ascii: ".")
-            put(micros, at: 20, digits: 6); out[26] = UInt8(ascii: "Z")
-            buffer.writeBytes(UnsafeRawBufferPointer(out))
         }
+        put(year, at: 0, digits: 4); out[4] = UInt8(ascii: "-")
+        put(month, at: 5, digits: 2); out[7] = UInt8(ascii: "-")
+        put(day, at: 8, digits: 2); out[10] = UInt8(ascii: "T")
+        put(secondOfDay / 3600, at: 11, digits: 2); out[13] = UInt8(ascii: ":")
+        put(secondOfDay / 60 % 60, at: 14, digits: 2); out[16] = UInt8(ascii: ":")
+        put(secondOfDay % 60, at: 17, digits: 2); out[19] = UInt8(ascii: ".")
+        put(micros, at: 20, digits: 6); out[26] = UInt8(ascii: "Z")
     }
 
     /// Parses ISO-8601 as publishers send it: `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`.

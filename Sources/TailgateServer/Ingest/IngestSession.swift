@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import NIOCore
 import TailgateCore
 
@@ -64,7 +69,7 @@ final class IngestSession {
 
     private func process(_ buffer: inout ByteBuffer, queueLimit: Int) -> Bool {
         while buffer.readableBytes > 0 {
-            guard let newline = buffer.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) else {
+            guard let newline = Self.newlineIndex(in: buffer) else {
                 appendPartial(buffer.readSlice(length: buffer.readableBytes)!)
                 return true
             }
@@ -111,8 +116,12 @@ final class IngestSession {
     @discardableResult
     private func publish(_ line: ByteBuffer) -> Int {
         var line = line
-        if line.readableBytesView.last == UInt8(ascii: "\r") { line.moveWriterIndex(to: line.writerIndex - 1) }
-        let isBlank = line.readableBytesView.allSatisfy { $0 == 0x20 || $0 == 0x09 }
+        if line.readableBytes > 0, line.getInteger(at: line.writerIndex - 1, as: UInt8.self) == UInt8(ascii: "\r") {
+            line.moveWriterIndex(to: line.writerIndex - 1)
+        }
+        let isBlank = line.withUnsafeReadableBytes { bytes in
+            !bytes.contains { $0 != 0x20 && $0 != 0x09 }
+        }
         if format == .ndjson && isBlank { return 0 }
         lineNumber += 1
         let decoded = line.withUnsafeReadableBytes { raw -> Result<LogRecord, RecordDecoder.Rejection> in
@@ -140,6 +149,14 @@ final class IngestSession {
     private func reject(_ message: String) {
         rejected += 1
         if errors.count < Self.reportedErrors { errors.append(LineError(line: lineNumber, message: message)) }
+    }
+
+    /// The absolute index of the first newline in `buffer`'s readable bytes.
+    private static func newlineIndex(in buffer: ByteBuffer) -> Int? {
+        buffer.withUnsafeReadableBytes { bytes -> Int? in
+            guard let base = bytes.baseAddress, let found = memchr(base, 0x0A, bytes.count) else { return nil }
+            return buffer.readerIndex + (UnsafeRawPointer(found) - base)
+        }
     }
 
     /// Publishes a last line that had no newline.

@@ -1,28 +1,25 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Crypto
 import NIOHTTP1
 import TailgateCore
 
 /// Who may do what when auth is on (`--auth-secret-file`): tokens from `?access_token=` (streams and
 /// API) or `Authorization: Bearer` (API). With no secret, everything is open and `isEnabled` is false.
 public struct AccessPolicy: Sendable {
-    /// The secret's bytes (`SymmetricKey` is not `Sendable`; a key is made from them when needed).
-    private let secretBytes: [UInt8]?
+    /// The signing secret's bytes.
+    private let secret: [UInt8]?
 
     /// Auth off.
     public static let open = AccessPolicy(secret: nil)
 
     /// Auth on, with tokens signed by `secret`.
-    public init(secret: SymmetricKey?) {
-        secretBytes = secret?.withUnsafeBytes { Array($0) }
+    public init(secret: [UInt8]?) {
+        self.secret = secret
     }
 
-    private var secret: SymmetricKey? { secretBytes.map { SymmetricKey(data: $0) } }
-
     /// Reads a secret file (at least 16 bytes; surrounding white space ignored).
-    public static func loadSecret(path: String) throws -> SymmetricKey {
+    public static func loadSecret(path: String) throws -> [UInt8] {
         guard let file = fopen(path, "rb") else { throw AuthConfigurationError("cannot read the secret file '\(path)'") }
         defer { fclose(file) }
         var bytes: [UInt8] = []
@@ -36,11 +33,11 @@ public struct AccessPolicy: Sendable {
         while let last = bytes.last, last == 0x0A || last == 0x0D || last == 0x20 || last == 0x09 { bytes.removeLast() }
         while let first = bytes.first, first == 0x0A || first == 0x0D || first == 0x20 || first == 0x09 { bytes.removeFirst() }
         guard bytes.count >= 16 else { throw AuthConfigurationError("the secret in '\(path)' is shorter than 16 bytes; use e.g. `head -c 32 /dev/urandom | base64 > \(path)`") }
-        return SymmetricKey(data: bytes)
+        return bytes
     }
 
     /// Whether tokens are required.
-    public var isEnabled: Bool { secretBytes != nil }
+    public var isEnabled: Bool { secret != nil }
 
     /// The token of a request, checked; `nil` when auth is off. Throws 401 when missing, invalid or expired.
     func token(query: RequestTarget, headers: HTTPHeaders, now: Int64 = Timestamp.now().microseconds / 1_000_000) throws(GatewayError) -> AccessToken? {

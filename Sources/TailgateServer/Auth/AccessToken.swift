@@ -1,4 +1,3 @@
-import Crypto
 import NIOCore
 import TailgateCore
 
@@ -58,7 +57,7 @@ public struct AccessToken: Sendable, Equatable {
     public var coversAll: Bool { workers.contains("*") }
 
     /// The signed text.
-    public func signed(with secret: SymmetricKey) -> String {
+    public func signed(with secret: [UInt8]) -> String {
         var claims = ByteBuffer()
         claims.writeStaticString("{\"w\":[")
         for (index, worker) in workers.enumerated() {
@@ -74,8 +73,8 @@ public struct AccessToken: Sendable, Equatable {
         claims.writeJSONInteger(expiresAt)
         claims.writeStaticString("}")
         let claimBytes = Array(claims.readableBytesView)
-        let mac = HMAC<SHA256>.authenticationCode(for: claimBytes, using: secret)
-        return Base64URL.encode(claimBytes) + "." + Base64URL.encode(Array(mac))
+        let mac = HMACSHA256.authenticationCode(for: claimBytes, key: secret)
+        return Base64URL.encode(claimBytes) + "." + Base64URL.encode(mac)
     }
 
     /// Why a token was refused.
@@ -86,12 +85,12 @@ public struct AccessToken: Sendable, Equatable {
     }
 
     /// Checks the signature and expiry of `text`.
-    public static func verify(_ text: String, secret: SymmetricKey, now: Int64) throws(Rejection) -> AccessToken {
+    public static func verify(_ text: String, secret: [UInt8], now: Int64) throws(Rejection) -> AccessToken {
         let parts = text.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 2, let claimBytes = Base64URL.decode(parts[0]), let mac = Base64URL.decode(parts[1]) else {
             throw .malformed
         }
-        guard HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: claimBytes, using: secret) else { throw .badSignature }
+        guard HMACSHA256.isValid(mac, for: claimBytes, key: secret) else { throw .badSignature }
         let claims: JSONValue
         do {
             claims = try claimBytes.withUnsafeBufferPointer { buffer throws(JSONParseError) in try JSONParser.parse(buffer) }

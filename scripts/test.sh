@@ -79,10 +79,12 @@ setup_venv() {
         rm -rf "$VENV"
         "${PYTHON:-python3}" -m venv "$VENV" || return 1
     fi
-    want="$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)"
+    want="$(cat "$REQUIREMENTS" clients/python/pyproject.toml | sha256sum | cut -d' ' -f1)"
     [ -f "$STAMP" ] && have="$(cat "$STAMP")"
     if [ "$want" = "$have" ]; then echo "venv up to date ($(basename "$STAMP") matches)"; return 0; fi
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REQUIREMENTS" </dev/null || return 1
+    # The Python logging handler from this repository (editable: the tests run the working tree).
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e clients/python </dev/null || return 1
     echo "$want" > "$STAMP"
 }
 
@@ -116,6 +118,16 @@ if [ $rc -eq 5 ]; then
     fi
 elif [ $rc -ne 0 ]; then
     FAILED_STEPS+=("pytest Tests/e2e (exit $rc)")
+fi
+
+# ---------------------------------------------------------------- benchmark smoke
+# A few seconds of tiny loads against the gateway and the C ceiling: it asserts that every scenario
+# ran and the output is well-formed, never timings (speed targets live in the full benchmark).
+if [ "${SKIP_BENCH_SMOKE:-0}" != 1 ]; then
+    say "benchmark smoke (Benchmarks/tailgate-bench --smoke)"
+    TAILGATE_BIN="$TAILGATE_BIN" "$VENV/bin/python" Benchmarks/tailgate-bench --smoke --no-build </dev/null
+    rc=$?
+    [ $rc -eq 0 ] || FAILED_STEPS+=("benchmark smoke (exit $rc)")
 fi
 
 # ---------------------------------------------------------------- summary

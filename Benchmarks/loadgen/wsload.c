@@ -1,12 +1,24 @@
 /*
- * wsload: an epoll WebSocket load generator for Tailgate-style streams.
+ * wsload: an epoll WebSocket load generator for Tailgate-style streams (one thread, many connections).
  *
- * Opens N connections to ws://HOST:PORT/PATH, reads every frame, counts records (not frames) in
- * `logs` messages, checks that seqs are contiguous per connection (the stream invariant), and takes
- * latency as receive time minus the first record's `timestamp` in each frame (one sample per frame).
- * Prints one JSON object with the totals, latency percentiles and its own CPU time.
+ * Opens N connections (non-blocking, at most --concurrency handshakes in flight), reads every frame,
+ * counts records (not frames) in `logs` messages, checks that seqs are contiguous per connection (the
+ * stream invariant: hello's replay_from, then logs/gap covering R, R+1, ...), and takes latency as
+ * receive time minus a record's `timestamp` (the first record of each frame by default, every record
+ * with --lat-all) into a log-linear histogram (HdrHistogram-style, ~0.1% resolution, microseconds).
+ * Prints one JSON object with totals, latency percentiles, wire bytes and its own CPU share.
  *
- * Usage: wsload HOST PORT PATH CONNECTIONS SECONDS [--no-read-conn K] [--paths P1,P2,...]
+ * Usage: wsload HOST PORT PATH CONNECTIONS SECONDS [options]
+ *   --endpoints E1,E2,...  connection i goes to E[i % n]; each E is PATH or PORT:PATH
+ *   --no-read-conn K       the first K connections send the upgrade and then never read
+ *   --warmup S             seconds between "all connected" and the measured window (default 0.5)
+ *   --concurrency C        handshakes in flight at once (default 256)
+ *   --storm                connect storm: stop once every connection is ready; report ready/s
+ *   --ready-on-upgrade     a connection is ready at its 101 (for servers that send no hello)
+ *   --deflate              offer permessage-deflate; inflate compressed messages (zlib)
+ *   --lat-all              one latency sample per record instead of per frame
+ *   --connect-timeout S    give up waiting for connections after S seconds (default 60)
+ * While running it prints "READY n" on stderr once every connection is ready (or timed out).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -23,151 +35,267 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
+
+enum { S_CONNECTING, S_UPGRADING, S_OPEN, S_CLOSED };
 
 typedef struct {
-    int fd;
-    int state; /* 0 handshake, 1 streaming, 2 closed */
-    char *buf;
-    size_t len, cap;
-    long long next_seq; /* -1 until hello */
-    long long records;
-    long long violations;
-    int paused;
+    int fd, state, ep_idx, paused, ready, deflate, reset_each;
+    char *buf; size_t len, cap;
+    char *frag; size_t flen, fcap; int frag_rsv1, frag_op;
+    z_stream *z;
+    long long next_seq, records, violations, records_at_window;
 } conn_t;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
+typedef struct { int port; char path[512]; char req[1400]; int reqlen; } endpoint_t;
 
+static double now_s(void) { struct timespec ts; clock_gettime(CLOCK_REALTIME, &ts); return ts.tv_sec + ts.tv_nsec / 1e9; }
 static double cpu_s(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
+    struct rusage ru; getrusage(RUSAGE_SELF, &ru);
     return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
-
-/* days from civil, Howard Hinnant */
 static long long days_from_civil(long long y, unsigned m, unsigned d) {
-    y -= m <= 2;
-    long long era = (y >= 0 ? y : y - 399) / 400;
-    unsigned yoe = (unsigned)(y - era * 400);
-    unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    y -= m <= 2; long long era = (y >= 0 ? y : y - 399) / 400; unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1; unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     return era * 146097 + (long long)doe - 719468;
 }
-
+static char date_cache[10]; static double date_base;
+static inline int d2(const char *p) { return (p[0] - '0') * 10 + (p[1] - '0'); }
 static double parse_ts(const char *p) { /* 2026-11-27T13:16:40.123456Z */
-    long long y = atoi(p), mo = atoi(p + 5), d = atoi(p + 8), h = atoi(p + 11), mi = atoi(p + 14), s = atoi(p + 17);
-    long long us = atoll(p + 20);
-    return (double)(days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s) + us / 1e6;
+    if (memcmp(p, date_cache, 10) != 0) {
+        memcpy(date_cache, p, 10);
+        date_base = (double)(days_from_civil(atoi(p), d2(p + 5), d2(p + 8)) * 86400);
+    }
+    long us = 0; const char *q = p + 20; int digits = 0;
+    while (*q >= '0' && *q <= '9' && digits < 6) { us = us * 10 + (*q - '0'); q++; digits++; }
+    while (digits++ < 6) us *= 10;
+    return date_base + d2(p + 11) * 3600 + d2(p + 14) * 60 + d2(p + 17) + us / 1e6;
 }
 
-#define MAXLAT 4000000
-static double *lat;
-static long long nlat;
-
-static int cmpd(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
+/* log-linear histogram of microseconds: exact below 2048, then 1024 sub-buckets per power of two */
+#define HBUCKETS (2048 + 40 * 1024)
+static long long hist[HBUCKETS], hcount; static long long hmax;
+static void hist_add(double seconds) {
+    long long v = (long long)(seconds * 1e6); if (v < 0) v = 0;
+    if (v > hmax) hmax = v;
+    int idx;
+    if (v < 2048) idx = (int)v;
+    else { int b = 63 - __builtin_clzll((unsigned long long)v), shift = b - 10; idx = 2048 + (shift - 1) * 1024 + (int)((v >> shift) - 1024); }
+    if (idx >= HBUCKETS) idx = HBUCKETS - 1;
+    hist[idx]++; hcount++;
 }
+static double hist_pct(double p) { /* ms */
+    if (!hcount) return -1;
+    long long target = (long long)(p * hcount); if (target >= hcount) target = hcount - 1;
+    long long acc = 0;
+    for (int i = 0; i < HBUCKETS; i++) {
+        acc += hist[i];
+        if (acc > target) {
+            if (i < 2048) return i / 1000.0;
+            int shift = (i - 2048) / 1024 + 1; long long sub = (i - 2048) % 1024 + 1024;
+            return ((sub << shift) + ((1LL << shift) / 2)) / 1000.0;
+        }
+    }
+    return hmax / 1000.0;
+}
+
+static int lat_all = 0, measuring = 0, ready_on_upgrade = 0;
+static long long m_records, m_frames, m_messages, m_compressed, m_wire, m_inflated_bytes, hello_msgs, gaps, ends;
+static char refusal[64];
+static unsigned char *zout; static size_t zout_cap = 1 << 22;
 
 static void handle_payload(conn_t *c, const char *p, size_t n, double t) {
     if (n > 14 && memcmp(p, "{\"type\":\"logs\"", 14) == 0) {
-        const char *q = p, *end = p + n;
-        int first = 1;
+        const char *q = p, *end = p + n; int first = 1;
         while ((q = memmem(q, end - q, "{\"seq\":", 7)) != NULL) {
             q += 7;
             long long seq = strtoll(q, NULL, 10);
             if (c->next_seq >= 0 && seq != c->next_seq) c->violations++;
             c->next_seq = seq + 1;
             c->records++;
-            if (first) {
-                const char *ts = memmem(q, end - q, "\"timestamp\":\"", 13);
-                if (ts && nlat < MAXLAT) lat[nlat++] = t - parse_ts(ts + 13);
-                first = 0;
+            if (measuring) {
+                m_records++;
+                if (first || lat_all) {
+                    const char *ts = memmem(q, end - q < 64 ? end - q : 64, "\"timestamp\":\"", 13);
+                    if (ts) hist_add(t - parse_ts(ts + 13));
+                    first = 0;
+                }
             }
         }
     } else if (n > 15 && memcmp(p, "{\"type\":\"hello\"", 15) == 0) {
         const char *r = memmem(p, n, "\"replay_from\":", 14);
         if (r) c->next_seq = strtoll(r + 14, NULL, 10);
+        hello_msgs++;
+        c->ready = 1;
     } else if (n > 13 && memcmp(p, "{\"type\":\"gap\"", 13) == 0) {
         const char *f = memmem(p, n, "\"from\":", 7), *to = memmem(p, n, "\"to\":", 5);
         if (f && to) {
-            if (strtoll(f + 7, NULL, 10) != c->next_seq) c->violations++;
+            if (c->next_seq >= 0 && strtoll(f + 7, NULL, 10) != c->next_seq) c->violations++;
             c->next_seq = strtoll(to + 5, NULL, 10) + 1;
         }
-    }
+        gaps++;
+    } else if (n > 13 && memcmp(p, "{\"type\":\"end\"", 13) == 0) ends++;
+}
+
+static void handle_message(conn_t *c, int rsv1, const char *p, size_t n, double t) {
+    if (measuring) { m_messages++; if (rsv1) m_compressed++; }
+    if (rsv1 && c->z) {
+        z_stream *z = c->z;
+        if (c->reset_each) inflateReset(z);
+        static const unsigned char tail[4] = {0, 0, 0xff, 0xff};
+        size_t out = 0;
+        for (int part = 0; part < 2; part++) {
+            z->next_in = part ? (unsigned char *)tail : (unsigned char *)p;
+            z->avail_in = part ? 4 : (uInt)n;
+            while (z->avail_in > 0) {
+                if (zout_cap - out < 65536) { zout_cap *= 2; zout = realloc(zout, zout_cap); }
+                z->next_out = zout + out; z->avail_out = (uInt)(zout_cap - out);
+                int rc = inflate(z, Z_SYNC_FLUSH);
+                out = zout_cap - z->avail_out;
+                if (rc != Z_OK && rc != Z_BUF_ERROR) { c->violations++; return; }
+                if (rc == Z_BUF_ERROR && z->avail_in > 0 && z->avail_out > 0) { c->violations++; return; }
+            }
+        }
+        if (measuring) m_inflated_bytes += out;
+        handle_payload(c, (char *)zout, out, t);
+    } else handle_payload(c, p, n, t);
+}
+
+static void close_conn(int ep, conn_t *c, long long *closed) {
+    if (c->state == S_CLOSED) return;
+    epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL); close(c->fd); c->state = S_CLOSED; (*closed)++;
 }
 
 int main(int argc, char **argv) {
     if (argc < 6) {
-        fprintf(stderr, "usage: wsload HOST PORT PATH CONNECTIONS SECONDS [--no-read-conn K]\n");
+        fprintf(stderr, "usage: wsload HOST PORT PATH CONNECTIONS SECONDS [--endpoints E,...] [--no-read-conn K] [--warmup S]\n"
+                        "       [--concurrency C] [--storm] [--ready-on-upgrade] [--deflate] [--lat-all] [--connect-timeout S]\n");
         return 2;
     }
-    const char *host = argv[1], *path = argv[3];
+    const char *host = argv[1];
     int port = atoi(argv[2]), n = atoi(argv[4]);
-    double seconds = atof(argv[5]);
-    int no_read = 0;
-    for (int i = 6; i + 1 < argc; i++)
-        if (!strcmp(argv[i], "--no-read-conn")) no_read = atoi(argv[i + 1]);
-    lat = malloc(sizeof(double) * MAXLAT);
-    struct rlimit rl = {65536, 65536};
-    setrlimit(RLIMIT_NOFILE, &rl);
+    double seconds = atof(argv[5]), warmup = 0.5, connect_timeout = 60;
+    int no_read = 0, storm = 0, offer_deflate = 0, concurrency = 256;
+    const char *endpoints_arg = NULL;
+    for (int i = 6; i < argc; i++) {
+        if (!strcmp(argv[i], "--no-read-conn") && i + 1 < argc) no_read = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--warmup") && i + 1 < argc) warmup = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--concurrency") && i + 1 < argc) concurrency = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--connect-timeout") && i + 1 < argc) connect_timeout = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--endpoints") && i + 1 < argc) endpoints_arg = argv[++i];
+        else if (!strcmp(argv[i], "--storm")) storm = 1;
+        else if (!strcmp(argv[i], "--ready-on-upgrade")) ready_on_upgrade = 1;
+        else if (!strcmp(argv[i], "--deflate")) offer_deflate = 1;
+        else if (!strcmp(argv[i], "--lat-all")) lat_all = 1;
+        else { fprintf(stderr, "wsload: unknown option %s\n", argv[i]); return 2; }
+    }
+    /* endpoints */
+    int nep = 1; endpoint_t *eps;
+    if (endpoints_arg) { nep = 1; for (const char *p = endpoints_arg; *p; p++) nep += *p == ','; }
+    eps = calloc(nep, sizeof(endpoint_t));
+    if (endpoints_arg) {
+        char *copy = strdup(endpoints_arg), *save = NULL; int k = 0;
+        for (char *tok = strtok_r(copy, ",", &save); tok && k < nep; tok = strtok_r(NULL, ",", &save), k++) {
+            char *colon = strchr(tok, ':');
+            if (colon && colon < strchr(tok, '/')) { eps[k].port = atoi(tok); snprintf(eps[k].path, sizeof eps[k].path, "%s", colon + 1); }
+            else { eps[k].port = port; snprintf(eps[k].path, sizeof eps[k].path, "%s", tok); }
+        }
+        nep = k;
+    } else { eps[0].port = port; snprintf(eps[0].path, sizeof eps[0].path, "%s", argv[3]); }
+    for (int k = 0; k < nep; k++)
+        eps[k].reqlen = snprintf(eps[k].req, sizeof eps[k].req,
+            "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n%s\r\n",
+            eps[k].path, host, eps[k].port,
+            offer_deflate ? "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" : "");
+
+    struct rlimit rl; getrlimit(RLIMIT_NOFILE, &rl); rl.rlim_cur = rl.rlim_max; setrlimit(RLIMIT_NOFILE, &rl);
+    zout = malloc(zout_cap);
     int ep = epoll_create1(0);
     conn_t *cs = calloc(n, sizeof(conn_t));
-    struct sockaddr_in sa = {0};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(port);
-    inet_pton(AF_INET, host, &sa.sin_addr);
-    char req[1024];
-    int reqlen = snprintf(req, sizeof req,
-        "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", path, host, port);
-    double t0 = now_s();
-    int connected = 0;
-    for (int i = 0; i < n; i++) {
-        conn_t *c = &cs[i];
-        c->fd = socket(AF_INET, SOCK_STREAM, 0);
-        if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) < 0) { perror("connect"); c->state = 2; continue; }
-        int one = 1;
-        setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        if (write(c->fd, req, reqlen) != reqlen) { c->state = 2; continue; }
-        fcntl(c->fd, F_SETFL, O_NONBLOCK);
-        c->cap = 1 << 20;
-        c->buf = malloc(c->cap);
-        c->next_seq = -1;
-        c->paused = i < no_read;
-        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
-        if (!c->paused) epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
-        connected++;
-    }
-    double connect_time = now_s() - t0;
-    struct epoll_event evs[512];
-    double start = now_s(), cpu0 = cpu_s();
-    long long hellos = 0, closed = 0;
-    while (now_s() - start < seconds) {
-        int k = epoll_wait(ep, evs, 512, 100);
+    struct epoll_event evs[1024];
+    long long connected = 0, upgrades = 0, ready = 0, closed = 0, failed = 0, refused = 0;
+    int launched = 0, inflight = 0;
+    double t0 = now_s(), all_ready_at = 0, cpu_start = cpu_s();
+    double start = 0, cpu0 = 0, window_end = 0;
+    int phase = 0; /* 0 connecting, 1 warmup, 2 measuring */
+    for (;;) {
         double t = now_s();
-        for (int e = 0; e < k; e++) {
-            conn_t *c = &cs[evs[e].data.u32];
-            for (;;) {
-                if (c->cap - c->len < 65536) { c->cap *= 2; c->buf = realloc(c->buf, c->cap); }
+        /* launch connections */
+        while (phase == 0 && launched < n && inflight < concurrency) {
+            conn_t *c = &cs[launched]; endpoint_t *e = &eps[launched % nep];
+            c->ep_idx = launched % nep; c->next_seq = -1; c->paused = launched < no_read;
+            c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+            struct sockaddr_in sa = {0}; sa.sin_family = AF_INET; sa.sin_port = htons(e->port); inet_pton(AF_INET, host, &sa.sin_addr);
+            int one = 1; setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            launched++;
+            if (c->fd < 0 || (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS)) {
+                if (c->fd >= 0) close(c->fd);
+                c->state = S_CLOSED; failed++; continue;
+            }
+            c->state = S_CONNECTING; inflight++;
+            struct epoll_event ev = {.events = EPOLLOUT, .data.u32 = (uint32_t)(c - cs)};
+            epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
+        }
+        if (phase == 0 && launched == n && (inflight == 0 || t - t0 > connect_timeout)) {
+            all_ready_at = t; phase = storm ? 3 : 1;
+            fprintf(stderr, "READY %lld\n", ready); fflush(stderr);
+            if (storm) break;
+            start = t + warmup;
+        }
+        if (phase == 0 && t - t0 > connect_timeout) { all_ready_at = t; fprintf(stderr, "READY %lld (timeout)\n", ready); fflush(stderr); phase = 1; start = t + warmup; }
+        if (phase == 1 && t >= start) {
+            phase = 2; measuring = 1; cpu0 = cpu_s(); window_end = start + seconds; m_wire = 0;
+            for (int i = 0; i < n; i++) cs[i].records_at_window = cs[i].records;
+        }
+        if (phase == 2 && t >= window_end) break;
+        int k = epoll_wait(ep, evs, 1024, 20);
+        t = now_s();
+        for (int ei = 0; ei < k; ei++) {
+            if ((ei & 63) == 63) { t = now_s(); if (phase == 2 && t >= window_end) break; }
+            conn_t *c = &cs[evs[ei].data.u32];
+            if (c->state == S_CLOSED) continue;
+            if (c->state == S_CONNECTING) {
+                int err = 0; socklen_t el = sizeof err; getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+                if (err) { close_conn(ep, c, &closed); failed++; inflight--; continue; }
+                endpoint_t *e = &eps[c->ep_idx];
+                if (write(c->fd, e->req, e->reqlen) != e->reqlen) { close_conn(ep, c, &closed); failed++; inflight--; continue; }
+                connected++;
+                c->state = S_UPGRADING;
+                if (c->paused) { epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL); inflight--; continue; }
+                struct epoll_event ev = {.events = EPOLLIN, .data.u32 = evs[ei].data.u32};
+                epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+                c->cap = 1 << 16; c->buf = malloc(c->cap);
+                continue;
+            }
+            int was_ready = c->ready;
+            for (int reads = 0; reads < 8; reads++) { /* at most ~8 reads per wake-up: epoll is level-triggered */
+                if (c->cap - c->len < 16384) { c->cap *= 2; c->buf = realloc(c->buf, c->cap); }
                 ssize_t r = read(c->fd, c->buf + c->len, c->cap - c->len);
                 if (r <= 0) {
-                    if (r == 0 || (errno != EAGAIN && errno != EINTR)) { epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL); c->state = 2; closed++; }
+                    if (r == 0 || (errno != EAGAIN && errno != EINTR)) { if (!c->ready && phase == 0) inflight--; close_conn(ep, c, &closed); }
                     break;
                 }
-                c->len += r;
+                c->len += r; m_wire += r;
+                if ((size_t)r < 16384) break;
             }
+            if (c->state == S_CLOSED) continue;
+            t = now_s(); /* receive time of these bytes (not of the epoll wake-up: a busy pass can take long) */
             size_t off = 0;
-            if (c->state == 0) {
+            if (c->state == S_UPGRADING) {
                 char *hdr_end = memmem(c->buf, c->len, "\r\n\r\n", 4);
                 if (!hdr_end) continue;
-                if (memcmp(c->buf, "HTTP/1.1 101", 12) != 0) { c->state = 2; closed++; continue; }
+                if (memcmp(c->buf, "HTTP/1.1 101", 12) != 0) {
+                    if (!refusal[0]) { size_t l = strcspn(c->buf, "\r\n"); snprintf(refusal, sizeof refusal, "%.*s", (int)(l < 60 ? l : 60), c->buf); }
+                    refused++; if (phase == 0) inflight--; close_conn(ep, c, &closed); continue; }
+                *hdr_end = 0;
+                if (offer_deflate && strcasestr(c->buf, "permessage-deflate")) {
+                    c->deflate = 1; c->reset_each = strcasestr(c->buf, "server_no_context_takeover") != NULL;
+                    c->z = calloc(1, sizeof(z_stream)); inflateInit2(c->z, -15);
+                }
                 off = hdr_end + 4 - c->buf;
-                c->state = 1;
-                hellos++;
+                c->state = S_OPEN; upgrades++;
+                if (ready_on_upgrade) c->ready = 1;
             }
             while (c->len - off >= 2) {
                 unsigned char *f = (unsigned char *)c->buf + off;
@@ -175,22 +303,58 @@ int main(int argc, char **argv) {
                 if (plen == 126) { if (c->len - off < 4) break; plen = (f[2] << 8) | f[3]; h = 4; }
                 else if (plen == 127) { if (c->len - off < 10) break; plen = 0; for (int b = 0; b < 8; b++) plen = (plen << 8) | f[2 + b]; h = 10; }
                 if (c->len - off < h + plen) break;
-                if ((f[0] & 0x0f) == 1) handle_payload(c, (char *)f + h, plen, t);
+                int fin = f[0] & 0x80, rsv1 = f[0] & 0x40, op = f[0] & 0x0f;
+                char *pl = (char *)f + h;
+                if (measuring) m_frames++;
+                if (op == 9) { /* ping -> masked pong with zero key */
+                    unsigned char pong[140]; size_t pn = plen > 125 ? 125 : plen;
+                    pong[0] = 0x8A; pong[1] = 0x80 | (unsigned char)pn; memset(pong + 2, 0, 4); memcpy(pong + 6, pl, pn);
+                    if (write(c->fd, pong, 6 + pn) < 0) {}
+                } else if (op == 8) { /* close */
+                } else if (op == 1 || op == 2) {
+                    if (fin) handle_message(c, rsv1, pl, plen, t);
+                    else { c->flen = 0; c->frag_rsv1 = rsv1; c->frag_op = op; goto append; }
+                } else if (op == 0) {
+                append:
+                    if (c->fcap - c->flen < plen) { c->fcap = (c->flen + plen) * 2; c->frag = realloc(c->frag, c->fcap); }
+                    memcpy(c->frag + c->flen, pl, plen); c->flen += plen;
+                    if (fin) { handle_message(c, c->frag_rsv1, c->frag, c->flen, t); c->flen = 0; }
+                }
                 off += h + plen;
             }
             memmove(c->buf, c->buf + off, c->len - off);
             c->len -= off;
+            if (!was_ready && c->ready) { ready++; if (phase == 0) inflight--; }
         }
     }
-    double elapsed = now_s() - start, cpu = cpu_s() - cpu0;
-    long long records = 0, violations = 0;
-    for (int i = 0; i < n; i++) { records += cs[i].records; violations += cs[i].violations; }
-    qsort(lat, nlat, sizeof(double), cmpd);
-#define PCT(p) (nlat ? lat[(long long)((nlat - 1) * (p))] * 1000 : -1)
-    printf("{\"connections\":%d,\"connected\":%d,\"handshakes\":%lld,\"closed\":%lld,\"seconds\":%.3f,\"records\":%lld,"
-           "\"records_per_s\":%.0f,\"violations\":%lld,\"latency_samples\":%lld,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,"
-           "\"max_ms\":%.3f,\"loadgen_cpu_share\":%.3f,\"connect_seconds\":%.3f}\n",
-           n, connected, hellos, closed, elapsed, records, records / elapsed, violations, nlat, PCT(0.5), PCT(0.99), PCT(0.999),
-           nlat ? lat[nlat - 1] * 1000 : -1, cpu / elapsed, connect_time);
+    double end = now_s();
+    double elapsed = storm ? (all_ready_at - t0) : (end - start);
+    double cpu = storm ? (cpu_s() - cpu_start) : (cpu_s() - cpu0);
+    long long records = 0, violations = 0, minrec = -1, maxrec = 0, reading = 0;
+    for (int i = 0; i < n; i++) {
+        records += cs[i].records; violations += cs[i].violations;
+        if (cs[i].paused || cs[i].state != S_OPEN) continue;
+        reading++;
+        if (minrec < 0 || cs[i].records < minrec) minrec = cs[i].records;
+        if (cs[i].records > maxrec) maxrec = cs[i].records;
+    }
+    long long lagging = 0, silent = 0; /* reading connections with under half the best one's records / none in the window */
+    for (int i = 0; i < n; i++) {
+        if (cs[i].paused || cs[i].state != S_OPEN) continue;
+        if (cs[i].records * 2 < maxrec) lagging++;
+        if (cs[i].records == cs[i].records_at_window) silent++;
+    }
+    if (elapsed <= 0) elapsed = 1e-9;
+    printf("{\"connections\":%d,\"connected\":%lld,\"upgrades\":%lld,\"handshakes\":%lld,\"hellos\":%lld,\"ready\":%lld,\"failed\":%lld,"
+           "\"refused\":%lld,\"first_refusal\":\"%s\",\"closed\":%lld,\"open_at_end\":%lld,\"connect_seconds\":%.3f,\"ready_per_s\":%.1f,"
+           "\"seconds\":%.3f,\"records\":%lld,\"records_total\":%lld,\"records_per_s\":%.0f,\"violations\":%lld,\"gaps\":%lld,\"ends\":%lld,"
+           "\"frames\":%lld,\"messages\":%lld,\"compressed_messages\":%lld,\"wire_bytes\":%lld,\"wire_bytes_per_s\":%.0f,"
+           "\"inflated_bytes\":%lld,\"min_records_per_conn\":%lld,\"max_records_per_conn\":%lld,\"lagging_conns\":%lld,\"silent_conns\":%lld,"
+           "\"latency_samples\":%lld,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,\"max_ms\":%.3f,\"loadgen_cpu_share\":%.3f}\n",
+           n, connected, upgrades, upgrades, hello_msgs, ready, failed, refused, refusal, closed, reading, all_ready_at - t0,
+           storm ? ready / elapsed : ready / ((all_ready_at - t0) > 0 ? (all_ready_at - t0) : 1e-9),
+           elapsed, m_records, records, m_records / elapsed, violations, gaps, ends, m_frames, m_messages, m_compressed, m_wire,
+           m_wire / elapsed, m_inflated_bytes, minrec < 0 ? 0 : minrec, maxrec, lagging, silent, hcount,
+           hist_pct(0.5), hist_pct(0.99), hist_pct(0.999), hcount ? hmax / 1000.0 : -1, cpu / elapsed);
     return violations ? 1 : 0;
 }

@@ -38,7 +38,13 @@ def tailgate_logging():
                          + result.stdout + result.stderr)
         sys.path.insert(0, str(PACKAGE_DIR))
     importlib.invalidate_caches()
-    module = importlib.import_module("tailgate_logging")
+    try:
+        module = importlib.import_module("tailgate_logging")
+    except ModuleNotFoundError:
+        # A fresh editable install is seen only by interpreters started after it (its .pth file is
+        # read at start-up); the test command installs it beforehand, this covers a direct pytest run.
+        sys.path.insert(0, str(PACKAGE_DIR))
+        module = importlib.import_module("tailgate_logging")
     assert Path(module.__file__).resolve().is_relative_to(PACKAGE_DIR.resolve()), module.__file__
     return module
 

@@ -1,0 +1,53 @@
+/* Shared by the C peers: realistic ~200-byte records like Tailgate's demo workers, and ISO-8601 time. */
+#pragma once
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+static const char *REC_MSG[][4] = {
+    {"DEBUG", "bar 002050.SZ 09:01 o=9.97 h=10.00 l=9.95 c=9.98 v=4700", "on_bar", "88"},
+    {"INFO", "signal LONG 002050.SZ strength=0.74 (fast MA crossed slow MA)", "generate_signal", "131"},
+    {"INFO", "order submitted id=A-10492 LONG 002050.SZ 1000 @ 9.98 limit", "send_order", "212"},
+    {"WARNING", "slippage 0.03 above threshold on fill id=A-10492", "on_trade", "277"},
+};
+
+static inline double rec_mono(void) { struct timespec ts; clock_gettime(CLOCK_MONOTONIC, &ts); return ts.tv_sec + ts.tv_nsec / 1e9; }
+
+/* writes "2026-11-27T13:16:40.123456Z" (27 chars + NUL) */
+static inline void rec_iso_now(char *out) {
+    struct timespec ts; clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm; gmtime_r(&ts.tv_sec, &tm);
+    snprintf(out, 40, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+             tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000);
+}
+
+/* appends one record's JSON to out; returns bytes written */
+static inline int rec_format(char *out, size_t cap, long long seq, const char *iso) {
+    const char **m = REC_MSG[seq % 4];
+    return snprintf(out, cap,
+        "{\"seq\":%lld,\"timestamp\":\"%s\",\"level\":\"%s\",\"message\":\"%s\",\"logger_name\":\"TurtleBreakout\","
+        "\"module\":\"strategies.turtlebreakout\",\"func_name\":\"%s\",\"line_no\":%s}", seq, iso, m[0], m[1], m[2], m[3]);
+}
+
+/* builds {"type":"logs","records":[...]} for seqs first..first+count-1 into out (cap >= count*300+64) */
+static inline size_t rec_batch(char *out, size_t cap, long long first, int count) {
+    char iso[40]; rec_iso_now(iso);
+    size_t n = (size_t)snprintf(out, cap, "{\"type\":\"logs\",\"records\":[");
+    for (int i = 0; i < count; i++) {
+        if (i) out[n++] = ',';
+        n += (size_t)rec_format(out + n, cap - n, first + i, iso);
+    }
+    n += (size_t)snprintf(out + n, cap - n, "]}");
+    return n;
+}
+
+/* WebSocket frame header for a payload of len bytes; returns header length. mask: add a zero mask key. */
+static inline int ws_header(unsigned char *h, unsigned char op, size_t len, int mask) {
+    int n; h[0] = 0x80 | op;
+    unsigned char mb = mask ? 0x80 : 0;
+    if (len < 126) { h[1] = mb | (unsigned char)len; n = 2; }
+    else if (len < 65536) { h[1] = mb | 126; h[2] = len >> 8; h[3] = len & 255; n = 4; }
+    else { h[1] = mb | 127; for (int i = 0; i < 8; i++) h[2 + i] = (unsigned char)(len >> (56 - 8 * i)); n = 10; }
+    if (mask) { memset(h + n, 0, 4); n += 4; }
+    return n;
+}

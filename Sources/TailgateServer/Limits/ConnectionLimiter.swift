@@ -56,12 +56,7 @@ final class ConnectionLimiter: Sendable {
     func release(_ address: String, countedPerAddress: Bool = true) {
         counts.withLock { counts in
             counts.total -= 1
-            guard countedPerAddress else { return }
-            if let count = counts.perAddress[address], count > 1 {
-                counts.perAddress[address] = count - 1
-            } else {
-                counts.perAddress[address] = nil
-            }
+            if countedPerAddress { Self.decrement(&counts.perAddress, address) }
         }
     }
 
@@ -82,13 +77,14 @@ final class ConnectionLimiter: Sendable {
 
     /// Gives back a place taken by `reserveSubscriber`.
     func releaseSubscriber(of worker: Worker) {
-        counts.withLock { counts in
-            let key = ObjectIdentifier(worker)
-            if let count = counts.perWorker[key], count > 1 {
-                counts.perWorker[key] = count - 1
-            } else {
-                counts.perWorker[key] = nil
-            }
+        counts.withLock { Self.decrement(&$0.perWorker, ObjectIdentifier(worker)) }
+    }
+
+    private static func decrement<Key: Hashable>(_ table: inout [Key: Int], _ key: Key) {
+        if let count = table[key], count > 1 {
+            table[key] = count - 1
+        } else {
+            table[key] = nil
         }
     }
 
@@ -108,13 +104,7 @@ final class ConnectionLimiter: Sendable {
 
     /// Gives back a place taken by `reserveProxiedClient`.
     func releaseProxiedClient(_ address: String) {
-        counts.withLock { counts in
-            if let count = counts.perProxiedClient[address], count > 1 {
-                counts.perProxiedClient[address] = count - 1
-            } else {
-                counts.perProxiedClient[address] = nil
-            }
-        }
+        counts.withLock { Self.decrement(&$0.perProxiedClient, address) }
     }
 
     /// Open connections right now.

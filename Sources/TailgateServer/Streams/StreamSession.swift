@@ -36,6 +36,9 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
     private var phase = Phase.starting
     /// The first seq not sent yet.
     private(set) var nextSeq: UInt64 = 0
+    /// Mirrors `channel.isWritable`: NIO reports every change synchronously, so the hot path reads a
+    /// stored flag instead of asking the channel twice per batch.
+    private var writable = true
     private var unwritableSince: NIODeadline?
     private var lastInbound = NIODeadline.now()
     private var pingSentAt: NIODeadline?
@@ -59,6 +62,7 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        writable = context.channel.isWritable
         let snapshot = worker.snapshot()
         nextSeq = start.replayFrom(firstSeq: snapshot.firstSeq, lastSeq: snapshot.lastSeq)
         writeControl(StreamMessages.hello(snapshot, replayFrom: nextSeq))
@@ -108,10 +112,10 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
 
     func offer(_ batch: Batch, rendered: ByteBuffer) {
         guard phase == .live, let context else { return }
-        if nextSeq == batch.firstSeq && context.channel.isWritable {
+        if nextSeq == batch.firstSeq && writable {
             nextSeq = batch.lastSeq + 1
             context.write(wrapOutboundOut(rendered), promise: nil)
-            if !context.channel.isWritable { sampleBufferedBytes() }
+            if !writable { sampleBufferedBytes() }
             context.flush()
         } else if nextSeq <= batch.lastSeq {
             phase = .behind
@@ -135,7 +139,7 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
                 context.flush()
             }
         }
-        while context.channel.isWritable {
+        while writable {
             switch worker.read(at: nextSeq) {
             case .gap(let from, let to):
                 nextSeq = to + 1
@@ -171,7 +175,8 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable {
+        writable = context.channel.isWritable
+        if writable {
             unwritableSince = nil
             catchUp()
         } else if unwritableSince == nil {
@@ -246,7 +251,7 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
             close(code: CloseCode.policy, reason: "access token expired")
             return
         }
-        if let since = unwritableSince, !context.channel.isWritable, now - since >= configuration.stallTimeout {
+        if let since = unwritableSince, !writable, now - since >= configuration.stallTimeout {
             close(code: CloseCode.tryAgainLater, reason: "stalled: no progress for \(configuration.stallTimeout.nanoseconds / 1_000_000_000) s")
             context.close(promise: nil)
             return

@@ -26,6 +26,9 @@ public struct WorkerSnapshot: Sendable {
     public var recordsTotal: UInt64
     public var ringRecords: Int
     public var ringBytes: Int
+    /// Records that never reached the ring: publishers outran the worker's loop by more than the ring
+    /// holds, and the oldest queued records made way (subscribers see them as a `gap`).
+    public var droppedBeforeRing: UInt64
     public var subscribers: Int
     public var startedAt: Timestamp
     public var stoppedAt: Timestamp?
@@ -271,12 +274,13 @@ public final class Worker: Sendable {
 
     /// The worker's current state.
     public func snapshot() -> WorkerSnapshot {
-        let (firstSeq, lastSeq, records, bytes, stoppedAt) = ring.withLock {
-            ($0.buffer.firstSeq, $0.buffer.lastSeq, $0.buffer.count, $0.buffer.recordBytes, $0.stoppedAt)
+        let (firstSeq, lastSeq, records, bytes, stoppedAt, dropped) = ring.withLock {
+            ($0.buffer.firstSeq, $0.buffer.lastSeq, $0.buffer.count, $0.buffer.recordBytes, $0.stoppedAt, $0.droppedBeforeRing)
         }
         return WorkerSnapshot(
             id: id, state: stoppedAt == nil ? .running : .stopped, owner: owner, epoch: epoch,
             firstSeq: firstSeq, lastSeq: lastSeq, recordsTotal: lastSeq, ringRecords: records, ringBytes: bytes,
+            droppedBeforeRing: dropped,
             subscribers: fanOut.subscriberCount, startedAt: startedAt, stoppedAt: stoppedAt)
     }
 }

@@ -34,6 +34,8 @@ enum WorkerJSON {
         buffer.writeJSONInteger(worker.ringRecords)
         buffer.writeStaticString(",\"ring_bytes\":")
         buffer.writeJSONInteger(worker.ringBytes)
+        buffer.writeStaticString(",\"records_dropped\":")
+        buffer.writeJSONInteger(worker.droppedBeforeRing)
         buffer.writeStaticString("}")
     }
 

@@ -62,22 +62,23 @@ final class ConnectionLimiter: Sendable {
 
     /// Takes a subscriber place on `worker`, or says why not.
     func reserveSubscriber(of worker: Worker) -> GatewayError? {
-        counts.withLock { counts in
-            let key = ObjectIdentifier(worker)
-            let current = counts.perWorker[key, default: 0]
-            guard current < configuration.maxSubscribersPerWorker else {
-                return .limitReached("too_many_subscribers",
-                    "worker '\(worker.id)' has reached its limit of \(configuration.maxSubscribersPerWorker) subscribers",
-                    retryAfter: configuration.retryAfterSeconds)
-            }
-            counts.perWorker[key] = current + 1
-            return nil
-        }
+        let limit = configuration.maxSubscribersPerWorker
+        let taken = counts.withLock { Self.increment(&$0.perWorker, ObjectIdentifier(worker), limit: limit) }
+        return taken ? nil : .limitReached("too_many_subscribers",
+            "worker '\(worker.id)' has reached its limit of \(limit) subscribers", retryAfter: configuration.retryAfterSeconds)
     }
 
     /// Gives back a place taken by `reserveSubscriber`.
     func releaseSubscriber(of worker: Worker) {
         counts.withLock { Self.decrement(&$0.perWorker, ObjectIdentifier(worker)) }
+    }
+
+    /// Counts one more under `key` unless that reaches past `limit`; says whether it did.
+    private static func increment<Key: Hashable>(_ table: inout [Key: Int], _ key: Key, limit: Int) -> Bool {
+        let current = table[key, default: 0]
+        guard current < limit else { return false }
+        table[key] = current + 1
+        return true
     }
 
     private static func decrement<Key: Hashable>(_ table: inout [Key: Int], _ key: Key) {
@@ -90,16 +91,10 @@ final class ConnectionLimiter: Sendable {
 
     /// Takes a stream place for a client behind a trusted proxy (by its forwarded address), or says why not.
     func reserveProxiedClient(_ address: String) -> GatewayError? {
-        counts.withLock { counts in
-            let current = counts.perProxiedClient[address, default: 0]
-            guard current < configuration.maxConnectionsPerIP else {
-                return .limitReached("too_many_connections_from_address",
-                    "\(address) has reached the limit of \(configuration.maxConnectionsPerIP) connections per client address",
-                    retryAfter: configuration.retryAfterSeconds)
-            }
-            counts.perProxiedClient[address] = current + 1
-            return nil
-        }
+        let limit = configuration.maxConnectionsPerIP
+        let taken = counts.withLock { Self.increment(&$0.perProxiedClient, address, limit: limit) }
+        return taken ? nil : .limitReached("too_many_connections_from_address",
+            "\(address) has reached the limit of \(limit) connections per client address", retryAfter: configuration.retryAfterSeconds)
     }
 
     /// Gives back a place taken by `reserveProxiedClient`.

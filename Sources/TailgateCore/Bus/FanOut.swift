@@ -12,6 +12,13 @@ public protocol BatchRendering: Sendable {
     func render(_ batch: Batch) -> ByteBuffer
 }
 
+extension BatchRendering {
+    /// `batch` in this rendering, made once per batch and key and shared by every caller.
+    public func bytes(for batch: Batch) -> ByteBuffer {
+        batch.derivedBytes(key: key) { render($0) }
+    }
+}
+
 /// One subscriber of a worker's stream. Lives on one event loop; every call arrives on that loop.
 public protocol BatchSubscriber: AnyObject {
     /// A new batch was appended to the worker's ring; `rendered` is its bytes in this subscriber's rendering.
@@ -113,8 +120,7 @@ final class LoopSubscribers: @unchecked Sendable {
     func deliver(_ batch: Batch) {
         loop.assertInEventLoop()
         for group in groups {
-            let rendering = group.rendering
-            let bytes = batch.derivedBytes(key: rendering.key) { rendering.render($0) }
+            let bytes = group.rendering.bytes(for: batch)
             for subscriber in group.subscribers {
                 subscriber.offer(batch, rendered: bytes)
             }

@@ -212,20 +212,15 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard let id = WorkerID(parts[0]) else { throw GatewayError.badWorkerID(parts[0]) }
         let action = parts.count > 1 ? parts[1] : ""
         let access = gateway.configuration.access
-        let publisher = IngestRoute.publisherAddress(peer: connection.address, head: head, gateway: gateway)
-        let fromPublishAddress = gateway.configuration.publishFrom.contains { $0.contains(publisher) }
-        // A publisher on an allowed address needs no token to stop its worker.
-        let token = action == "stop" && fromPublishAddress && target.value("access_token") == nil
-            && head.headers.first(name: "authorization") == nil ? nil : try access.token(query: target, headers: head.headers)
         switch action {
         case "":
             try requireGET(head)
-            try access.require(.read, on: id, token: token)
+            try access.require(.read, on: id, token: try access.token(query: target, headers: head.headers))
             guard let worker = gateway.bus.worker(id) else { throw GatewayError.workerNotFound(id) }
             return .json(WorkerJSON.one(worker.snapshot(), streamBase: streamBase(head), pathPrefix: gateway.configuration.basePath))
         case "stop":
             guard head.method == .POST else { throw GatewayError.methodNotAllowed("POST") }
-            try IngestRoute.checkPublisher(publisher, id: id, token: token, gateway: gateway)
+            try IngestRoute.authorizePublisher(head, target: target, peer: connection.address, id: id, gateway: gateway)
             guard let worker = gateway.bus.worker(id) else { throw GatewayError.workerNotFound(id) }
             guard worker.owner == .remote else { throw IngestRoute.ownedInProcess(id) }
             worker.stop()
@@ -238,7 +233,7 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
             throw GatewayError.methodNotAllowed("POST, PUT")
         case "logs":
             try requireGET(head)
-            try access.require(.read, on: id, token: token)
+            try access.require(.read, on: id, token: try access.token(query: target, headers: head.headers))
             let since = try target.unsignedValue("since")
             let limit = try target.unsignedValue("limit", max: 10_000_000).map { Int($0) }
             let formatText = target.value("format") ?? "ndjson"

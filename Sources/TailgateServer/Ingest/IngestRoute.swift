@@ -15,14 +15,10 @@ enum IngestRoute {
         let target = try RequestTarget(BasePath.strip(head.uri, basePath: gateway.configuration.basePath))
         let idText = target.path.dropFirst("/api/workers/".count).dropLast("/records".count)
         guard let id = WorkerID(idText) else { throw GatewayError.badWorkerID(idText) }
-        let client = publisherAddress(peer: peer, head: head, gateway: gateway)
-        let fromAllowedAddress = gateway.configuration.publishFrom.contains { $0.contains(client) }
-        let hasCredentials = target.value("access_token") != nil || head.headers.first(name: "authorization") != nil
-        let token = fromAllowedAddress && !hasCredentials ? nil : try gateway.configuration.access.token(query: target, headers: head.headers)
-        try checkPublisher(client, id: id, token: token, gateway: gateway)
+        try authorizePublisher(head, target: target, peer: peer, id: id, gateway: gateway)
         let format: IngestSession.Format
         let contentType = head.headers.first(name: "content-type")?.lowercased()
-            .split(separator: ";").first.map { $0.trimmingCharacters(in: " ") } ?? ""
+            .split(separator: ";").first.map { String($0.trimmingASCIISpaces()) } ?? ""
         switch contentType {
         case "application/x-ndjson", "application/ndjson", "application/jsonl", "application/json":
             format = .ndjson
@@ -42,37 +38,29 @@ enum IngestRoute {
         return IngestSession(worker: worker, format: format, maxLineBytes: gateway.configuration.maxRecordBytes)
     }
 
-    /// The address `--publish-from` is checked against: the socket's peer, or behind a trusted proxy
-    /// the forwarded client (so that relayed requests never count as local publishers).
-    static func publisherAddress(peer: String, head: HTTPRequestHead, gateway: GatewayContext) -> String {
-        ClientIdentity.resolve(peer: peer, headers: head.headers, trustedProxies: gateway.configuration.trustedProxies).address
-    }
-
-    /// Publishing is allowed from `--publish-from` addresses, and, with auth on, with a token of
-    /// publish scope covering the worker.
-    static func checkPublisher(_ peer: String, id: WorkerID, token: AccessToken?, gateway: GatewayContext) throws(GatewayError) {
-        let access = gateway.configuration.access
-        if let token, access.isEnabled {
-            try access.require(.publish, on: id, token: token)
+    /// Who may publish into (or stop) `id`: a client on a `--publish-from` address — behind a trusted
+    /// proxy the forwarded client, so that relayed requests never count as local — and, with auth on,
+    /// anyone showing a token of publish scope covering the worker (401 without one). A client on an
+    /// allowed address that shows no credentials needs none.
+    static func authorizePublisher(_ head: HTTPRequestHead, target: RequestTarget, peer: String, id: WorkerID,
+                                   gateway: GatewayContext) throws(GatewayError) {
+        let configuration = gateway.configuration
+        let client = ClientIdentity.resolve(peer: peer, headers: head.headers, trustedProxies: configuration.trustedProxies).address
+        let fromAllowedAddress = configuration.publishFrom.contains { $0.contains(client) }
+        let hasCredentials = target.value("access_token") != nil || head.headers.first(name: "authorization") != nil
+        if configuration.access.isEnabled && (hasCredentials || !fromAllowedAddress) {
+            let token = try configuration.access.token(query: target, headers: head.headers)
+            try configuration.access.require(.publish, on: id, token: token)
             return
         }
-        guard gateway.configuration.publishFrom.contains(where: { $0.contains(peer) }) else {
-            let how = access.isEnabled ? " or show a token with publish scope" : ""
+        guard fromAllowedAddress else {
+            let how = configuration.access.isEnabled ? " or show a token with publish scope" : ""
             throw GatewayError(.forbidden, "publish_not_allowed",
-                               "\(peer) may not publish; allowed: \(gateway.configuration.publishFrom.map(\.description).joined(separator: ", ")) (--publish-from)\(how)")
+                               "\(client) may not publish; allowed: \(configuration.publishFrom.map(\.description).joined(separator: ", ")) (--publish-from)\(how)")
         }
     }
 
     static func ownedInProcess(_ id: WorkerID) -> GatewayError {
         GatewayError(.conflict, "worker_owned_in_process", "worker '\(id)' is published by the gateway's own process; pick another id")
-    }
-}
-
-private extension Substring {
-    func trimmingCharacters(in set: String) -> String {
-        var text = self
-        while let first = text.first, set.contains(first) { text.removeFirst() }
-        while let last = text.last, set.contains(last) { text.removeLast() }
-        return String(text)
     }
 }

@@ -148,7 +148,7 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
             case .batch(let batch):
                 let bytes: ByteBuffer
                 if batch.firstSeq == nextSeq {
-                    bytes = batch.derivedBytes(key: rendering.key) { rendering.render($0) }
+                    bytes = rendering.bytes(for: batch)
                 } else {
                     bytes = ServerFrames.frame(.text, payload: batch.payload(from: nextSeq))
                     statistics.partialFrames.add(1, ordering: .relaxed)

@@ -506,7 +506,10 @@ def test_connection_broken_mid_batch_neither_loses_nor_duplicates(gateway, tailg
             [f"round {r} record {i}" for r in range(3) for i in range(1000)]
         assert len(messages) == len(set(messages)), "duplicated records"
         assert messages == expected
-        assert handler.stats["recovered"] > 0, handler.stats  # some of each cut batch had arrived
+        # Each cut forced a reconnect and a recovery check. How much of a cut batch the gateway had
+        # already published before the reset depends on timing (it may be none), so the count of
+        # recovered lines is not asserted; no loss and no duplicate are, above.
+        assert handler.stats["reconnects"] >= 3, handler.stats
     finally:
         handler.close()
         proxy.close()

@@ -1,6 +1,8 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+let hotPathSettings: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
+
 let package = Package(
     name: "Tailgate",
     platforms: [.macOS(.v15)],
@@ -20,7 +22,11 @@ let package = Package(
             name: "TailgateCore",
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
-            ]
+            ],
+            // Release builds of the two hot-path modules skip the run-time exclusivity checks on class
+            // properties (about 8% of the CPU of HTTP ingest, see Benchmarks/results/FINDINGS.md);
+            // debug builds, which every test runs, keep them.
+            swiftSettings: hotPathSettings
         ),
         .systemLibrary(
             name: "CZlib",
@@ -36,7 +42,8 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: hotPathSettings
         ),
         .target(
             name: "TailgateDemo",

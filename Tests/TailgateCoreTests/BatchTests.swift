@@ -28,7 +28,8 @@ struct BatchTests {
     }
 
     @Test func emptyBuilderFinishesWithNothing() {
-        #expect(BatchBuilder(firstSeq: 1).finish() == nil)
+        var empty = BatchBuilder(firstSeq: 1)
+        #expect(empty.finish() == nil)
     }
 
     @Test func seqsAndCount() {
@@ -90,7 +91,8 @@ struct BatchTests {
     @Test func singleRecordBatch() throws {
         var builder = BatchBuilder(firstSeq: 1)
         builder.append(LogRecord(message: "only"), timestamp: Timestamp(microseconds: 0))
-        let batch = try #require(builder.finish())
+        let finished = builder.finish()
+        let batch = try #require(finished)
         #expect(batch.firstSeq == 1 && batch.lastSeq == 1 && batch.count == 1)
         #expect(try logsSeqs(batch.payload) == [1])
         #expect(batch.recordBytes == batch.record(1).readableBytes)

@@ -22,7 +22,8 @@ struct LogLevelTests {
 
     @Test("refuses other names", arguments: [
         "", "I", "inf", "information", "WARNINGS", " INFO", "INFO ", "IN FO", "verbose", "5", "panic",
-        "errors", "critic", "fatality", "warning\n", "DEBUG1", "success",
+        "errors", "critic", "fatality", "warning\n", "DEBUG1", "success", "ERR\0", "INFO\0", "\0INFO", "ınfo",
+        "CRITICALS", "WARNİNG",
     ])
     func refusesOthers(_ name: String) {
         #expect(LogLevel(name: name) == nil)

@@ -179,4 +179,41 @@ struct TimestampTests {
         #expect(a.microseconds > 1_704_067_200_000_000 && a.microseconds < 4_102_444_800_000_000)
         #expect(Timestamp(microseconds: -1) < Timestamp(microseconds: 0))
     }
+
+    @Test func textCacheWritesWhatWriteWrites() {
+        // Runs within a second, across seconds, days and years, before 1970, in any order.
+        var values: [Int64] = [0, 1, 999_999, 1_000_000, 1_000_001, -1, -999_999, -1_000_000, -1_000_001,
+                               1_795_000_000_123_456, 1_795_000_000_999_999, 1_795_000_001_000_000, 1_795_000_000_000_001]
+        var generator = SplitMix64(seed: 7)
+        var current: Int64 = 1_700_000_000_000_000
+        for _ in 0..<5000 {
+            current += Int64(generator.next() % 400_000)
+            values.append(current)
+            if generator.next() % 50 == 0 { values.append(Int64(generator.next() % 253_402_300_799_000_000)) }
+        }
+        var cache = Timestamp.TextCache()
+        var cached = [UInt8](repeating: 0, count: Timestamp.textLength)
+        var plain = [UInt8](repeating: 0, count: Timestamp.textLength)
+        for value in values {
+            let timestamp = Timestamp(microseconds: value)
+            cached.withUnsafeMutableBufferPointer { cache.write(timestamp, into: $0.baseAddress!) }
+            plain.withUnsafeMutableBufferPointer { timestamp.write(into: $0.baseAddress!) }
+            #expect(cached == plain, "\(value)")
+        }
+    }
+
+    @Test func parseCacheParsesWhatAFreshParseParses() {
+        let texts = [
+            "2026-11-27T13:16:40.123456Z", "2026-11-27T13:16:40.5Z", "2026-11-27T13:16:40Z", "2026-11-27T13:16:40+01:00",
+            "2026-11-27T13:16:40.1x", "2026-11-27T13:16:40.", "2026-11-27T13:16:40-0230", "2026-11-27T13:16:41.000001Z",
+            "2026-02-30T13:16:41Z", "2026-02-30T13:16:41Z", "2024-02-29T00:00:00Z", "2024-02-29T00:00:00.999Z",
+            "0000-01-01T00:30:00+01:00", "0000-01-01T00:30:00Z", "9999-12-31T23:59:59.999999Z", "9999-12-31T23:59:59-00:01",
+            "2026-11-27 13:16:40Z", "2026-11-27T13:16:4", "2026-11-27T13:16:40Z ", "2026-11-27T25:16:40Z", "2026-11-27T13:16:40Z",
+        ]
+        var cache = Timestamp.ParseCache()
+        for text in texts + texts.reversed() {
+            let cached = Array(text.utf8).withUnsafeBufferPointer { Timestamp(iso8601UTF8: $0, cache: &cache) }
+            #expect(cached == Timestamp(iso8601: text), "\(text)")
+        }
+    }
 }

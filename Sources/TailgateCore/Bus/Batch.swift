@@ -98,6 +98,7 @@ public struct BatchBuilder {
     private var buffer: ByteBuffer
     private var offsets: [UInt32] = []
     private let firstSeq: UInt64
+    private var timestampCache = Timestamp.TextCache()
 
     /// Starts a batch whose first record will have `firstSeq`.
     public init(firstSeq: UInt64, capacity: Int = 4096) {
@@ -122,7 +123,7 @@ public struct BatchBuilder {
     public mutating func append(_ record: LogRecord, timestamp: Timestamp) {
         let seq = nextSeq
         startRecord()
-        RecordEncoder.encode(record, seq: seq, timestamp: timestamp, into: &buffer)
+        RecordEncoder.encode(record, seq: seq, timestamp: timestamp, into: &buffer, timestampCache: &timestampCache)
     }
 
     /// Adds an already-encoded record (its seq must be `nextSeq`).
@@ -131,11 +132,15 @@ public struct BatchBuilder {
         buffer.writeImmutableBuffer(encoded)
     }
 
-    /// The finished batch, or `nil` when nothing was added.
-    public func finish() -> Batch? {
+    /// The finished batch, or `nil` when nothing was added. The builder's buffer moves into the
+    /// batch (no copy); the builder is empty afterwards.
+    public mutating func finish() -> Batch? {
         guard !offsets.isEmpty else { return nil }
-        var payload = buffer
-        payload.writeStaticString(Batch.suffix)
-        return Batch(firstSeq: firstSeq, payload: payload, offsets: offsets)
+        buffer.writeStaticString(Batch.suffix)
+        let payload = buffer
+        buffer = ByteBuffer()
+        let batch = Batch(firstSeq: firstSeq, payload: payload, offsets: offsets)
+        offsets = []
+        return batch
     }
 }

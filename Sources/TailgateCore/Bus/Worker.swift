@@ -62,6 +62,9 @@ public final class Worker: Sendable {
         var record: LogRecord
         var seq: UInt64
         var timestamp: Timestamp
+
+        /// An entry holding nothing that is counted by reference (its strings are empty).
+        static let placeholder = PendingRecord(record: LogRecord(message: ""), seq: 0, timestamp: Timestamp(microseconds: 0))
     }
 
     struct Ingress: ~Copyable {
@@ -76,6 +79,20 @@ public final class Worker: Sendable {
         /// When the last drain ended (monotonic nanoseconds).
         var lastDrainEnd: UInt64 = 0
         var stopRequested = false
+
+        /// When the loop is not keeping up, the oldest queued records leave as the ring would evict
+        /// them (counted as skipped). Returns how many records stay queued.
+        mutating func dropOverflow(_ limits: WorkerLimits) -> Int {
+            while pending.count - skipped > limits.ringRecords || pendingBytes > limits.ringBytes * 2 {
+                pendingBytes -= pending[skipped].record.estimatedSize
+                skipped += 1
+                if skipped > 1024 && skipped * 2 > pending.count {
+                    pending.removeFirst(skipped)
+                    skipped = 0
+                }
+            }
+            return pending.count - skipped
+        }
 
         /// Moves an idle worker to `scheduled`; returns how long to wait before draining, or `nil`
         /// when a drain is already scheduled or running.
@@ -120,35 +137,58 @@ public final class Worker: Sendable {
     ///
     /// Never blocks on subscribers and never fails because of them. Callable from any thread.
     @discardableResult
-    public func publish(_ record: LogRecord) -> Bool {
+    public func publish(_ record: consuming LogRecord) -> Bool {
         enqueue(record) != nil
     }
 
     /// Publishes a record and says which seq it got and how many records wait for the next drain
     /// (publishers that can slow down, such as HTTP ingest, use it to apply backpressure).
     /// `nil` when the worker has been stopped.
-    public func enqueue(_ record: LogRecord) -> (seq: UInt64, queued: Int)? {
+    public func enqueue(_ record: consuming LogRecord) -> (seq: UInt64, queued: Int)? {
         let timestamp = record.timestamp ?? Timestamp.now()
         let size = record.estimatedSize
         let interval = UInt64(limits.minimumDrainInterval.nanoseconds)
+        var entry = PendingRecord(record: record, seq: 0, timestamp: timestamp)
         let outcome: (seq: UInt64, queued: Int, delay: UInt64?)? = ingress.withLock { state in
             guard !state.stopRequested else { return nil }
             let seq = state.nextSeq
-            state.pending.append(PendingRecord(record: record, seq: seq, timestamp: timestamp))
+            entry.seq = seq
+            // Moved in by a swap, not copied: a copy would retain and later release every string.
+            state.pending.append(PendingRecord.placeholder)
+            swap(&state.pending[state.pending.count - 1], &entry)
             state.nextSeq += 1
             state.pendingBytes += size
-            // The loop is not keeping up: the oldest queued records leave as the ring would evict them.
-            while state.pending.count - state.skipped > limits.ringRecords || state.pendingBytes > limits.ringBytes * 2 {
-                state.pendingBytes -= state.pending[state.skipped].record.estimatedSize
-                state.skipped += 1
-                if state.skipped > 1024 && state.skipped * 2 > state.pending.count {
-                    state.pending.removeFirst(state.skipped)
-                    state.skipped = 0
-                }
-            }
-            let queued = state.pending.count - state.skipped
+            let queued = state.dropOverflow(limits)
             return (seq, queued, state.scheduleDrain(minimumInterval: interval))
         }
+        guard let outcome else { return nil }
+        if let delay = outcome.delay { scheduleDrain(after: delay) }
+        return (outcome.seq, outcome.queued)
+    }
+
+    /// Publishes `records` in order under one lock (HTTP ingest queues each read's lines this way).
+    /// They are moved out, leaving `records` empty. Returns the first one's seq and how many records
+    /// wait for the next drain, or `nil` (nothing published) when the worker has been stopped.
+    public func enqueue(contentsOf records: inout [LogRecord]) -> (firstSeq: UInt64, queued: Int)? {
+        guard !records.isEmpty else { return nil }
+        let now = Timestamp.now()
+        let size = records.reduce(0) { $0 + $1.estimatedSize }
+        let interval = UInt64(limits.minimumDrainInterval.nanoseconds)
+        let outcome: (seq: UInt64, queued: Int, delay: UInt64?)? = ingress.withLock { state in
+            guard !state.stopRequested else { return nil }
+            let first = state.nextSeq
+            state.pending.reserveCapacity(state.pending.count + records.count)
+            for index in records.indices {
+                let timestamp = records[index].timestamp ?? now
+                state.pending.append(PendingRecord(record: PendingRecord.placeholder.record, seq: first + UInt64(index), timestamp: timestamp))
+                swap(&state.pending[state.pending.count - 1].record, &records[index])
+            }
+            state.nextSeq += UInt64(records.count)
+            state.pendingBytes += size
+            let queued = state.dropOverflow(limits)
+            return (first, queued, state.scheduleDrain(minimumInterval: interval))
+        }
+        records.removeAll(keepingCapacity: true)
         guard let outcome else { return nil }
         if let delay = outcome.delay { scheduleDrain(after: delay) }
         return (outcome.seq, outcome.queued)

@@ -169,29 +169,79 @@ public struct JSONParser {
         return value
     }
 
+    /// With the cursor on a string's opening quote: when the string has no escapes, the range of its
+    /// raw (still unvalidated) bytes, with the cursor moved past it; `nil`, cursor unmoved, when it has
+    /// escapes (use `parseString`).
+    mutating func scanPlainString() throws(JSONParseError) -> Range<Int>? {
+        let start = index + 1
+        guard let base = bytes.baseAddress, start < bytes.count else {
+            index = bytes.count
+            throw error("unterminated string")
+        }
+        let cursor = JSONByteScan.firstSpecial(base, from: start, to: bytes.count)
+        guard cursor < bytes.count else {
+            index = cursor
+            throw error("unterminated string")
+        }
+        switch base[cursor] {
+        case UInt8(ascii: "\""):
+            index = cursor + 1
+            return start..<cursor
+        case UInt8(ascii: "\\"):
+            return nil
+        default:
+            index = cursor
+            throw error("control character in string")
+        }
+    }
+
+    /// The raw bytes of `range`.
+    func slice(_ range: Range<Int>) -> UnsafeBufferPointer<UInt8> {
+        UnsafeBufferPointer(rebasing: bytes[range])
+    }
+
+    /// A whole number written without fraction or exponent (`-12`, `0`, `431`) at the cursor, or `nil`,
+    /// cursor unmoved, for anything else (use `parseValue`).
+    mutating func scanWholeNumber() -> Int? {
+        var cursor = index
+        var negative = false
+        if cursor < bytes.count, bytes[cursor] == UInt8(ascii: "-") { negative = true; cursor += 1 }
+        let digitsStart = cursor
+        var value = 0
+        while cursor < bytes.count, bytes[cursor] >= 0x30, bytes[cursor] <= 0x39, cursor - digitsStart < 15 {
+            value = value * 10 + Int(bytes[cursor] - 0x30)
+            cursor += 1
+        }
+        let digitCount = cursor - digitsStart
+        guard digitCount > 0, !(digitCount > 1 && bytes[digitsStart] == UInt8(ascii: "0")) else { return nil }
+        if cursor < bytes.count {
+            switch bytes[cursor] {
+            case 0x30...0x39, UInt8(ascii: "."), UInt8(ascii: "e"), UInt8(ascii: "E"): return nil
+            default: break
+            }
+        }
+        index = cursor
+        return negative ? -value : value
+    }
+
     mutating func parseString() throws(JSONParseError) -> String {
+        if let range = try scanPlainString() {
+            guard let text = UTF8Validation.string(slice(range)) else {
+                index = range.upperBound
+                throw error("invalid UTF-8 in string")
+            }
+            return text
+        }
         index += 1
         let start = index
-        // Fast path: no escapes.
-        while index < bytes.count {
-            let byte = bytes[index]
-            if byte == UInt8(ascii: "\"") {
-                let raw = UnsafeBufferPointer(rebasing: bytes[start..<index])
-                guard let text = String(validating: raw, as: UTF8.self) else { throw error("invalid UTF-8 in string") }
-                index += 1
-                return text
-            }
-            if byte == UInt8(ascii: "\\") { break }
-            if byte < 0x20 { throw error("control character in string") }
-            index += 1
-        }
+        while bytes[index] != UInt8(ascii: "\\") { index += 1 }  // scanPlainString saw a backslash
         var scalars: [UInt8] = Array(UnsafeBufferPointer(rebasing: bytes[start..<index]))
         while index < bytes.count {
             let byte = bytes[index]
             switch byte {
             case UInt8(ascii: "\""):
                 index += 1
-                guard let text = String(validating: scalars, as: UTF8.self) else { throw error("invalid UTF-8 in string") }
+                guard let text = scalars.withUnsafeBufferPointer({ UTF8Validation.string($0) }) else { throw error("invalid UTF-8 in string") }
                 return text
             case UInt8(ascii: "\\"):
                 index += 1

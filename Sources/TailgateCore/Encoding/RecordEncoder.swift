@@ -10,7 +10,14 @@ import NIOCore
 public enum RecordEncoder {
     /// Appends the JSON object for `record` to `buffer`.
     public static func encode(_ record: LogRecord, seq: UInt64, timestamp: Timestamp, into buffer: inout ByteBuffer) {
-        var record = record
+        var cache = Timestamp.TextCache()
+        encode(record, seq: seq, timestamp: timestamp, into: &buffer, timestampCache: &cache)
+    }
+
+    /// Appends the JSON object for `record` to `buffer`, reusing the text of the second last written
+    /// through `timestampCache` (a batch builder keeps one).
+    public static func encode(_ record: LogRecord, seq: UInt64, timestamp: Timestamp, into buffer: inout ByteBuffer,
+                              timestampCache: inout Timestamp.TextCache) {
         var bound = 256 + 6 * (record.message.utf8.count + record.loggerName.utf8.count + record.module.utf8.count + record.funcName.utf8.count)
         let metadata = record.metadata.map { $0.sorted { $0.key < $1.key } } ?? []
         for (key, value) in metadata { bound += 6 * (key.utf8.count + value.utf8.count) + 8 }
@@ -19,29 +26,27 @@ public enum RecordEncoder {
             out.write("{\"seq\":")
             out.writeUnsigned(seq)
             out.write(",\"timestamp\":\"")
-            timestamp.write(into: out.base + out.count)
+            timestampCache.write(timestamp, into: out.base + out.count)
             out.count += Timestamp.textLength
             out.write("\",\"level\":\"")
             out.write(record.level.wireName)
             out.write("\",\"message\":")
-            out.writeString(&record.message)
+            out.writeString(record.message)
             out.write(",\"logger_name\":")
-            out.writeString(&record.loggerName)
+            out.writeString(record.loggerName)
             out.write(",\"module\":")
-            out.writeString(&record.module)
+            out.writeString(record.module)
             out.write(",\"func_name\":")
-            out.writeString(&record.funcName)
+            out.writeString(record.funcName)
             out.write(",\"line_no\":")
             out.writeInteger(Int64(record.lineNo))
             if !metadata.isEmpty {
                 out.write(",\"metadata\":{")
                 for (index, (key, value)) in metadata.enumerated() {
                     if index > 0 { out.write(",") }
-                    var key = key
-                    var value = value
-                    out.writeString(&key)
+                    out.writeString(key)
                     out.write(":")
-                    out.writeString(&value)
+                    out.writeString(value)
                 }
                 out.write("}")
             }
@@ -89,8 +94,11 @@ struct RawJSONWriter {
     }
 
     /// A quoted JSON string, escaping `"`, `\` and control characters.
-    mutating func writeString(_ string: inout String) {
-        string.withUTF8 { writeString(utf8: $0) }
+    mutating func writeString(_ string: String) {
+        // Native strings are contiguous: read them in place, without copying the record.
+        if let done: Void = string.utf8.withContiguousStorageIfAvailable({ writeString(utf8: $0) }) { return done }
+        var copy = string
+        copy.withUTF8 { writeString(utf8: $0) }
     }
 
     mutating func writeString(utf8 bytes: UnsafeBufferPointer<UInt8>) {
@@ -100,14 +108,12 @@ struct RawJSONWriter {
         var index = 0
         let length = bytes.count
         let source = bytes.baseAddress
-        while index < length {
-            let byte = source![index]
-            if byte >= 0x20 && byte != 0x22 && byte != 0x5C {
-                index += 1
-                continue
-            }
+        while let source, index < length {
+            index = JSONByteScan.firstSpecial(source, from: index, to: length)
+            if index == length { break }
+            let byte = source[index]
             if index > runStart {
-                (base + count).update(from: source! + runStart, count: index - runStart)
+                (base + count).update(from: source + runStart, count: index - runStart)
                 count += index - runStart
             }
             base[count] = UInt8(ascii: "\\")

@@ -68,9 +68,75 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
         put(micros, at: 20, digits: 6); out[26] = UInt8(ascii: "Z")
     }
 
+    /// Remembers the text of the last whole second written, so that the records of one batch (nearly
+    /// always within the same second) only format their microseconds.
+    public struct TextCache {
+        private var second = Int64.min
+        private var prefix: (UInt64, UInt64, UInt64) = (0, 0, 0)  // "YYYY-MM-DDTHH:MM:SS." (20 bytes)
+
+        public init() {}
+
+        /// Writes the 27 bytes of `timestamp`'s ISO-8601 text at `out`.
+        mutating func write(_ timestamp: Timestamp, into out: UnsafeMutablePointer<UInt8>) {
+            var second = timestamp.microseconds / 1_000_000
+            var micros = timestamp.microseconds % 1_000_000
+            if micros < 0 { micros += 1_000_000; second -= 1 }
+            if second != self.second {
+                timestamp.write(into: out)
+                withUnsafeMutableBytes(of: &prefix) { $0.copyMemory(from: UnsafeRawBufferPointer(start: out, count: 20)) }
+                self.second = second
+                return
+            }
+            withUnsafeBytes(of: &prefix) { UnsafeMutableRawPointer(out).copyMemory(from: $0.baseAddress!, byteCount: 20) }
+            for offset in stride(from: 25, through: 20, by: -1) {
+                out[offset] = UInt8(truncatingIfNeeded: 0x30 + micros % 10)
+                micros /= 10
+            }
+            out[26] = UInt8(ascii: "Z")
+        }
+    }
+
     /// Parses ISO-8601 as publishers send it: `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`.
     public init?(iso8601 text: some StringProtocol) {
-        let bytes = Array(text.utf8)
+        var text = String(text)
+        guard let parsed = text.withUTF8({ Timestamp(iso8601UTF8: $0) }) else { return nil }
+        self = parsed
+    }
+
+    /// Parses ISO-8601 from its UTF-8 bytes (the ingest path: no string is made).
+    public init?(iso8601UTF8 bytes: UnsafeBufferPointer<UInt8>) {
+        var cache = ParseCache()
+        self.init(iso8601UTF8: bytes, cache: &cache)
+    }
+
+    /// Remembers the date and time (to the second) of the last text parsed, so that a stream of
+    /// timestamps within the same second only parses its fraction and zone.
+    public struct ParseCache {
+        private var prefix: (UInt64, UInt64, UInt32) = (0, 0, 0)  // the first 19 bytes, zero-padded
+        private var localSeconds: Int64?  // what they mean, before the zone offset
+
+        public init() {}
+
+        fileprivate static func key(_ bytes: UnsafeBufferPointer<UInt8>) -> (UInt64, UInt64, UInt32) {
+            var key: (UInt64, UInt64, UInt32) = (0, 0, 0)
+            withUnsafeMutableBytes(of: &key) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(bytes)[0..<19])) }
+            return key
+        }
+
+        fileprivate func lookup(_ key: (UInt64, UInt64, UInt32)) -> Int64? {
+            guard let localSeconds, key == prefix else { return nil }
+            return localSeconds
+        }
+
+        fileprivate mutating func store(_ key: (UInt64, UInt64, UInt32), _ seconds: Int64) {
+            prefix = key
+            localSeconds = seconds
+        }
+    }
+
+    /// Parses ISO-8601 from its UTF-8 bytes, reusing the date and time of the previous text when
+    /// its first 19 bytes (`YYYY-MM-DDTHH:MM:SS`) are the same.
+    public init?(iso8601UTF8 bytes: UnsafeBufferPointer<UInt8>, cache: inout ParseCache) {
         func number(_ from: Int, _ count: Int) -> Int64? {
             guard from + count <= bytes.count else { return nil }
             var value: Int64 = 0
@@ -80,13 +146,23 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
             }
             return value
         }
-        guard bytes.count >= 19, bytes[4] == UInt8(ascii: "-"), bytes[7] == UInt8(ascii: "-"),
-              bytes[10] == UInt8(ascii: "T") || bytes[10] == UInt8(ascii: " "),
-              bytes[13] == UInt8(ascii: ":"), bytes[16] == UInt8(ascii: ":"),
-              let year = number(0, 4), let month = number(5, 2), let day = number(8, 2),
-              let hour = number(11, 2), let minute = number(14, 2), let second = number(17, 2),
-              (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61
-        else { return nil }
+        guard bytes.count >= 19 else { return nil }
+        let key = ParseCache.key(bytes)
+        let localSeconds: Int64
+        if let cached = cache.lookup(key) {
+            localSeconds = cached
+        } else {
+            guard bytes[4] == UInt8(ascii: "-"), bytes[7] == UInt8(ascii: "-"),
+                  bytes[10] == UInt8(ascii: "T") || bytes[10] == UInt8(ascii: " "),
+                  bytes[13] == UInt8(ascii: ":"), bytes[16] == UInt8(ascii: ":"),
+                  let year = number(0, 4), let month = number(5, 2), let day = number(8, 2),
+                  let hour = number(11, 2), let minute = number(14, 2), let second = number(17, 2),
+                  (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61,
+                  day <= Self.daysInMonth(year, month)
+            else { return nil }
+            localSeconds = Self.days(fromCivil: year, month, day) * 86_400 + hour * 3600 + minute * 60 + second
+            cache.store(key, localSeconds)
+        }
         var index = 19
         var micros: Int64 = 0
         if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
@@ -117,13 +193,15 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
                 return nil
             }
         }
-        guard index == bytes.count, day <= Self.daysInMonth(year, month) else { return nil }
-        let days = Self.days(fromCivil: year, month, day)
-        let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offsetSeconds
+        guard index == bytes.count else { return nil }
+        let seconds = localSeconds - offsetSeconds
         // The offset may not carry the moment out of the years 0000…9999, which the wire format can hold.
-        guard seconds >= Self.days(fromCivil: 0, 1, 1) * 86_400, seconds < Self.days(fromCivil: 10_000, 1, 1) * 86_400 else { return nil }
+        guard seconds >= Self.firstSecond, seconds < Self.endSecond else { return nil }
         self.microseconds = seconds * 1_000_000 + micros
     }
+
+    private static let firstSecond = days(fromCivil: 0, 1, 1) * 86_400
+    private static let endSecond = days(fromCivil: 10_000, 1, 1) * 86_400
 
     static func daysInMonth(_ year: Int64, _ month: Int64) -> Int64 {
         switch month {

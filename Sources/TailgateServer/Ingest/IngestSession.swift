@@ -71,7 +71,7 @@ final class IngestSession {
         while buffer.readableBytes > 0 {
             guard let newline = Self.newlineIndex(in: buffer) else {
                 appendPartial(buffer.readSlice(length: buffer.readableBytes)!)
-                return true
+                break
             }
             var piece = buffer.readSlice(length: newline - buffer.readerIndex)!
             buffer.moveReaderIndex(forwardBy: 1)
@@ -94,9 +94,34 @@ final class IngestSession {
                 reject("line exceeds the limit of \(maxLineBytes) bytes")
                 continue
             }
-            if publish(piece) >= queueLimit && buffer.readableBytes > 0 { return false }
+            publish(piece)
+            if decoded.count >= Self.recordsPerEnqueue, flush() >= queueLimit, buffer.readableBytes > 0 { return false }
         }
+        flush()
         return true
+    }
+
+    /// Decoded records not yet handed to the worker, and their line numbers (for a stopped worker's
+    /// rejections): each read's lines go to the worker's queue together, under one lock.
+    private var decoded: [LogRecord] = []
+    private var repeatedStrings = RecordDecoder.RepeatedValues()
+    private var decodedLines: [Int] = []
+    static let recordsPerEnqueue = 64
+
+    /// Hands the decoded records to the worker; returns the worker's queue length.
+    @discardableResult
+    private func flush() -> Int {
+        guard !decoded.isEmpty else { return 0 }
+        let count = decoded.count
+        defer { decodedLines.removeAll(keepingCapacity: true) }
+        guard let (first, queued) = worker.enqueue(contentsOf: &decoded) else {
+            for line in decodedLines { reject("worker '\(worker.id)' has stopped", line: line) }
+            return 0
+        }
+        accepted += count
+        if firstSeq == nil { firstSeq = first }
+        lastSeq = first + UInt64(count) - 1
+        return queued
     }
 
     private func appendPartial(_ piece: ByteBuffer) {
@@ -112,9 +137,8 @@ final class IngestSession {
         partial.writeBuffer(&piece)
     }
 
-    /// Publishes one line; returns the worker's queue length.
-    @discardableResult
-    private func publish(_ line: ByteBuffer) -> Int {
+    /// Decodes one line and queues its record for `flush` (or rejects it).
+    private func publish(_ line: ByteBuffer) {
         var line = line
         if line.readableBytes > 0, line.getInteger(at: line.writerIndex - 1, as: UInt8.self) == UInt8(ascii: "\r") {
             line.moveWriterIndex(to: line.writerIndex - 1)
@@ -122,33 +146,29 @@ final class IngestSession {
         let isBlank = line.withUnsafeReadableBytes { bytes in
             !bytes.contains { $0 != 0x20 && $0 != 0x09 }
         }
-        if format == .ndjson && isBlank { return 0 }
+        if format == .ndjson && isBlank { return }
         lineNumber += 1
-        let decoded = line.withUnsafeReadableBytes { raw -> Result<LogRecord, RecordDecoder.Rejection> in
+        let rejection = line.withUnsafeReadableBytes { raw -> RecordDecoder.Rejection? in
             let bytes = raw.bindMemory(to: UInt8.self)
-            return Result { () throws(RecordDecoder.Rejection) in
-                format == .ndjson ? try RecordDecoder.decodeJSONLine(bytes) : try RecordDecoder.decodeTextLine(bytes)
+            do throws(RecordDecoder.Rejection) {
+                // Appended straight from the decoder: the record is moved into the queue, not copied.
+                decoded.append(format == .ndjson ? try RecordDecoder.decodeJSONLine(bytes, reusing: &repeatedStrings)
+                                                 : try RecordDecoder.decodeTextLine(bytes))
+                return nil
+            } catch {
+                return error
             }
         }
-        switch decoded {
-        case .success(let record):
-            guard let (seq, queued) = worker.enqueue(record) else {
-                reject("worker '\(worker.id)' has stopped")
-                return 0
-            }
-            accepted += 1
-            if firstSeq == nil { firstSeq = seq }
-            lastSeq = seq
-            return queued
-        case .failure(let rejection):
+        if let rejection {
             reject(rejection.message)
-            return 0
+        } else {
+            decodedLines.append(lineNumber)
         }
     }
 
-    private func reject(_ message: String) {
+    private func reject(_ message: String, line: Int? = nil) {
         rejected += 1
-        if errors.count < Self.reportedErrors { errors.append(LineError(line: lineNumber, message: message)) }
+        if errors.count < Self.reportedErrors { errors.append(LineError(line: line ?? lineNumber, message: message)) }
     }
 
     /// The absolute index of the first newline in `buffer`'s readable bytes.
@@ -165,6 +185,7 @@ final class IngestSession {
         let last = partial
         partial = ByteBuffer()
         publish(last)
+        flush()
     }
 
     /// `{"accepted":N,"rejected":M,"first_seq":A,"last_seq":B,"errors":[…]}`.

@@ -165,6 +165,21 @@ def make_logger(name: str, handler) -> logging.Logger:
     return logger
 
 
+def timing_handle(handler) -> list[int]:
+    """Makes `handler.handle` (the handler's part of a logging call) record its duration in ns."""
+    samples: list[int] = []
+    original = handler.handle
+    clock = time.perf_counter_ns
+
+    def timed(record):
+        t0 = clock()
+        rv = original(record)
+        samples.append(clock() - t0)
+        return rv
+    handler.handle = timed
+    return samples
+
+
 def timed_emits(logger: logging.Logger, count: int, rate: float, prefix: str) -> list[int]:
     """`count` logger.info calls paced at `rate` per second; the duration of each call in ns."""
     samples = []
@@ -268,11 +283,14 @@ def test_emit_latency_with_gateway_up(gateway, tailgate_logging, request):
     logger = make_logger("latency.up", handler)
     try:
         timed_emits(logger, 1000, 10_000, "warm-up")
+        handled = timing_handle(handler)
         samples = timed_emits(logger, 10_000, 10_000, "tick")
         assert handler.flush(60)
         stats = percentiles(samples)
-        report(request, "[python handler] emit (logger.info) with the gateway UP, 10,000 calls at 10,000/s: "
-                        + ", ".join(f"{k} {v:.1f} µs" for k, v in stats.items()))
+        report(request, "[python handler] with the gateway UP, 10,000 calls at 10,000/s: logger.info "
+                        + ", ".join(f"{k} {v:.1f} µs" for k, v in stats.items()) + "; the handler's part "
+                        + ", ".join(f"{k} {v:.1f} µs" for k, v in percentiles(handled).items()))
+        assert len(handled) == 10_000
         assert stats["p50"] < 1000 and stats["p99"] < 10_000, stats  # generous: 2 shared CPUs
         assert handler.stats["dropped"] == 0
         worker = gw.http("/api/workers/py-latency-up").json()
@@ -287,11 +305,13 @@ def test_gateway_down_emit_stays_fast_and_drops_are_reported(gateway, tailgate_l
                                                batch_max=500, timeout=2.0, backoff_initial=0.05, backoff_max=0.5)
     logger = make_logger("latency.down", handler)
     try:
+        handled = timing_handle(handler)
         samples = timed_emits(logger, 10_000, 10_000, "tick")
         stats = percentiles(samples)
         dropped = handler.stats["dropped"]
-        report(request, "[python handler] emit (logger.info) with the gateway DOWN, 10,000 calls at 10,000/s: "
-                        + ", ".join(f"{k} {v:.1f} µs" for k, v in stats.items()) + f"; {dropped} dropped")
+        report(request, "[python handler] with the gateway DOWN, 10,000 calls at 10,000/s: logger.info "
+                        + ", ".join(f"{k} {v:.1f} µs" for k, v in stats.items()) + "; the handler's part "
+                        + ", ".join(f"{k} {v:.1f} µs" for k, v in percentiles(handled).items()) + f"; {dropped} dropped")
         assert stats["p50"] < 1000 and stats["p99"] < 10_000, stats  # generous: 2 shared CPUs
         assert handler.stats["sent"] == 0
         assert 8000 <= dropped < 10_000 - 1000, dropped  # the queue (1000) plus at most a batch in hand survive

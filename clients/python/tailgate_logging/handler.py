@@ -1,7 +1,9 @@
 """`TailgateHandler`: publishes Python log records to a Tailgate gateway over HTTP.
 
-The application's side (`emit`) only turns a `LogRecord` into a small tuple and appends it to a bounded
-in-memory queue; it never touches the network, never waits for a lock held across I/O, and never raises.
+The application's side (`emit`) only appends to a bounded in-memory queue — the record itself when its
+arguments and `extra` values are immutable built-in values (the sender thread formats it later, to the
+same text), else a tuple formatted at the call; it never touches the network, never waits for a lock
+held across I/O, and never raises.
 A daemon thread takes the queue in batches and POSTs each batch as NDJSON to
 `/api/workers/{worker}/records` over one persistent HTTP/1.1 connection. When the gateway is down or
 slow the queue fills up; records that do not fit are counted, and once the gateway answers again one
@@ -50,7 +52,11 @@ _PLAIN_RECORD_SIZE = len(logging.LogRecord("", 0, "", 0, "", (), None).__dict__)
 _STANDARD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
     "message", "asctime", "exc_info", "exc_text", "stack_info", "taskName"}
 
+# Values whose text cannot change after the logging call: formatting them later gives the same message.
+_IMMUTABLE = frozenset({str, int, float, bool, type(None), bytes, complex})
+
 _SENDER_NAME = "tailgate-logging-sender"
+_get_ident = threading.get_ident
 _DROP_MESSAGE = "{n} records dropped while the gateway was unreachable"
 
 
@@ -172,7 +178,7 @@ class TailgateHandler(logging.Handler):
         if token:
             self._headers["Authorization"] = "Bearer %s" % token
 
-        self._queue: Deque[_Item] = deque()
+        self._queue: Deque[Any] = deque()  # LogRecords to format later, or formatted _Items
         self._drop_lock = threading.Lock()
         self._dropped = 0            # records not queued since the last drop report
         self._wake = threading.Event()
@@ -206,41 +212,75 @@ class TailgateHandler(logging.Handler):
     def handle(self, record: logging.LogRecord) -> Any:
         # Like logging.Handler.handle, minus the handler lock: emit is thread-safe on its own and must
         # not wait for another thread.
-        rv = self.filter(record)
-        if isinstance(rv, logging.LogRecord):  # Python 3.12: a filter may return a replacement record
-            record = rv
-        if rv:
-            self.emit(record)
-        return rv
+        if self.filters:  # most handlers have none: skip the call
+            rv = self.filter(record)
+            if isinstance(rv, logging.LogRecord):  # Python 3.12: a filter may return a replacement record
+                record = rv
+            if not rv:
+                return rv
+        self.emit(record)
+        return True
 
     def emit(self, record: logging.LogRecord) -> None:
+        # The application's thread runs this for every record, so the usual path is a handful of
+        # attribute reads and one append: no loop, no lock, no temporary object (an allocation here
+        # can set off a garbage collection inside the application's logging call).
         try:
-            if self._closed or threading.get_ident() == self._thread_ident:
-                return  # after close, or a record caused by the sender itself
             queue = self._queue
-            if len(queue) >= self._queue_size:
-                with self._drop_lock:
-                    self._dropped += 1
-                    self.stats["dropped"] += 1
+            if len(queue) >= self._queue_size or self._closed or _get_ident() == self._thread_ident:
+                self._refuse()
                 return
-            message = record.getMessage()
-            if record.exc_info or record.exc_text or record.stack_info:
-                message = self._with_traceback(record, message)
-            metadata = None
-            attributes = record.__dict__
-            if len(attributes) > _PLAIN_RECORD_SIZE:  # cheap test first: a plain record carries no extras
-                for key in attributes.keys() - _STANDARD_ATTRIBUTES:
-                    if metadata is None:
-                        metadata = {}
-                    metadata[key] = _text(attributes[key])
-            queue.append((record.created, record.levelno, record.levelname, message, record.name,
-                          record.module, record.funcName, record.lineno, metadata))
-            if len(queue) >= self._batch_max and not self._wake.is_set():
+            args = record.args
+            if (len(record.__dict__) == _PLAIN_RECORD_SIZE and record.exc_info is None and record.stack_info is None
+                    and (not args or (type(args) is tuple and len(args) == 1 and type(args[0]) in _IMMUTABLE))):
+                # No extras, and what the message is made of cannot change: the sender thread formats
+                # it later to the same text.
+                queue.append(record)
+            else:
+                queue.append(self._prepare(record))
+            if len(queue) == self._batch_max:
                 self._wake.set()
         except RecursionError:
             raise
         except Exception:
             self.handleError(record)
+
+    def _refuse(self) -> None:
+        """A record not queued: after close, from the sender itself, or counted as dropped (queue full)."""
+        if self._closed or _get_ident() == self._thread_ident:
+            return
+        with self._drop_lock:
+            self._dropped += 1
+            self.stats["dropped"] += 1
+
+    def _prepare(self, record: logging.LogRecord) -> Any:
+        """What to queue for a record off the usual path: the record itself when every argument and
+        `extra` value is an immutable built-in value (formatted later to the same text), else a tuple
+        formatted now (its arguments may change once the call returns)."""
+        attributes = record.__dict__
+        extras = attributes.keys() - _STANDARD_ATTRIBUTES if len(attributes) > _PLAIN_RECORD_SIZE else None
+        if record.exc_info or record.exc_text or record.stack_info:
+            return self._snapshot(record, extras)
+        args = record.args
+        if args and (type(args) is not tuple or not _IMMUTABLE.issuperset(map(type, args))):  # or a mapping
+            return self._snapshot(record, extras)
+        if extras:
+            for key in extras:
+                if type(attributes[key]) not in _IMMUTABLE:
+                    return self._snapshot(record, extras)
+        return record
+
+    def _snapshot(self, record: logging.LogRecord, extras: Optional[Any]) -> _Item:
+        """The record as a tuple, formatted now (its arguments may change after the call returns)."""
+        message = record.getMessage()
+        if record.exc_info or record.exc_text or record.stack_info:
+            message = self._with_traceback(record, message)
+        metadata = None
+        if extras:
+            attributes = record.__dict__
+            metadata = {key: _text(attributes[key]) for key in extras}
+        return (record.created, record.levelno, record.levelname, message, record.name,
+                record.module, record.funcName, record.lineno, metadata)
 
     def _with_traceback(self, record: logging.LogRecord, message: str) -> str:
         formatter = self.formatter or _DEFAULT_FORMATTER
@@ -421,15 +461,21 @@ class TailgateHandler(logging.Handler):
             try:
                 lines.append(encode(item))
             except Exception:
-                self.stats["rejected"] += 1
-            if n % 32 == 31:
+                if type(item) is tuple:
+                    self.stats["rejected"] += 1
+                else:  # a record whose message could not be formatted: reported as emit would have
+                    self.handleError(item)
+            if n % 4 == 3:
                 time.sleep(0)  # hand the GIL to the application's threads: their emit must not wait for ours
         return lines
 
     def _notice_line(self, level: str, message: str, metadata: Optional[Dict[str, str]]) -> _Line:
         return self._encode((time.time(), 0, level, message, "tailgate_logging", "handler", "", 0, metadata))
 
-    def _encode(self, item: _Item) -> _Line:
+    def _encode(self, item: Any) -> _Line:
+        if type(item) is not tuple:  # a record queued as it was (see emit)
+            item = self._snapshot(item, item.__dict__.keys() - _STANDARD_ATTRIBUTES
+                                  if len(item.__dict__) > _PLAIN_RECORD_SIZE else None)
         created, levelno, levelname, message, name, module, func, line_no, metadata = item
         timestamp = iso_timestamp(created)
         level = _LEVEL_CACHE.get((levelno, levelname))

@@ -22,8 +22,8 @@ public enum RecordDecoder {
     /// Reads the object in one pass straight into a `LogRecord` (no intermediate dictionary): this is
     /// the hot path of HTTP ingest.
     public static func decodeJSONLine(_ line: UnsafeBufferPointer<UInt8>) throws(Rejection) -> LogRecord {
-        var strings = RepeatedValues()
-        return try decodeJSONLine(line, reusing: &strings)
+        var repeated = RepeatedValues()
+        return try decodeJSONLine(line, reusing: &repeated)
     }
 
     /// What the previous line held that the next one most likely repeats: its `logger_name`, `module`
@@ -39,10 +39,10 @@ public enum RecordDecoder {
     }
 
     /// Decodes one NDJSON line, reusing strings equal to those of the previous line (see `RepeatedValues`).
-    public static func decodeJSONLine(_ line: UnsafeBufferPointer<UInt8>, reusing strings: inout RepeatedValues) throws(Rejection) -> LogRecord {
+    public static func decodeJSONLine(_ line: UnsafeBufferPointer<UInt8>, reusing repeated: inout RepeatedValues) throws(Rejection) -> LogRecord {
         var parser = JSONParser(bytes: line)
         do {
-            return try decodeObject(&parser, &strings)
+            return try decodeObject(&parser, &repeated)
         } catch let error as JSONParseError {
             throw Rejection("invalid JSON: \(error)")
         } catch let rejection as Rejection {
@@ -52,7 +52,7 @@ public enum RecordDecoder {
         }
     }
 
-    private static func decodeObject(_ parser: inout JSONParser, _ strings: inout RepeatedValues) throws -> LogRecord {
+    private static func decodeObject(_ parser: inout JSONParser, _ repeated: inout RepeatedValues) throws -> LogRecord {
         parser.skipSpace()
         guard parser.peek == UInt8(ascii: "{") else {
             // Not an object: still report invalid JSON first, as a full parse would.
@@ -88,7 +88,7 @@ public enum RecordDecoder {
                 }
             case .timestamp:
                 if let raw = try plainString(&parser) {
-                    guard let timestamp = Timestamp(iso8601UTF8: raw, cache: &strings.timestamps) else {
+                    guard let timestamp = Timestamp(iso8601UTF8: raw, cache: &repeated.timestamps) else {
                         guard UTF8Validation.isValid(raw) else { throw parser.error("invalid UTF-8 in string") }
                         throw Rejection(badTimestamp)
                     }
@@ -98,11 +98,11 @@ public enum RecordDecoder {
                     record.timestamp = timestamp
                 }
             case .loggerName:
-                record.loggerName = try repeatedString(&parser, "logger_name", &strings.loggerName)
+                record.loggerName = try repeatedString(&parser, "logger_name", &repeated.loggerName)
             case .module:
-                record.module = try repeatedString(&parser, "module", &strings.module)
+                record.module = try repeatedString(&parser, "module", &repeated.module)
             case .funcName:
-                record.funcName = try repeatedString(&parser, "func_name", &strings.funcName)
+                record.funcName = try repeatedString(&parser, "func_name", &repeated.funcName)
             case .lineNo:
                 if let number = parser.scanWholeNumber() {
                     record.lineNo = number

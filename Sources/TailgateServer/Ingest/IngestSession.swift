@@ -104,7 +104,7 @@ final class IngestSession {
     /// Decoded records not yet handed to the worker, and their line numbers (for a stopped worker's
     /// rejections): each read's lines go to the worker's queue together, under one lock.
     private var decoded: [LogRecord] = []
-    private var repeatedStrings = RecordDecoder.RepeatedValues()
+    private var repeatedValues = RecordDecoder.RepeatedValues()
     private var decodedLines: [Int] = []
     static let recordsPerEnqueue = 64
 
@@ -152,7 +152,7 @@ final class IngestSession {
             let bytes = raw.bindMemory(to: UInt8.self)
             do throws(RecordDecoder.Rejection) {
                 // Appended straight from the decoder: the record is moved into the queue, not copied.
-                decoded.append(format == .ndjson ? try RecordDecoder.decodeJSONLine(bytes, reusing: &repeatedStrings)
+                decoded.append(format == .ndjson ? try RecordDecoder.decodeJSONLine(bytes, reusing: &repeatedValues)
                                                  : try RecordDecoder.decodeTextLine(bytes))
                 return nil
             } catch {

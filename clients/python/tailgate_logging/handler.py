@@ -55,6 +55,13 @@ _STANDARD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", (), None)._
 # Values whose text cannot change after the logging call: formatting them later gives the same message.
 _IMMUTABLE = frozenset({str, int, float, bool, type(None), bytes, complex})
 
+# JSON string escaping in C (what json.dumps uses for str with ensure_ascii=False), and an encoder
+# made once (json.dumps with options builds a new one per call).
+_escape = json.encoder.encode_basestring
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+# (logger name, module, function) -> their JSON members, for the lines of one source.
+_SOURCE_CACHE: Dict[Tuple[str, str, str], str] = {}
+
 _SENDER_NAME = "tailgate-logging-sender"
 _get_ident = threading.get_ident
 _DROP_MESSAGE = "{n} records dropped while the gateway was unreachable"
@@ -481,26 +488,38 @@ class TailgateHandler(logging.Handler):
         level = _LEVEL_CACHE.get((levelno, levelname))
         if level is None:
             level = _LEVEL_CACHE[(levelno, levelname)] = gateway_level(levelno, levelname)
-        obj: Dict[str, Any] = {"message": message, "level": level, "timestamp": timestamp,
-                               "logger_name": name or "", "module": module or "", "func_name": func or "",
-                               "line_no": int(line_no or 0)}
-        if metadata:
-            obj["metadata"] = metadata
-        line = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace")
+        # Written by hand around the C string escaper: the sender holds the GIL while it encodes, and
+        # the application's threads wait for the GIL meanwhile, so this must be cheap.
+        source = (name, module, func)
+        fields = _SOURCE_CACHE.get(source)
+        if fields is None:
+            if len(_SOURCE_CACHE) > 1024:
+                _SOURCE_CACHE.clear()
+            fields = _SOURCE_CACHE[source] = ',"logger_name":%s,"module":%s,"func_name":%s,"line_no":' % (
+                _escape(name or ""), _escape(module or ""), _escape(func or ""))
+        text = '{"message":%s,"level":"%s","timestamp":"%s"%s%d%s}' % (
+            _escape(message), level, timestamp, fields, int(line_no or 0),
+            ',"metadata":' + _JSON.encode(metadata) if metadata else "")
+        line = text.encode("utf-8", "replace")
         if len(line) > self._max_record_bytes:
-            line, obj["message"] = self._shorten(obj)
-        return line + b"\n", (timestamp, obj["message"])
+            obj: Dict[str, Any] = {"message": message, "level": level, "timestamp": timestamp,
+                                   "logger_name": name or "", "module": module or "", "func_name": func or "",
+                                   "line_no": int(line_no or 0)}
+            if metadata:
+                obj["metadata"] = metadata
+            line, message = self._shorten(obj)
+        return line + b"\n", (timestamp, message)
 
     def _shorten(self, obj: Dict[str, Any]) -> Tuple[bytes, str]:
         message: str = obj["message"]
-        excess = len(json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace"))
+        excess = len(_JSON.encode(obj).encode("utf-8", "replace"))
         excess -= self._max_record_bytes
         data = message.encode("utf-8", "replace")
         keep = max(0, len(data) - excess - 200)
         while True:
             cut = data[:keep].decode("utf-8", "ignore")
             obj["message"] = "%s… [%d bytes cut by tailgate_logging]" % (cut, len(data) - len(cut.encode("utf-8")))
-            line = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace")
+            line = _JSON.encode(obj).encode("utf-8", "replace")
             if len(line) <= self._max_record_bytes or keep == 0:
                 return line, obj["message"]
             keep = max(0, keep - (len(line) - self._max_record_bytes) - 64)

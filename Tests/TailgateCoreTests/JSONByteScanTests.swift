@@ -20,7 +20,7 @@ struct JSONByteScanTests {
     }
 
     @Test func firstSpecialAgreesWithAByteLoop() {
-        var generator = SplitMix64(seed: 42)
+        var generator = TestRandom(seed: 42)
         let alphabet: [UInt8] = [0x00, 0x1F, 0x20, 0x21, 0x22, 0x23, 0x5B, 0x5C, 0x5D, 0x7F, 0x80, 0xC3, 0xFF, 0x61]
         for _ in 0..<20_000 {
             let length = Int(generator.next() % 40)

@@ -184,7 +184,7 @@ struct TimestampTests {
         // Runs within a second, across seconds, days and years, before 1970, in any order.
         var values: [Int64] = [0, 1, 999_999, 1_000_000, 1_000_001, -1, -999_999, -1_000_000, -1_000_001,
                                1_795_000_000_123_456, 1_795_000_000_999_999, 1_795_000_001_000_000, 1_795_000_000_000_001]
-        var generator = SplitMix64(seed: 7)
+        var generator = TestRandom(seed: 7)
         var current: Int64 = 1_700_000_000_000_000
         for _ in 0..<5000 {
             current += Int64(generator.next() % 400_000)

@@ -13,13 +13,19 @@ static const char *REC_MSG[][4] = {
 
 static inline double rec_mono(void) { struct timespec ts; clock_gettime(CLOCK_MONOTONIC, &ts); return ts.tv_sec + ts.tv_nsec / 1e9; }
 
-/* writes "2026-11-27T13:16:40.123456Z" (27 chars + NUL) */
-static inline void rec_iso_now(char *out) {
-    struct timespec ts; clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm; gmtime_r(&ts.tv_sec, &tm);
+static inline double rec_real(void) { struct timespec ts; clock_gettime(CLOCK_REALTIME, &ts); return ts.tv_sec + ts.tv_nsec / 1e9; }
+
+/* writes the wall-clock time `at` (seconds since the epoch) as "2026-11-27T13:16:40.123456Z" (27 chars + NUL) */
+static inline void rec_iso_at(double at, char *out) {
+    time_t sec = (time_t)at; long micros = (long)((at - (double)sec) * 1e6);
+    if (micros > 999999) micros = 999999;
+    struct tm tm; gmtime_r(&sec, &tm);
     snprintf(out, 40, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-             tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000);
+             tm.tm_min, tm.tm_sec, micros);
 }
+
+/* writes "2026-11-27T13:16:40.123456Z" (27 chars + NUL) for now */
+static inline void rec_iso_now(char *out) { rec_iso_at(rec_real(), out); }
 
 /* appends one record's JSON to out; returns bytes written */
 static inline int rec_format(char *out, size_t cap, long long seq, const char *iso) {
@@ -29,9 +35,9 @@ static inline int rec_format(char *out, size_t cap, long long seq, const char *i
         "\"module\":\"strategies.turtlebreakout\",\"func_name\":\"%s\",\"line_no\":%s}", seq, iso, m[0], m[1], m[2], m[3]);
 }
 
-/* builds {"type":"logs","records":[...]} for seqs first..first+count-1 into out (cap >= count*300+64) */
-static inline size_t rec_batch(char *out, size_t cap, long long first, int count) {
-    char iso[40]; rec_iso_now(iso);
+/* builds {"type":"logs","records":[...]} for seqs first..first+count-1 into out (cap >= count*300+64),
+ * every record stamped `iso` (its publish time) */
+static inline size_t rec_batch_at(char *out, size_t cap, long long first, int count, const char *iso) {
     size_t n = (size_t)snprintf(out, cap, "{\"type\":\"logs\",\"records\":[");
     for (int i = 0; i < count; i++) {
         if (i) out[n++] = ',';
@@ -39,6 +45,12 @@ static inline size_t rec_batch(char *out, size_t cap, long long first, int count
     }
     n += (size_t)snprintf(out + n, cap - n, "]}");
     return n;
+}
+
+/* the same, stamped now (a publisher on a thread of its own publishes when it runs) */
+static inline size_t rec_batch(char *out, size_t cap, long long first, int count) {
+    char iso[40]; rec_iso_now(iso);
+    return rec_batch_at(out, cap, first, count, iso);
 }
 
 /* WebSocket frame header for a payload of len bytes; returns header length. mask: add a zero mask key. */

@@ -233,18 +233,21 @@ public final class Worker: Sendable {
     private func drain() {
         loop.assertInEventLoop()
         var records: [PendingRecord] = []
-        let skipped = ingress.withLock { state in
+        let (skipped, estimatedBytes) = ingress.withLock { state in
             state.drain = .draining
-            state.pendingBytes = 0
+            defer { state.skipped = 0; state.pendingBytes = 0 }
             swap(&records, &state.pending)
             swap(&state.pending, &state.spare)
-            defer { state.skipped = 0 }
-            return state.skipped
+            return (state.skipped, state.pendingBytes)
         }
-        // Encode in pieces of bounded size: one batch per tick unless the tick was very large.
+        // Encode in pieces of bounded size: one batch per tick unless the tick was very large. Each
+        // buffer is sized from the records' estimated size: no regrowth (and copy) for a big tick, no
+        // spare kilobytes kept in the ring for a small one.
+        // (The slack covers the encoder's worst-case reservation for the last record.)
+        let capacity = min(estimatedBytes, limits.maxBatchBytes + 4096) + 1024
         var index = skipped
         while index < records.count {
-            var builder = BatchBuilder(firstSeq: records[index].seq)
+            var builder = BatchBuilder(firstSeq: records[index].seq, capacity: capacity)
             while index < records.count, builder.count < limits.maxBatchRecords, builder.byteCount < limits.maxBatchBytes {
                 builder.append(records[index].record, timestamp: records[index].timestamp)
                 index += 1

@@ -12,8 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import connect
+from ws_subscriber import Subscriber
 
 NDJSON = "application/x-ndjson"
 TEXT = "text/plain"
@@ -74,68 +73,6 @@ def ring(gw, worker: str, query: str = "") -> list[dict]:
 
 def good(n: int) -> bytes:
     return json.dumps({"message": f"good {n}", "level": "INFO", "logger_name": "ingest", "line_no": n}).encode()
-
-
-class Subscriber:
-    """A WebSocket subscriber reading on a background thread."""
-
-    def __init__(self, url: str):
-        self.ws = connect(url, max_size=None, open_timeout=30, close_timeout=10).__enter__()
-        self.hello = None
-        self.records: list[dict] = []
-        self.gaps: list[dict] = []
-        self.covered_to = 0
-        self.end = None
-        self.close_code = None
-        self.cond = threading.Condition()
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self):
-        try:
-            for text in self.ws:
-                message = json.loads(text)
-                with self.cond:
-                    if message["type"] == "hello":
-                        self.hello = message
-                        self.covered_to = message["replay_from"] - 1
-                    elif message["type"] == "logs":
-                        self.records.extend(message["records"])
-                        self.covered_to = message["records"][-1]["seq"]
-                    elif message["type"] == "gap":
-                        self.gaps.append(message)
-                        self.covered_to = message["to"]
-                    elif message["type"] == "end":
-                        self.end = message
-                    self.cond.notify_all()
-        except ConnectionClosed:
-            pass
-        finally:
-            with self.cond:
-                self.close_code = self.ws.close_code
-                self.cond.notify_all()
-
-    def wait_for(self, predicate, timeout: float, what: str):
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while not predicate():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} "
-                                         f"({len(self.records)} records, covered to {self.covered_to})")
-                self.cond.wait(min(remaining, 0.5))
-
-    def check_invariant(self):
-        covered = [r["seq"] for r in self.records]
-        for gap in self.gaps:
-            covered.extend(range(gap["from"], gap["to"] + 1))
-        covered.sort()
-        start = self.hello["replay_from"]
-        assert covered == list(range(start, start + len(covered))), "seqs not contiguous"
-
-    def close(self):
-        self.ws.close()
-        self.thread.join(10)
 
 
 def wait_until(predicate, timeout: float, what: str):

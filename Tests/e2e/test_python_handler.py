@@ -15,12 +15,10 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import connect
+from ws_subscriber import Subscriber
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_DIR = REPO_ROOT / "clients" / "python"
@@ -47,75 +45,6 @@ def tailgate_logging():
         module = importlib.import_module("tailgate_logging")
     assert Path(module.__file__).resolve().is_relative_to(PACKAGE_DIR.resolve()), module.__file__
     return module
-
-
-class Subscriber:
-    """A WebSocket subscriber on a background thread: keeps every message, checks nothing itself."""
-
-    def __init__(self, url: str):
-        self.url = url
-        self.ws = connect(url, max_size=None, open_timeout=30, close_timeout=10).__enter__()
-        self.hello = None
-        self.records: list[dict] = []
-        self.arrivals: list[float] = []
-        self.gaps: list[dict] = []
-        self.end = None
-        self.close_code = None
-        self.error = None
-        self.cond = threading.Condition()
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self):
-        try:
-            for text in self.ws:
-                message = json.loads(text)
-                with self.cond:
-                    kind = message["type"]
-                    if kind == "hello":
-                        self.hello = message
-                    elif kind == "logs":
-                        now = time.monotonic()
-                        self.records.extend(message["records"])
-                        self.arrivals.extend([now] * len(message["records"]))
-                    elif kind == "gap":
-                        self.gaps.append(message)
-                    elif kind == "end":
-                        self.end = message
-                    self.cond.notify_all()
-        except ConnectionClosed as closed:
-            self.error = closed
-        except Exception as error:  # noqa: BLE001 - reported by the test
-            self.error = error
-        finally:
-            with self.cond:
-                self.close_code = self.ws.close_code
-                self.cond.notify_all()
-
-    def wait_for(self, predicate, timeout: float, what: str):
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while not predicate():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; have "
-                                         f"{len(self.records)} records, {len(self.gaps)} gaps, end={self.end}, "
-                                         f"close={self.close_code}, error={self.error!r}")
-                self.cond.wait(min(remaining, 0.5))
-
-    def check_invariant(self):
-        """After hello, logs and gaps cover replay_from, replay_from+1, … exactly."""
-        assert self.hello is not None
-        covered = [r["seq"] for r in self.records]
-        for gap in self.gaps:
-            covered.extend(range(gap["from"], gap["to"] + 1))
-        covered.sort()
-        start = self.hello["replay_from"]
-        assert covered == list(range(start, start + len(covered))), "seqs not contiguous"
-
-    def close(self):
-        self.ws.close()
-        self.thread.join(10)
 
 
 def free_port() -> int:

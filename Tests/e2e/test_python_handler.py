@@ -483,3 +483,32 @@ def test_example_status_function(gateway, tailgate_logging):
     assert "bar 002050.SZ" in result.stderr  # the console handler
     records = ring(gw, "example-1")
     assert len(records) == 5 + 1 and gw.http("/api/workers/example-1").json()["state"] == "stopped"
+
+
+def test_text_is_fixed_at_the_call_even_when_formatting_is_deferred(gateway, tailgate_logging):
+    """Records whose message parts are immutable are formatted later by the sender thread; anything
+    mutable (arguments, the message object itself, extra values) is formatted at the call, so changing
+    it afterwards cannot change what is published."""
+    gw = gateway()
+    # A long flush interval: every record waits in the queue while the test mutates its parts.
+    handler = tailgate_logging.TailgateHandler(f"http://127.0.0.1:{gw.port}", "py-deferred", flush_interval=30,
+                                               batch_max=100_000)
+    logger = make_logger("deferred", handler)
+    try:
+        prices = [9.98]
+        message_object = ["order", "A-1"]
+        extra_value = {"state": "new"}
+        logger.info("fill %s at %.2f", "A-1", 9.98)  # immutable: queued as the record itself
+        logger.info("prices %s", prices)  # a mutable argument
+        logger.info(message_object)  # a mutable message object
+        logger.info("state", extra={"detail": extra_value, "n": 7})  # a mutable extra value
+        prices.append(10.01)
+        message_object.append("changed")
+        extra_value["state"] = "changed"
+        assert handler.flush(30)
+        records = ring(gw, "py-deferred")
+        assert [r["message"] for r in records] == ["fill A-1 at 9.98", "prices [9.98]", "['order', 'A-1']", "state"]
+        assert records[3]["metadata"] == {"detail": "{'state': 'new'}", "n": "7"}
+        assert all(r["logger_name"] == "deferred" and r["func_name"] for r in records)
+    finally:
+        handler.close()

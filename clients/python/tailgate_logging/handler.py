@@ -238,7 +238,8 @@ class TailgateHandler(logging.Handler):
                 self._refuse()
                 return
             args = record.args
-            if (len(record.__dict__) == _PLAIN_RECORD_SIZE and record.exc_info is None and record.stack_info is None
+            if (len(record.__dict__) == _PLAIN_RECORD_SIZE and type(record.msg) is str and record.exc_info is None
+                    and record.stack_info is None
                     and (not args or (type(args) is tuple and len(args) == 1 and type(args[0]) in _IMMUTABLE))):
                 # No extras, and what the message is made of cannot change: the sender thread formats
                 # it later to the same text.
@@ -269,6 +270,8 @@ class TailgateHandler(logging.Handler):
         if record.exc_info or record.exc_text or record.stack_info:
             return self._snapshot(record, extras)
         args = record.args
+        if type(record.msg) not in _IMMUTABLE:  # logger.info(some_object): its str() may change
+            return self._snapshot(record, extras)
         if args and (type(args) is not tuple or not _IMMUTABLE.issuperset(map(type, args))):  # or a mapping
             return self._snapshot(record, extras)
         if extras:

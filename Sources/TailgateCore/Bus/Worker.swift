@@ -80,6 +80,16 @@ public final class Worker: Sendable {
         var lastDrainEnd: UInt64 = 0
         var stopRequested = false
 
+        /// Accounts for `count` records of `bytes` just appended with seqs from `nextSeq`: advances
+        /// the seq, drops what overflows, and schedules a drain. Returns the records left queued and
+        /// the delay before the drain (`nil` when one is already scheduled or running).
+        mutating func admit(count: Int, bytes: Int, limits: WorkerLimits, minimumInterval: UInt64) -> (queued: Int, delay: UInt64?) {
+            nextSeq += UInt64(count)
+            pendingBytes += bytes
+            let queued = dropOverflow(limits)
+            return (queued, scheduleDrain(minimumInterval: minimumInterval))
+        }
+
         /// When the loop is not keeping up, the oldest queued records leave as the ring would evict
         /// them (counted as skipped). Returns how many records stay queued.
         mutating func dropOverflow(_ limits: WorkerLimits) -> Int {
@@ -156,10 +166,8 @@ public final class Worker: Sendable {
             // Moved in by a swap, not copied: a copy would retain and later release every string.
             state.pending.append(PendingRecord.placeholder)
             swap(&state.pending[state.pending.count - 1], &entry)
-            state.nextSeq += 1
-            state.pendingBytes += size
-            let queued = state.dropOverflow(limits)
-            return (seq, queued, state.scheduleDrain(minimumInterval: interval))
+            let (queued, delay) = state.admit(count: 1, bytes: size, limits: limits, minimumInterval: interval)
+            return (seq, queued, delay)
         }
         guard let outcome else { return nil }
         if let delay = outcome.delay { scheduleDrain(after: delay) }
@@ -183,10 +191,8 @@ public final class Worker: Sendable {
                 state.pending.append(PendingRecord(record: PendingRecord.placeholder.record, seq: first + UInt64(index), timestamp: timestamp))
                 swap(&state.pending[state.pending.count - 1].record, &records[index])
             }
-            state.nextSeq += UInt64(records.count)
-            state.pendingBytes += size
-            let queued = state.dropOverflow(limits)
-            return (first, queued, state.scheduleDrain(minimumInterval: interval))
+            let (queued, delay) = state.admit(count: records.count, bytes: size, limits: limits, minimumInterval: interval)
+            return (first, queued, delay)
         }
         records.removeAll(keepingCapacity: true)
         guard let outcome else { return nil }

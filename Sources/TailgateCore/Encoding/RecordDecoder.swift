@@ -200,20 +200,10 @@ public enum RecordDecoder {
                 }
                 return
             }
+            // A plain key that `known` did not recognise is none of ours.
             let key = parser.slice(range)
-            func matches(_ name: StaticString) -> Bool {
-                key.count == name.utf8CodeUnitCount && memcmp(key.baseAddress!, name.utf8Start, key.count) == 0
-            }
-            switch key.count {
-            case 5: self = matches("level") ? .level : .other
-            case 6: self = matches("module") ? .module : .other
-            case 7: self = matches("message") ? .message : matches("line_no") ? .lineNo : .other
-            case 8: self = matches("metadata") ? .metadata : .other
-            case 9: self = matches("timestamp") ? .timestamp : matches("func_name") ? .funcName : .other
-            case 11: self = matches("logger_name") ? .loggerName : .other
-            default: self = .other
-            }
-            if case .other = self, !UTF8Validation.isValid(key) {
+            self = .other
+            if !UTF8Validation.isValid(key) {
                 parser.index = range.upperBound
                 throw parser.error("invalid UTF-8 in string")
             }

@@ -104,12 +104,25 @@ static long long m_records, m_frames, m_messages, m_compressed, m_wire, m_inflat
 static char refusal[64];
 static unsigned char *zout; static size_t zout_cap = 1 << 22;
 
+/* The next `{"seq":` in [q, end): memchr for '{' (vectorised, and '{' is rare inside records) and a
+ * 7-byte compare. glibc's memmem was the generator's largest cost at millions of records/s. */
+static inline const char *find_record(const char *q, const char *end) {
+    while (end - q >= 7) {
+        const char *b = memchr(q, '{', (size_t)(end - q - 6));
+        if (!b) return NULL;
+        if (memcmp(b, "{\"seq\":", 7) == 0) return b;
+        q = b + 1;
+    }
+    return NULL;
+}
+
 static void handle_payload(conn_t *c, const char *p, size_t n, double t) {
     if (n > 14 && memcmp(p, "{\"type\":\"logs\"", 14) == 0) {
         const char *q = p, *end = p + n; int first = 1;
-        while ((q = memmem(q, end - q, "{\"seq\":", 7)) != NULL) {
+        while ((q = find_record(q, end)) != NULL) {
             q += 7;
-            long long seq = strtoll(q, NULL, 10);
+            long long seq = 0;
+            while (q < end && *q >= '0' && *q <= '9') seq = seq * 10 + (*q++ - '0');
             if (c->next_seq >= 0 && seq != c->next_seq) c->violations++;
             c->next_seq = seq + 1;
             c->records++;

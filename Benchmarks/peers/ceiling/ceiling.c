@@ -165,9 +165,10 @@ int main(int argc, char **argv) {
     int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK);
     long tick_ns = rate >= 2000 ? 1000000 : 10000000;
     struct itimerspec its = {{0, tick_ns}, {0, tick_ns}}; timerfd_settime(tfd, 0, &its, NULL);
-    /* Ticks are due at timer_real + k * tick. Records carry the time their tick was due, not the time this
-     * loop got round to it: the publisher runs on the loop that fans out, so a busy loop ticks late,
-     * and stamping then would hide that lag (Tailgate's demo publishes from a thread of its own). */
+    /* Ticks are due at timer_real + k * tick. Each record carries the due time of the tick it fell due in,
+     * not the time this loop got round to it: the publisher runs on the loop that fans out, so a busy loop
+     * handles several ticks at once, and stamping them all with the latest (or with now) would hide the time
+     * the older records waited (Tailgate's demo publishes from a thread of its own, on time). */
     double timer_real = rec_real(), tick_s = tick_ns / 1e9; long long ticks = 0;
     ev.data.fd = -2; epoll_ctl(ep, EPOLL_CTL_ADD, tfd, &ev);
     printf("ceiling listening on http://127.0.0.1:%d/ (%d workers at %.0f rec/s)\n", port, nworkers, rate); fflush(stdout);
@@ -189,14 +190,13 @@ int main(int argc, char **argv) {
             } else if (fd == -2) {
                 uint64_t exp; if (read(tfd, &exp, 8) == 8) ticks += (long long)exp;
                 long long due = (long long)((double)ticks * tick_s * rate + 1e-6);
-                char iso[40]; rec_iso_at(timer_real + (double)ticks * tick_s, iso);
                 for (int w = 0; w < nworkers; w++) {
                     worker_t *wk = &workers[w];
                     int count = (int)(due - wk->published);
                     if (count <= 0) continue;
                     size_t need = (size_t)count * 300 + 64;
                     if (need > bcap) { bcap = need * 2; batch = realloc(batch, bcap); }
-                    size_t pl = rec_batch_at((char *)batch + 14, bcap - 14, wk->next_seq, count, iso);
+                    size_t pl = rec_batch_due((char *)batch + 14, bcap - 14, wk->next_seq, wk->published, due, timer_real, tick_s, rate);
                     unsigned char h[14]; int hl = ws_header(h, 1, pl, 0);
                     unsigned char *frame = batch + 14 - hl; memcpy(frame, h, hl);
                     wk->next_seq += count; wk->published = due;

@@ -1,5 +1,6 @@
 /* Shared by the C peers: realistic ~200-byte records like Tailgate's demo workers, and ISO-8601 time. */
 #pragma once
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -42,6 +43,24 @@ static inline size_t rec_batch_at(char *out, size_t cap, long long first, int co
     for (int i = 0; i < count; i++) {
         if (i) out[n++] = ',';
         n += (size_t)rec_format(out + n, cap - n, first + i, iso);
+    }
+    n += (size_t)snprintf(out + n, cap - n, "]}");
+    return n;
+}
+
+/* builds the batch of the records a steady publisher made due between `published` and `due` (counts since
+ * the start; record p is seq first + p - published - 1), each stamped with the due time of the tick it
+ * fell due in: start + k * tick, k the first tick with floor(k * tick * rate) >= p. A loop that gets round
+ * to several ticks at once thus stamps each record when a timely publisher would have published it. */
+static inline size_t rec_batch_due(char *out, size_t cap, long long first, long long published, long long due,
+                                   double start, double tick, double rate) {
+    size_t n = (size_t)snprintf(out, cap, "{\"type\":\"logs\",\"records\":[");
+    char iso[40]; long long iso_tick = -1;
+    for (long long p = published + 1; p <= due; p++) {
+        long long k = (long long)ceil(((double)p - 1e-6) / (tick * rate));
+        if (k != iso_tick) { rec_iso_at(start + (double)k * tick, iso); iso_tick = k; }
+        if (p > published + 1) out[n++] = ',';
+        n += (size_t)rec_format(out + n, cap - n, first + (p - published - 1), iso);
     }
     n += (size_t)snprintf(out + n, cap - n, "]}");
     return n;

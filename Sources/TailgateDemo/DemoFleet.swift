@@ -15,16 +15,19 @@ public final class DemoFleet: Sendable {
         let tickMillis: Int64 = rate >= 2000 ? 1 : 10
         let started = NIODeadline.now()
         let state = NIOLoopBoundBox.makeBoxSendingValue(
-            DemoProgress(generators: (0..<workers.count).map { DemoLines(index: $0) }, published: [Int](repeating: 0, count: workers.count)),
+            DemoProgress(generators: (0..<workers.count).map { DemoLines(index: $0) }, published: [Int](repeating: 0, count: workers.count), tick: []),
             as: DemoProgress.self, eventLoop: loop)
+        // Each tick's records go to a worker in one call: one lock and at most one drain per tick, as a
+        // worker that logs a burst would hand it over.
         task = loop.scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(tickMillis)) { _ in
             let elapsed = Double((NIODeadline.now() - started).nanoseconds) / 1e9
             let due = Int(elapsed * rate)
-            for index in workers.indices {
+            for index in workers.indices where state.value.published[index] < due {
                 while state.value.published[index] < due {
-                    workers[index].publish(state.value.generators[index].next())
+                    state.value.tick.append(state.value.generators[index].next())
                     state.value.published[index] += 1
                 }
+                workers[index].enqueue(contentsOf: &state.value.tick)
             }
         }
     }
@@ -36,4 +39,6 @@ public final class DemoFleet: Sendable {
 private struct DemoProgress {
     var generators: [DemoLines]
     var published: [Int]
+    /// One tick's records for one worker (emptied by each hand-over; its capacity is kept).
+    var tick: [LogRecord]
 }

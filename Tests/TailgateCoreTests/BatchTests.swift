@@ -120,7 +120,13 @@ struct BatchTests {
         for seq in UInt64(3)...15 {
             let source = batches.first { $0.firstSeq <= seq && seq <= $0.lastSeq }!
             #expect(merged.record(seq) == source.record(seq))
+            #expect(merged.recordSize(seq) == source.recordSize(seq))
         }
+        #expect(merged.recordBytes == (UInt64(3)...15).map { merged.recordSize($0) }.reduce(0, +))
+        // From inside the last batch: that batch's tail alone.
+        let tail = Batch.merging(batches, from: 13)
+        #expect(try logsSeqs(tail.payload) == Array(13...15))
+        #expect(tail.record(13) == batches[2].record(13))
     }
 
     @Test func derivedBytesAreMadeOncePerKey() {

@@ -161,6 +161,8 @@ final class Collector: BatchSubscriber, Sendable {
         var events: [Event] = []
         var rendered: [ByteBuffer] = []
         var lastSeq: UInt64 = 0
+        /// Visits that offered something (each ends with one `flushOffers`).
+        var flushes = 0
         var ended: Bool { events.contains(.end) }
         /// The seqs of the batches, in order of delivery.
         var seqs: [UInt64] {
@@ -181,10 +183,22 @@ final class Collector: BatchSubscriber, Sendable {
     let loop: EventLoop?
     private let callsOffLoop = Atomic<Int>(0)
 
-    init(loop: EventLoop? = nil) { self.loop = loop }
+    /// Time each `offer` takes (spent spinning, as a socket write would).
+    private let offerCost: Duration
+    /// Called at the end of each `offer`, on the collector's loop.
+    private let onOffer: (@Sendable (Batch) -> Void)?
+
+    init(loop: EventLoop? = nil, offerCost: Duration = .zero, onOffer: (@Sendable (Batch) -> Void)? = nil) {
+        self.loop = loop
+        self.offerCost = offerCost
+        self.onOffer = onOffer
+    }
 
     /// How many calls arrived on another thread than the collector's loop.
     var offLoopCalls: Int { callsOffLoop.load(ordering: .relaxed) }
+
+    /// The seq after the last batch offered: a batch offered twice would show as a repeated event.
+    var nextSeq: UInt64 { state.withLock { $0.state.lastSeq + 1 } }
 
     func offer(_ batch: Batch, rendered: ByteBuffer) {
         if let loop, !loop.inEventLoop { callsOffLoop.add(1, ordering: .relaxed) }
@@ -193,6 +207,17 @@ final class Collector: BatchSubscriber, Sendable {
             state.rendered.append(rendered)
             state.lastSeq = batch.lastSeq
         }
+        if offerCost > .zero {
+            let clock = ContinuousClock()
+            let until = clock.now + offerCost
+            while clock.now < until {}
+        }
+        onOffer?(batch)
+    }
+
+    func flushOffers() {
+        if let loop, !loop.inEventLoop { callsOffLoop.add(1, ordering: .relaxed) }
+        update { $0.flushes += 1 }
     }
 
     func workerEnded() {

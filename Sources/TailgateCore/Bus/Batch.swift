@@ -81,15 +81,23 @@ public final class Batch: Sendable {
         }
     }
 
-    /// Merges consecutive batches into one (one copy of the records).
+    /// Merges consecutive batches into one, from `seq` on (one copy of the records: each batch's run of
+    /// records is copied whole).
     static func merging(_ batches: some Collection<Batch>, from seq: UInt64) -> Batch {
-        var builder = BatchBuilder(firstSeq: seq, capacity: batches.reduce(0) { $0 + $1.payload.readableBytes })
-        for batch in batches {
-            for recordSeq in max(seq, batch.firstSeq)...batch.lastSeq {
-                builder.append(encoded: batch.record(recordSeq))
-            }
+        var buffer = ByteBufferAllocator().buffer(capacity: batches.reduce(0) { $0 + $1.payload.readableBytes })
+        buffer.writeStaticString(prefix)
+        var offsets: [UInt32] = []
+        for batch in batches where batch.lastSeq >= seq {
+            let first = Int(max(seq, batch.firstSeq) - batch.firstSeq)
+            if !offsets.isEmpty { buffer.writeInteger(UInt8(ascii: ",")) }
+            let start = Int(batch.offsets[first])
+            let shift = buffer.readableBytes - start
+            for offset in batch.offsets[first...] { offsets.append(UInt32(Int(offset) + shift)) }
+            buffer.writeImmutableBuffer(batch.payload.getSlice(at: batch.payload.readerIndex + start,
+                                                               length: batch.payload.readableBytes - suffix.utf8CodeUnitCount - start)!)
         }
-        return builder.finish()!
+        buffer.writeStaticString(suffix)
+        return Batch(firstSeq: seq, payload: buffer, offsets: offsets)
     }
 }
 

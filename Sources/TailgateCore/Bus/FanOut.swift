@@ -21,8 +21,13 @@ extension BatchRendering {
 
 /// One subscriber of a worker's stream. Lives on one event loop; every call arrives on that loop.
 public protocol BatchSubscriber: AnyObject {
-    /// A new batch was appended to the worker's ring; `rendered` is its bytes in this subscriber's rendering.
+    /// The first seq not sent to this subscriber yet: batches that end before it are not offered.
+    var nextSeq: UInt64 { get }
+    /// A batch of the worker's ring that holds `nextSeq` or later; `rendered` is its bytes in this
+    /// subscriber's rendering. The subscriber may only buffer them until `flushOffers`.
     func offer(_ batch: Batch, rendered: ByteBuffer)
+    /// Ends one visit's offers: whatever `offer` buffered goes on the wire.
+    func flushOffers()
     /// The worker stopped: no batch will follow.
     func workerEnded()
 }
@@ -86,51 +91,185 @@ public final class FanOut: Sendable {
     }
 }
 
-/// The subscribers of one worker on one event loop. Only touched on that loop (its `count` aside).
+/// The subscribers of one worker on one event loop, and the delivery of new batches to them.
+///
+/// Delivery is a round over the subscribers: each visit offers a subscriber every recent batch it has
+/// not had, then flushes once. A round that outlasts `turnBudget` yields the loop (so that sockets are
+/// polled and the worker drains what was published meanwhile) and goes on where it stopped; batches
+/// that arrive in the meantime join the round, and the subscribers before the cursor get them when it
+/// comes round again. So at a thousand subscribers a record waits for at most one round, not for the
+/// round in progress to end and then for its own turn in the next one. A round that fits in the
+/// budget runs at once, inside `deliver`.
+///
+/// Only touched on `loop` (its `count` aside).
 final class LoopSubscribers: @unchecked Sendable {
     let loop: EventLoop
-    private var groups: [(rendering: BatchRendering, subscribers: [BatchSubscriber])] = []
+    private struct Entry {
+        let subscriber: BatchSubscriber
+        let rendering: BatchRendering
+    }
+    /// Batches not yet offered to every subscriber, oldest first, each with the visit count (see
+    /// `visits`) at which every subscriber has been visited since it arrived.
+    private struct Pending {
+        let batch: Batch
+        var doneAt: Int
+    }
+    private var entries: [Entry] = []
+    /// `entries`' subscribers, to find one without retaining every entry on the way.
+    private var ids: [ObjectIdentifier] = []
+    private var pending: [Pending] = []
+    private var pendingStart = 0
+    /// Runs of pending batches merged for a visit, each from some batch to the newest: valid until the next batch arrives.
+    private var mergedRuns: [(firstSeq: UInt64, batch: Batch?)] = []
+    /// The next subscriber to visit.
+    private var cursor = 0
+    /// Visits made so far.
+    private var visits = 0
+    private var continuationScheduled = false
+    /// A subscriber is being visited: `pending` must keep its indices until the visit ends.
+    private var visiting = false
     private let countAtomic = Atomic<Int>(0)
+
+    /// How long one turn of a round may run before it yields the loop.
+    static let turnBudget = TimeAmount.milliseconds(1)
+    /// The most bytes of pending batches merged into one message for a visit (more go one by one).
+    static let mergedRunBytes = 256 << 10
+    /// The pause a yielding round takes: long enough that the loop polls its sockets before the round goes on.
+    static let yieldDelay = TimeAmount.microseconds(10)
 
     init(loop: EventLoop) { self.loop = loop }
 
     var count: Int { countAtomic.load(ordering: .relaxed) }
 
+    /// How many subscribers at the cursor and after it, going round, still need a visit for `item`.
+    private func unvisited(_ item: Pending) -> Int { item.doneAt - visits }
+
     func add(_ subscriber: BatchSubscriber, rendering: BatchRendering) {
-        if let index = groups.firstIndex(where: { $0.rendering.key == rendering.key }) {
-            groups[index].subscribers.append(subscriber)
-        } else {
-            groups.append((rendering, [subscriber]))
+        // The newcomer goes last. When a pending batch's unvisited stretch wraps past the end, the
+        // newcomer lands inside it; counting one more visit keeps the stretch exact (the newcomer
+        // gets an offer it ignores when it already has the batch from the ring).
+        let oldCount = entries.count
+        for index in pending.indices[pendingStart...] where cursor + unvisited(pending[index]) > oldCount {
+            pending[index].doneAt += 1
         }
+        entries.append(Entry(subscriber: subscriber, rendering: rendering))
+        ids.append(ObjectIdentifier(subscriber))
         countAtomic.add(1, ordering: .relaxed)
     }
 
     func remove(_ subscriber: BatchSubscriber) -> Bool {
-        for index in groups.indices {
-            if let position = groups[index].subscribers.firstIndex(where: { $0 === subscriber }) {
-                groups[index].subscribers.remove(at: position)
-                if groups[index].subscribers.isEmpty { groups.remove(at: index) }
-                countAtomic.subtract(1, ordering: .relaxed)
-                return true
-            }
+        guard let position = ids.firstIndex(of: ObjectIdentifier(subscriber)) else { return false }
+        let oldCount = entries.count
+        let offset = (position - cursor + oldCount) % oldCount
+        for index in pending.indices[pendingStart...] where offset < unvisited(pending[index]) {
+            pending[index].doneAt -= 1
         }
-        return false
+        entries.remove(at: position)
+        ids.remove(at: position)
+        if position < cursor { cursor -= 1 }
+        if cursor >= entries.count { cursor = 0 }
+        countAtomic.subtract(1, ordering: .relaxed)
+        if !visiting { dropDelivered() }
+        return true
     }
 
     func deliver(_ batch: Batch) {
         loop.assertInEventLoop()
-        for group in groups {
-            let bytes = group.rendering.bytes(for: batch)
-            for subscriber in group.subscribers {
-                subscriber.offer(batch, rendered: bytes)
-            }
-        }
+        guard !entries.isEmpty else { return }
+        pending.append(Pending(batch: batch, doneAt: visits + entries.count))
+        mergedRuns.removeAll(keepingCapacity: true)
+        if !continuationScheduled { runTurn() }
     }
 
     func deliverEnd() {
         loop.assertInEventLoop()
-        for group in groups {
-            for subscriber in group.subscribers { subscriber.workerEnded() }
+        for entry in entries { entry.subscriber.workerEnded() }
+    }
+
+    /// Visits subscribers from the cursor until every pending batch has been offered to all of them
+    /// or the turn's budget is spent; then schedules the next turn.
+    private func runTurn() {
+        let deadline = NIODeadline.now() + Self.turnBudget
+        var sinceClock = 0
+        while pendingStart < pending.count, !entries.isEmpty {
+            let entry = entries[cursor]
+            visiting = true
+            visit(entry)
+            visiting = false
+            // A subscriber may leave while visited (its write failed, its stream ended): `remove` then
+            // counted it as no longer needing a visit and left the cursor on the next one.
+            if entries.indices.contains(cursor), entries[cursor].subscriber === entry.subscriber {
+                visits += 1
+                cursor += 1
+                if cursor == entries.count { cursor = 0 }
+            }
+            dropDelivered()
+            sinceClock += 1
+            if sinceClock == 16 {
+                sinceClock = 0
+                if pendingStart < pending.count, NIODeadline.now() >= deadline {
+                    continuationScheduled = true
+                    loop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: Self.yieldDelay) {
+                        self.continuationScheduled = false
+                        self.runTurn()
+                    }
+                    return
+                }
+            }
+        }
+    }
+
+    /// Offers `entry` what it lacks of the pending batches: one batch, or the run of them it lacks
+    /// merged into one (made once per run and shared by every subscriber that lacks the same run), so
+    /// that a visit is one write of one message.
+    private func visit(_ entry: Entry) {
+        let subscriber = entry.subscriber
+        let next = subscriber.nextSeq
+        var low = pendingStart
+        var high = pending.count
+        while low < high {  // the first pending batch that ends at `next` or later
+            let middle = (low + high) / 2
+            if pending[middle].batch.lastSeq < next { low = middle + 1 } else { high = middle }
+        }
+        guard low < pending.count else { return }
+        if low < pending.count - 1, pending[low].batch.firstSeq == next, let batch = mergedRun(from: low) {
+            subscriber.offer(batch, rendered: entry.rendering.bytes(for: batch))
+        } else {
+            // One batch, a run too large to merge, or a subscriber that stands inside a batch (it
+            // catches up from the ring).
+            var index = low
+            while index < pending.count {
+                let batch = pending[index].batch
+                index += 1
+                guard batch.lastSeq >= subscriber.nextSeq else { continue }
+                subscriber.offer(batch, rendered: entry.rendering.bytes(for: batch))
+            }
+        }
+        subscriber.flushOffers()
+    }
+
+    /// The pending batches from `index` to the newest, merged into one batch (cached until a batch
+    /// arrives); `nil` when they hold more than `mergedRunBytes`.
+    private func mergedRun(from index: Int) -> Batch? {
+        let firstSeq = pending[index].batch.firstSeq
+        if let cached = mergedRuns.first(where: { $0.firstSeq == firstSeq }) { return cached.batch }
+        let bytes = pending[index...].reduce(0) { $0 + $1.batch.payload.readableBytes }
+        let batch = bytes <= Self.mergedRunBytes ? Batch.merging(pending[index...].lazy.map(\.batch), from: firstSeq) : nil
+        mergedRuns.append((firstSeq, batch))
+        return batch
+    }
+
+    /// Forgets the batches every subscriber has been visited for.
+    private func dropDelivered() {
+        while pendingStart < pending.count, pending[pendingStart].doneAt <= visits {
+            pendingStart += 1
+        }
+        if pendingStart == pending.count {
+            pending.removeAll(keepingCapacity: true)
+            pendingStart = 0
+        } else if pendingStart >= 64 && pendingStart * 2 >= pending.count {
+            pending.removeFirst(pendingStart)
+            pendingStart = 0
         }
     }
 }

@@ -161,8 +161,6 @@ final class Collector: BatchSubscriber, Sendable {
         var events: [Event] = []
         var rendered: [ByteBuffer] = []
         var lastSeq: UInt64 = 0
-        /// Visits that offered something (each ends with one `flushOffers`).
-        var flushes = 0
         var ended: Bool { events.contains(.end) }
         /// The seqs of the batches, in order of delivery.
         var seqs: [UInt64] {
@@ -213,11 +211,6 @@ final class Collector: BatchSubscriber, Sendable {
             while clock.now < until {}
         }
         onOffer?(batch)
-    }
-
-    func flushOffers() {
-        if let loop, !loop.inEventLoop { callsOffLoop.add(1, ordering: .relaxed) }
-        update { $0.flushes += 1 }
     }
 
     func workerEnded() {

@@ -24,10 +24,8 @@ public protocol BatchSubscriber: AnyObject {
     /// The first seq not sent to this subscriber yet: batches that end before it are not offered.
     var nextSeq: UInt64 { get }
     /// A batch of the worker's ring that holds `nextSeq` or later; `rendered` is its bytes in this
-    /// subscriber's rendering. The subscriber may only buffer them until `flushOffers`.
+    /// subscriber's rendering.
     func offer(_ batch: Batch, rendered: ByteBuffer)
-    /// Ends one visit's offers: whatever `offer` buffered goes on the wire.
-    func flushOffers()
     /// The worker stopped: no batch will follow.
     func workerEnded()
 }
@@ -93,8 +91,8 @@ public final class FanOut: Sendable {
 
 /// The subscribers of one worker on one event loop, and the delivery of new batches to them.
 ///
-/// Delivery is a round over the subscribers: each visit offers a subscriber every recent batch it has
-/// not had, then flushes once. A round that outlasts `turnBudget` yields the loop (so that sockets are
+/// Delivery is a round over the subscribers: each visit offers a subscriber the recent batches it has
+/// not had, as one message. A round that outlasts `turnBudget` yields the loop (so that sockets are
 /// polled and the worker drains what was published meanwhile) and goes on where it stopped; batches
 /// that arrive in the meantime join the round, and the subscribers before the cursor get them when it
 /// comes round again. So at a thousand subscribers a record waits for at most one round, not for the
@@ -245,7 +243,6 @@ final class LoopSubscribers: @unchecked Sendable {
                 subscriber.offer(batch, rendered: entry.rendering.bytes(for: batch))
             }
         }
-        subscriber.flushOffers()
     }
 
     /// The pending batches from `index` to the newest, merged into one batch (cached until a batch

@@ -36,8 +36,6 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
     private var phase = Phase.starting
     /// The first seq not sent yet.
     private(set) var nextSeq: UInt64 = 0
-    /// Live batches were written and not flushed yet (see `flushOffers`).
-    private var unflushed = false
     /// Mirrors `channel.isWritable`: NIO reports every change synchronously, so the hot path reads a
     /// stored flag instead of asking the channel twice per batch.
     private var writable = true
@@ -116,19 +114,12 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
         guard phase == .live, let context else { return }
         if nextSeq == batch.firstSeq && writable {
             nextSeq = batch.lastSeq + 1
-            context.write(wrapOutboundOut(rendered), promise: nil)
-            unflushed = true
+            context.writeAndFlush(wrapOutboundOut(rendered), promise: nil)
+            if !writable { sampleBufferedBytes() }
         } else if nextSeq <= batch.lastSeq {
             phase = .behind
             catchUp()
         }
-    }
-
-    func flushOffers() {
-        guard unflushed, let context else { return }
-        unflushed = false
-        context.flush()
-        if !writable { sampleBufferedBytes() }
     }
 
     func workerEnded() {

@@ -40,6 +40,7 @@ public final class LogBus: Sendable {
     public let configuration: BusConfiguration
     private let eventLoopGroup: EventLoopGroup
     private let workers = Mutex<[WorkerID: Worker]>([:])
+    private let drainQueues = Mutex<[DrainQueue]>([])
 
     /// Makes an empty bus whose workers drain on `eventLoopGroup`.
     public init(configuration: BusConfiguration = BusConfiguration(), eventLoopGroup: EventLoopGroup) {
@@ -73,8 +74,18 @@ public final class LogBus: Sendable {
     }
 
     private func makeWorker(_ id: WorkerID, owner: WorkerOwner) -> Worker {
-        Worker(id: id, owner: owner, limits: configuration.workerLimits, loop: eventLoopGroup.next()) { [weak self] worker in
+        Worker(id: id, owner: owner, limits: configuration.workerLimits, drains: drainQueue(on: eventLoopGroup.next())) { [weak self] worker in
             self?.scheduleRemoval(of: worker)
+        }
+    }
+
+    /// The drain queue of `loop`, shared by every worker drained on it.
+    private func drainQueue(on loop: EventLoop) -> DrainQueue {
+        drainQueues.withLock { queues in
+            if let queue = queues.first(where: { $0.loop === loop }) { return queue }
+            let queue = DrainQueue(loop: loop, minimumInterval: configuration.workerLimits.minimumDrainInterval)
+            queues.append(queue)
+            return queue
         }
     }
 

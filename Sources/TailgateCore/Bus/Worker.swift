@@ -56,6 +56,7 @@ public final class Worker: Sendable {
     private let limits: WorkerLimits
     private let ingress: Mutex<Ingress>
     private let ring: Mutex<RingState>
+    private let drains: DrainQueue
     private let onStop: @Sendable (Worker) -> Void
 
     struct PendingRecord: Sendable {
@@ -76,18 +77,16 @@ public final class Worker: Sendable {
         var pendingBytes = 0
         var nextSeq: UInt64 = 1
         var drain = DrainState.idle
-        /// When the last drain ended (monotonic nanoseconds).
-        var lastDrainEnd: UInt64 = 0
         var stopRequested = false
 
         /// Accounts for `count` records of `bytes` just appended with seqs from `nextSeq`: advances
         /// the seq, drops what overflows, and schedules a drain. Returns the records left queued and
-        /// the delay before the drain (`nil` when one is already scheduled or running).
-        mutating func admit(count: Int, bytes: Int, limits: WorkerLimits, minimumInterval: UInt64) -> (queued: Int, delay: UInt64?) {
+        /// whether a drain must be requested (not when one is already scheduled or running).
+        mutating func admit(count: Int, bytes: Int, limits: WorkerLimits) -> (queued: Int, requestDrain: Bool) {
             nextSeq += UInt64(count)
             pendingBytes += bytes
             let queued = dropOverflow(limits)
-            return (queued, scheduleDrain(minimumInterval: minimumInterval))
+            return (queued, scheduleDrain())
         }
 
         /// When the loop is not keeping up, the oldest queued records leave as the ring would evict
@@ -104,20 +103,16 @@ public final class Worker: Sendable {
             return pending.count - skipped
         }
 
-        /// Moves an idle worker to `scheduled`; returns how long to wait before draining, or `nil`
-        /// when a drain is already scheduled or running.
-        mutating func scheduleDrain(minimumInterval: UInt64) -> UInt64? {
-            guard drain == .idle else { return nil }
+        /// Moves an idle worker to `scheduled`; returns whether it was idle (a drain must be requested).
+        mutating func scheduleDrain() -> Bool {
+            guard drain == .idle else { return false }
             drain = .scheduled
-            let now = NIODeadline.now().uptimeNanoseconds
-            let earliest = lastDrainEnd &+ minimumInterval
-            return earliest > now ? earliest - now : 0
+            return true
         }
     }
 
-    /// Where the worker's drain stands. A drain that ends with more records queued is scheduled
-    /// `minimumDrainInterval` later rather than at once: SwiftNIO runs every task queued during a tick
-    /// before it polls sockets again, so draining back to back would keep the loop from reading.
+    /// Where the worker's drain stands. Drains run in the sweeps of the loop's `DrainQueue`, which keep
+    /// `minimumDrainInterval` between a sweep and the next so that the loop polls its sockets in between.
     enum DrainState {
         case idle
         case scheduled
@@ -130,11 +125,13 @@ public final class Worker: Sendable {
         var droppedBeforeRing: UInt64 = 0
     }
 
-    init(id: WorkerID, owner: WorkerOwner, limits: WorkerLimits, loop: EventLoop, onStop: @escaping @Sendable (Worker) -> Void) {
+    /// A worker drained on `drains.loop`.
+    init(id: WorkerID, owner: WorkerOwner, limits: WorkerLimits, drains: DrainQueue, onStop: @escaping @Sendable (Worker) -> Void) {
         self.id = id
         self.owner = owner
         self.limits = limits
-        self.loop = loop
+        self.loop = drains.loop
+        self.drains = drains
         self.onStop = onStop
         let now = Timestamp.now()
         startedAt = now
@@ -157,20 +154,19 @@ public final class Worker: Sendable {
     public func enqueue(_ record: consuming LogRecord) -> (seq: UInt64, queued: Int)? {
         let timestamp = record.timestamp ?? Timestamp.now()
         let size = record.estimatedSize
-        let interval = UInt64(limits.minimumDrainInterval.nanoseconds)
         var entry = PendingRecord(record: record, seq: 0, timestamp: timestamp)
-        let outcome: (seq: UInt64, queued: Int, delay: UInt64?)? = ingress.withLock { state in
+        let outcome: (seq: UInt64, queued: Int, requestDrain: Bool)? = ingress.withLock { state in
             guard !state.stopRequested else { return nil }
             let seq = state.nextSeq
             entry.seq = seq
             // Moved in by a swap, not copied: a copy would retain and later release every string.
             state.pending.append(PendingRecord.placeholder)
             swap(&state.pending[state.pending.count - 1], &entry)
-            let (queued, delay) = state.admit(count: 1, bytes: size, limits: limits, minimumInterval: interval)
-            return (seq, queued, delay)
+            let (queued, requestDrain) = state.admit(count: 1, bytes: size, limits: limits)
+            return (seq, queued, requestDrain)
         }
         guard let outcome else { return nil }
-        if let delay = outcome.delay { scheduleDrain(after: delay) }
+        if outcome.requestDrain { drains.request(self) }
         return (outcome.seq, outcome.queued)
     }
 
@@ -181,8 +177,7 @@ public final class Worker: Sendable {
         guard !records.isEmpty else { return nil }
         let now = Timestamp.now()
         let size = records.reduce(0) { $0 + $1.estimatedSize }
-        let interval = UInt64(limits.minimumDrainInterval.nanoseconds)
-        let outcome: (seq: UInt64, queued: Int, delay: UInt64?)? = ingress.withLock { state in
+        let outcome: (seq: UInt64, queued: Int, requestDrain: Bool)? = ingress.withLock { state in
             guard !state.stopRequested else { return nil }
             let first = state.nextSeq
             state.pending.reserveCapacity(state.pending.count + records.count)
@@ -191,12 +186,12 @@ public final class Worker: Sendable {
                 state.pending.append(PendingRecord(record: PendingRecord.placeholder.record, seq: first + UInt64(index), timestamp: timestamp))
                 swap(&state.pending[state.pending.count - 1].record, &records[index])
             }
-            let (queued, delay) = state.admit(count: records.count, bytes: size, limits: limits, minimumInterval: interval)
-            return (first, queued, delay)
+            let (queued, requestDrain) = state.admit(count: records.count, bytes: size, limits: limits)
+            return (first, queued, requestDrain)
         }
         records.removeAll(keepingCapacity: true)
         guard let outcome else { return nil }
-        if let delay = outcome.delay { scheduleDrain(after: delay) }
+        if outcome.requestDrain { drains.request(self) }
         return (outcome.seq, outcome.queued)
     }
 
@@ -216,27 +211,20 @@ public final class Worker: Sendable {
     /// Stops the worker: records already published are still delivered, then subscribers get `end`.
     /// The ring stays readable for the bus's retention time. Stopping twice does nothing.
     public func stop() {
-        let interval = UInt64(limits.minimumDrainInterval.nanoseconds)
-        let delay = ingress.withLock { state -> UInt64? in
-            guard !state.stopRequested else { return nil }
+        let requestDrain = ingress.withLock { state -> Bool in
+            guard !state.stopRequested else { return false }
             state.stopRequested = true
-            return state.scheduleDrain(minimumInterval: interval)
+            return state.scheduleDrain()
         }
-        if let delay { scheduleDrain(after: delay) }
-    }
-
-    private func scheduleDrain(after delay: UInt64) {
-        if delay == 0 {
-            loop.execute { self.drain() }
-        } else {
-            loop.scheduleTask(in: .nanoseconds(Int64(delay))) { self.drain() }
-        }
+        if requestDrain { drains.request(self) }
     }
 
     /// Whether `stop()` has been called.
     public var isStopping: Bool { ingress.withLock { $0.stopRequested } }
 
-    private func drain() {
+    /// Encodes what is queued into batches, appends them to the ring and offers them to the
+    /// subscribers. Called by the loop's `DrainQueue`, once per request.
+    func drain() {
         loop.assertInEventLoop()
         var records: [PendingRecord] = []
         let (skipped, estimatedBytes) = ingress.withLock { state in
@@ -261,17 +249,15 @@ public final class Worker: Sendable {
             if let batch = builder.finish() { append(batch) }
         }
         records.removeAll(keepingCapacity: true)
-        let interval = UInt64(limits.minimumDrainInterval.nanoseconds)
-        let (stop, delay) = ingress.withLock { state -> (Bool, UInt64?) in
+        let (stop, requestDrain) = ingress.withLock { state -> (Bool, Bool) in
             if state.spare.capacity == 0 { swap(&state.spare, &records) }
-            state.lastDrainEnd = NIODeadline.now().uptimeNanoseconds
             state.drain = .idle
             if state.pending.count > state.skipped {
-                return (false, state.scheduleDrain(minimumInterval: interval))
+                return (false, state.scheduleDrain())
             }
-            return (state.stopRequested, nil)
+            return (state.stopRequested, false)
         }
-        if let delay { scheduleDrain(after: delay) }
+        if requestDrain { drains.request(self) }
         if stop { finish() }
     }
 
@@ -344,8 +330,8 @@ public struct WorkerLimits: Sendable {
     public var maxBatchRecords: Int
     /// The most bytes in one live batch.
     public var maxBatchBytes: Int
-    /// The shortest time between the end of one drain and the start of the next: the loop polls
-    /// its sockets in between. Records arriving after a quiet spell are drained at once.
+    /// The shortest time between the end of one sweep of a loop's drains and the start of the next:
+    /// the loop polls its sockets in between. Records arriving after a quiet spell are drained at once.
     public var minimumDrainInterval: TimeAmount
 
     public init(ringRecords: Int = 10_000, ringBytes: Int = 8 << 20, maxBatchRecords: Int = 4096, maxBatchBytes: Int = 256 << 10,

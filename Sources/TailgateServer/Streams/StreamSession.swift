@@ -97,8 +97,9 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
         guard let context, phase != .closing else { return }
         phase = .closing
         detach()
-        context.writeAndFlush(wrapOutboundOut(ServerFrames.close(code: code, reason: reason)), promise: nil)
+        // Counted before the frame leaves: a client that sees the close may look at /api/stats at once.
         statistics.closes(code: code)
+        context.writeAndFlush(wrapOutboundOut(ServerFrames.close(code: code, reason: reason)), promise: nil)
         context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(2)) { [weak self] in
             self?.context?.close(promise: nil)
         }

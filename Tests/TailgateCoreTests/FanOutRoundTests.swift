@@ -52,7 +52,7 @@ struct FanOutRoundTests {
     @Test func runsTooLargeToMergeGoOneBatchAtATime() async throws {
         try await withBus { bus, _ in
             let worker = try bus.register(id)
-            let collectors = (0..<100).map { _ in Collector(offerCost: .microseconds(50)) }
+            let collectors = (0..<100).map { _ in Collector(offerCost: .microseconds(100)) }
             for collector in collectors { try await collector.attach(to: worker) }
             let large = String(repeating: "x", count: 60_000)  // 20 of them exceed LoopSubscribers.mergedRunBytes
             for _ in 1...20 {

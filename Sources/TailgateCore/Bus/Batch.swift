@@ -134,12 +134,6 @@ public struct BatchBuilder {
         RecordEncoder.encode(record, seq: seq, timestamp: timestamp, into: &buffer, timestampCache: &timestampCache)
     }
 
-    /// Adds an already-encoded record (its seq must be `nextSeq`).
-    mutating func append(encoded: ByteBuffer) {
-        startRecord()
-        buffer.writeImmutableBuffer(encoded)
-    }
-
     /// The finished batch, or `nil` when nothing was added. The builder's buffer moves into the
     /// batch (no copy); the builder is empty afterwards.
     public mutating func finish() -> Batch? {

@@ -30,7 +30,7 @@ public protocol BatchSubscriber: AnyObject {
     func workerEnded()
 }
 
-/// A worker's subscribers, grouped by event loop and by rendering, and the delivery of each new batch to them.
+/// A worker's subscribers, grouped by event loop, and the delivery of each new batch to them.
 ///
 /// Delivery happens on each subscriber's own loop: one task per loop per batch, never one per subscriber.
 public final class FanOut: Sendable {
@@ -144,8 +144,8 @@ final class LoopSubscribers: @unchecked Sendable {
 
     func add(_ subscriber: BatchSubscriber, rendering: BatchRendering) {
         // The newcomer goes last. When a pending batch's unvisited stretch wraps past the end, the
-        // newcomer lands inside it; counting one more visit keeps the stretch exact (the newcomer
-        // gets an offer it ignores when it already has the batch from the ring).
+        // newcomer lands inside it; counting one more visit keeps the stretch exact (the newcomer's
+        // visit offers nothing when it already has the batch from the ring).
         let oldCount = entries.count
         for index in pending.indices[pendingStart...] where cursor + unvisited(pending[index]) > oldCount {
             pending[index].doneAt += 1

@@ -8,7 +8,7 @@ struct StreamMessagesTests {
     @Test func hello() throws {
         let snapshot = WorkerSnapshot(
             id: WorkerID("002050.SZ")!, state: .running, owner: .inProcess, epoch: "e1", firstSeq: 5, lastSeq: 9,
-            recordsTotal: 9, ringRecords: 5, ringBytes: 1000, droppedBeforeRing: 0, subscribers: 2,
+            ringRecords: 5, ringBytes: 1000, droppedBeforeRing: 0, subscribers: 2,
             startedAt: Timestamp(microseconds: 0), stoppedAt: nil)
         let buffer = StreamMessages.hello(snapshot, replayFrom: 7, serverTime: Timestamp(microseconds: 1_709_210_096_789_012))
         let text = String(buffer: buffer)

@@ -22,8 +22,8 @@ public struct WorkerSnapshot: Sendable {
     /// (or the gateway restarts), which tells a client that seqs started over.
     public var epoch: String
     public var firstSeq: UInt64
+    /// The newest seq; seqs start at 1, so this is also how many records were ever published.
     public var lastSeq: UInt64
-    public var recordsTotal: UInt64
     public var ringRecords: Int
     public var ringBytes: Int
     /// Records that never reached the ring: publishers outran the worker's loop by more than the ring
@@ -78,6 +78,8 @@ public final class Worker: Sendable {
         var nextSeq: UInt64 = 1
         var drain = DrainState.idle
         var stopRequested = false
+        /// Publishers waiting for the queue to shrink (`whenQueueBelow`): the next drain releases them.
+        var queueWaiters: [EventLoopPromise<Void>] = []
 
         /// Accounts for `count` records of `bytes` just appended with seqs from `nextSeq`: advances
         /// the seq, drops what overflows, and schedules a drain. Returns the records left queued and
@@ -198,6 +200,20 @@ public final class Worker: Sendable {
     /// Records waiting for the next drain.
     public var queuedCount: Int { ingress.withLock { $0.pending.count - $0.skipped } }
 
+    /// Succeeds on `loop` once fewer than `count` records wait for the drain: at once when that is
+    /// already so, else when the next drain takes the queue. Publishers that can slow down (HTTP
+    /// ingest) stop reading their input until then; publishing itself never waits.
+    public func whenQueueBelow(_ count: Int, on loop: EventLoop) -> EventLoopFuture<Void> {
+        let promise = ingress.withLock { state -> EventLoopPromise<Void>? in
+            // A queue this long always has a drain scheduled or running, which releases the waiter.
+            guard state.pending.count - state.skipped >= count else { return nil }
+            let promise = loop.makePromise(of: Void.self)
+            state.queueWaiters.append(promise)
+            return promise
+        }
+        return promise?.futureResult ?? loop.makeSucceededVoidFuture()
+    }
+
     /// Publishes a record built from its fields.
     @discardableResult
     public func publish(
@@ -227,13 +243,17 @@ public final class Worker: Sendable {
     func drain() {
         loop.assertInEventLoop()
         var records: [PendingRecord] = []
+        var waiters: [EventLoopPromise<Void>] = []
         let (skipped, estimatedBytes) = ingress.withLock { state in
             state.drain = .draining
             defer { state.skipped = 0; state.pendingBytes = 0 }
             swap(&records, &state.pending)
             swap(&state.pending, &state.spare)
+            if !state.queueWaiters.isEmpty { swap(&waiters, &state.queueWaiters) }
             return (state.skipped, state.pendingBytes)
         }
+        // The queue is empty now: whoever waited for it to shrink may go on.
+        for waiter in waiters { waiter.succeed() }
         // Encode in pieces of bounded size: one batch per tick unless the tick was very large. Each
         // buffer is sized from the records' estimated size: no regrowth (and copy) for a big tick, no
         // spare kilobytes kept in the ring for a small one.
@@ -314,7 +334,7 @@ public final class Worker: Sendable {
         }
         return WorkerSnapshot(
             id: id, state: stoppedAt == nil ? .running : .stopped, owner: owner, epoch: epoch,
-            firstSeq: firstSeq, lastSeq: lastSeq, recordsTotal: lastSeq, ringRecords: records, ringBytes: bytes,
+            firstSeq: firstSeq, lastSeq: lastSeq, ringRecords: records, ringBytes: bytes,
             droppedBeforeRing: dropped,
             subscribers: fanOut.subscriberCount, startedAt: startedAt, stoppedAt: stoppedAt)
     }

@@ -9,6 +9,32 @@ enum LogExport {
         case text
     }
 
+    /// `GET /api/workers/{id}/logs?since=&limit=&format=&download=`.
+    static func respond(to request: Request, id: WorkerID, gateway: GatewayContext) throws(GatewayError) -> HTTPResponse {
+        try request.requireGET()
+        try APIEndpoints.requireRead(request, on: id, gateway: gateway)
+        let target = request.target
+        let since = try target.unsignedValue("since")
+        let limit = try target.unsignedValue("limit", max: 10_000_000).map { Int($0) }
+        let formatText = target.value("format") ?? "ndjson"
+        guard let format = Format(rawValue: formatText) else {
+            throw .badParameter("format", "expected 'ndjson' or 'text', got '\(formatText.prefix(40))'")
+        }
+        let download = target.value("download")
+        guard download == nil || download == "0" || download == "1" else {
+            throw .badParameter("download", "expected 0 or 1")
+        }
+        guard let worker = gateway.bus.worker(id) else { throw GatewayError.workerNotFound(id) }
+        var response = HTTPResponse(body: render(worker, since: since, limit: limit, format: format))
+        response.headers.add(name: "Content-Type", value: format == .ndjson ? "application/x-ndjson; charset=utf-8" : "text/plain; charset=utf-8")
+        response.headers.add(name: "Cache-Control", value: "no-store")
+        if download == "1" {
+            let name = "\(String(id.rawValue.map { $0 == ":" ? "_" : $0 })).\(format == .ndjson ? "ndjson" : "log")"
+            response.headers.add(name: "Content-Disposition", value: "attachment; filename=\"\(name)\"")
+        }
+        return response
+    }
+
     /// The records after `since` (all held when `nil`), at most `limit` of them: the first ones after
     /// `since`, or the newest ones when there is no `since`.
     static func render(_ worker: Worker, since: UInt64?, limit: Int?, format: Format) -> ByteBuffer {

@@ -5,7 +5,7 @@ import TailgateCore
 enum WorkerJSON {
     /// Writes one worker; `streamBase` is `ws://HOST` (or `wss://…`) for `log_stream_url`.
     static func write(_ worker: WorkerSnapshot, streamBase: String, pathPrefix: String, into buffer: inout ByteBuffer) {
-        let path = pathPrefix + StreamRequestValidator.pathPrefix + worker.id.rawValue
+        let path = pathPrefix + Route.streamPath(of: worker.id)
         buffer.writeStaticString("{\"id\":")
         buffer.writeJSONString(worker.id.rawValue)
         buffer.writeStaticString(",\"state\":\"")
@@ -21,7 +21,7 @@ enum WorkerJSON {
         buffer.writeStaticString(",\"last_seq\":")
         buffer.writeJSONInteger(worker.lastSeq)
         buffer.writeStaticString(",\"records_total\":")
-        buffer.writeJSONInteger(worker.recordsTotal)
+        buffer.writeJSONInteger(worker.lastSeq)  // every seq ever given: seqs start at 1
         buffer.writeStaticString(",\"started_at\":")
         buffer.writeJSONTimestamp(worker.startedAt)
         buffer.writeStaticString(",\"stopped_at\":")

@@ -17,8 +17,6 @@ final class GatewayContext: Sendable {
     /// Queued records of a worker above which an HTTP publisher stops being read.
     var ingestQueueLimit: Int { max(64, min(8192, bus.configuration.workerLimits.ringRecords / 2)) }
 
-    var validator: StreamRequestValidator { StreamRequestValidator(configuration: configuration, bus: bus) }
-
     init(configuration: ServerConfiguration, bus: LogBus, statistics: GatewayStatistics, staticFiles: StaticFiles?,
          registries: [SessionRegistry], listeningHost: String) {
         self.configuration = configuration
@@ -43,12 +41,6 @@ final class ConnectionState: @unchecked Sendable {
     let address: String
     /// Whether the connection may be served.
     let admission: ConnectionLimiter.Admission
-    /// The stream being opened, between the upgrade's validation and the session's start.
-    var stream: StreamRequest?
-    /// Why the last upgrade request was refused, for `HTTPRequestHandler` to answer.
-    var upgradeRefusal: GatewayError?
-    /// The permessage-deflate parameters agreed in the handshake, if any.
-    var deflate: PerMessageDeflateParameters?
     /// The worker whose subscriber place this connection holds.
     var reservedWorker: Worker?
     /// The client address (behind a trusted proxy) whose place this connection holds.

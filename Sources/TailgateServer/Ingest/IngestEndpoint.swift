@@ -1,23 +1,15 @@
+import NIOCore
 import NIOHTTP1
 import TailgateCore
 
-/// `POST /api/workers/{id}/records` (also `PUT`, which `curl -T` sends): who may publish, into which
-/// worker, in which format.
-enum IngestRoute {
-    static func matches(_ head: HTTPRequestHead, basePath: String) -> Bool {
-        guard head.method == .POST || head.method == .PUT else { return false }
-        let path = BasePath.strip(head.uri, basePath: basePath).split(separator: "?", maxSplits: 1)[0]
-        return path.hasPrefix("/api/workers/") && path.hasSuffix("/records")
-    }
-
+/// `POST /api/workers/{id}/records` (also `PUT`, which `curl -T` sends) and `POST /api/workers/{id}/stop`:
+/// who may publish, into which worker, in which format.
+enum IngestEndpoint {
     /// Checks the request and opens the session that publishes its body.
-    static func open(_ head: HTTPRequestHead, peer: String, gateway: GatewayContext) throws(GatewayError) -> IngestSession {
-        let target = try RequestTarget(BasePath.strip(head.uri, basePath: gateway.configuration.basePath))
-        let idText = target.path.dropFirst("/api/workers/".count).dropLast("/records".count)
-        guard let id = WorkerID(idText) else { throw GatewayError.badWorkerID(idText) }
-        try authorizePublisher(head, target: target, peer: peer, id: id, gateway: gateway)
+    static func open(_ request: Request, id: WorkerID, gateway: GatewayContext) throws(GatewayError) -> IngestSession {
+        try authorizePublisher(request, id: id, gateway: gateway)
         let format: IngestSession.Format
-        let contentType = head.headers.first(name: "content-type")?.lowercased()
+        let contentType = request.headers.first(name: "content-type")?.lowercased()
             .split(separator: ";").first.map { String($0.trimmingASCIISpaces()) } ?? ""
         switch contentType {
         case "application/x-ndjson", "application/ndjson", "application/jsonl", "application/json":
@@ -38,18 +30,31 @@ enum IngestRoute {
         return IngestSession(worker: worker, format: format, maxLineBytes: gateway.configuration.maxRecordBytes)
     }
 
+    /// Ends a worker published from another process: its subscribers get `end`.
+    static func stop(_ request: Request, id: WorkerID, gateway: GatewayContext) throws(GatewayError) -> HTTPResponse {
+        guard request.method == .POST else { throw GatewayError.methodNotAllowed("POST") }
+        try authorizePublisher(request, id: id, gateway: gateway)
+        guard let worker = gateway.bus.worker(id) else { throw GatewayError.workerNotFound(id) }
+        guard worker.owner == .remote else { throw ownedInProcess(id) }
+        worker.stop()
+        var body = ByteBuffer()
+        body.writeStaticString("{\"stopped\":true,\"worker\":")
+        body.writeJSONString(id.rawValue)
+        body.writeStaticString("}\n")
+        return .json(body)
+    }
+
     /// Who may publish into (or stop) `id`: a client on a `--publish-from` address — behind a trusted
     /// proxy the forwarded client, so that relayed requests never count as local — and, with auth on,
     /// anyone showing a token of publish scope covering the worker (401 without one). A client on an
     /// allowed address that shows no credentials needs none.
-    static func authorizePublisher(_ head: HTTPRequestHead, target: RequestTarget, peer: String, id: WorkerID,
-                                   gateway: GatewayContext) throws(GatewayError) {
+    static func authorizePublisher(_ request: Request, id: WorkerID, gateway: GatewayContext) throws(GatewayError) {
         let configuration = gateway.configuration
-        let client = ClientIdentity.resolve(peer: peer, headers: head.headers, trustedProxies: configuration.trustedProxies).address
+        let client = request.client(trustedProxies: configuration.trustedProxies).address
         let fromAllowedAddress = configuration.publishFrom.contains { $0.contains(client) }
-        let hasCredentials = target.value("access_token") != nil || head.headers.first(name: "authorization") != nil
+        let hasCredentials = request.target.value("access_token") != nil || request.headers.first(name: "authorization") != nil
         if configuration.access.isEnabled && (hasCredentials || !fromAllowedAddress) {
-            let token = try configuration.access.token(query: target, headers: head.headers)
+            let token = try configuration.access.token(query: request.target, headers: request.headers)
             try configuration.access.require(.publish, on: id, token: token)
             return
         }

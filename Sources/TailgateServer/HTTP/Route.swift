@@ -1,0 +1,70 @@
+import TailgateCore
+
+/// The gateway's endpoints (docs/PROTOCOL.md, "Routes"), read once from a request's path.
+///
+/// Adding an endpoint: a case here, its path in `init(path:)`, a handler function in `Router`.
+enum Route: Equatable {
+    /// `GET /healthz`
+    case health
+    /// `GET /api/workers`
+    case workerList
+    /// `GET /api/stats`
+    case statistics
+    /// `GET /api/workers/{id}`
+    case worker(WorkerID)
+    /// `GET /api/workers/{id}/logs`
+    case workerLogs(WorkerID)
+    /// `POST` or `PUT /api/workers/{id}/records`
+    case workerRecords(WorkerID)
+    /// `POST /api/workers/{id}/stop`
+    case workerStop(WorkerID)
+    /// `GET /ws/workers/{id}` with a WebSocket upgrade
+    case stream(WorkerID)
+    /// Any other path under `/api/`: 404.
+    case unknownAPI
+    /// A static file of the browser UI (the path as sent, not decoded).
+    case file(Substring)
+
+    static let streamPathPrefix = "/ws/workers/"
+    static let workersPathPrefix = "/api/workers/"
+
+    /// Reads `path` (base path already stripped, query removed). Throws 400 for a malformed worker id.
+    init(path: Substring) throws(GatewayError) {
+        switch path {
+        case "/healthz": self = .health
+        case "/api/workers", "/api/workers/": self = .workerList
+        case "/api/stats": self = .statistics
+        default:
+            if path.hasPrefix(Self.streamPathPrefix) {
+                self = .stream(try Self.workerID(path.dropFirst(Self.streamPathPrefix.count)))
+            } else if path.hasPrefix(Self.workersPathPrefix) {
+                self = try Self.workerRoute(path.dropFirst(Self.workersPathPrefix.count))
+            } else if path.hasPrefix("/api/") {
+                self = .unknownAPI
+            } else {
+                self = .file(path)
+            }
+        }
+    }
+
+    /// `{id}`, `{id}/logs`, `{id}/records`, `{id}/stop`.
+    private static func workerRoute(_ rest: Substring) throws(GatewayError) -> Route {
+        let parts = rest.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+        let id = try workerID(parts[0])
+        switch parts.count > 1 ? parts[1] : "" {
+        case "": return .worker(id)
+        case "logs": return .workerLogs(id)
+        case "records": return .workerRecords(id)
+        case "stop": return .workerStop(id)
+        default: return .unknownAPI
+        }
+    }
+
+    private static func workerID(_ text: Substring) throws(GatewayError) -> WorkerID {
+        guard let id = WorkerID(text) else { throw GatewayError.badWorkerID(text) }
+        return id
+    }
+
+    /// The path of a worker's stream, for `log_stream_path`.
+    static func streamPath(of id: WorkerID) -> String { streamPathPrefix + id.rawValue }
+}

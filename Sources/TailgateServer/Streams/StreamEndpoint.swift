@@ -1,0 +1,112 @@
+import NIOHTTP1
+import TailgateCore
+
+/// Where a new subscriber starts reading.
+enum ReplayStart: Equatable {
+    /// Every record after this seq (`?since=`).
+    case after(UInt64)
+    /// The newest N records (`?tail=`), 0 for live only.
+    case tail(Int)
+
+    /// The first seq to give (or gap), given the ring's bounds now.
+    func replayFrom(firstSeq: UInt64, lastSeq: UInt64) -> UInt64 {
+        switch self {
+        case .after(let seq):
+            // A seq beyond the newest one (the client saw another incarnation): start live.
+            return min(seq, lastSeq) + 1
+        case .tail(let count):
+            let available = lastSeq + 1 - firstSeq
+            return lastSeq + 1 - min(UInt64(count), available)
+        }
+    }
+}
+
+/// A validated request to open a worker's stream.
+struct StreamRequest {
+    let worker: Worker
+    let start: ReplayStart
+    /// Who asked (through a trusted proxy: the real client).
+    let client: ClientIdentity
+    /// The token it showed, when auth is on: the stream closes with 1008 when it expires.
+    let token: AccessToken?
+}
+
+/// A stream request that passed every check, with its subscriber place reserved: what to open, and
+/// the headers of the `101 Switching Protocols` answer besides the handshake's own.
+struct StreamAcceptance {
+    let request: StreamRequest
+    /// The permessage-deflate parameters agreed, if any.
+    let deflate: PerMessageDeflateParameters?
+    let responseHeaders: HTTPHeaders
+}
+
+/// `GET /ws/workers/{id}`: decides whether a request may open a stream, or which refusal to answer.
+///
+/// The checks run in a fixed order: parameters (400), method (405), WebSocket handshake (426/400),
+/// token (401), `Origin` (403), token scope (403), the worker (404), then the limits (503): clients per
+/// address behind a proxy, subscribers per worker.
+enum StreamEndpoint {
+    static func accept(_ request: Request, id: WorkerID, connection: ConnectionState,
+                       gateway: GatewayContext) throws(GatewayError) -> StreamAcceptance {
+        let stream = try validate(request, id: id, gateway: gateway)
+        let limiter = gateway.limiter
+        if stream.client.viaTrustedProxy {
+            if let refusal = limiter.reserveProxiedClient(stream.client.address) { throw refusal }
+            connection.reservedClient = stream.client.address
+        }
+        if let refusal = limiter.reserveSubscriber(of: stream.worker) { throw refusal }
+        connection.reservedWorker = stream.worker
+        var headers = HTTPHeaders()
+        var deflate: PerMessageDeflateParameters?
+        if gateway.configuration.deflateEnabled,
+           let parameters = PerMessageDeflateNegotiation.negotiate(request.headers["sec-websocket-extensions"])
+        {
+            deflate = parameters
+            headers.add(name: "Sec-WebSocket-Extensions", value: parameters.responseHeader)
+        }
+        return StreamAcceptance(request: stream, deflate: deflate, responseHeaders: headers)
+    }
+
+    /// Every check but the limits.
+    static func validate(_ request: Request, id: WorkerID, gateway: GatewayContext) throws(GatewayError) -> StreamRequest {
+        let configuration = gateway.configuration
+        let target = request.target
+        let start: ReplayStart
+        if let since = try target.unsignedValue("since") {
+            start = .after(since)
+        } else if let tail = try target.unsignedValue("tail", max: 1_000_000_000) {
+            start = .tail(Int(tail))
+        } else {
+            start = .tail(configuration.defaultTail)
+        }
+        guard request.method == .GET else { throw GatewayError.methodNotAllowed("GET") }
+        try checkHandshake(request.headers)
+        let token = try configuration.access.token(query: target, headers: request.headers)
+        let client = request.client(trustedProxies: configuration.trustedProxies)
+        try OriginPolicy(allowed: configuration.allowedOrigins).check(request.headers, host: client.host)
+        try configuration.access.require(.read, on: id, token: token)
+        guard let worker = gateway.bus.worker(id) else { throw GatewayError.workerNotFound(id) }
+        return StreamRequest(worker: worker, start: start, client: client, token: token)
+    }
+
+    /// RFC 6455 §4.2.1: a GET with `Upgrade: websocket`, `Connection: upgrade`, a key and version 13.
+    static func checkHandshake(_ headers: HTTPHeaders) throws(GatewayError) {
+        let upgrade = headers[canonicalForm: "upgrade"].contains { $0.lowercased() == "websocket" }
+        let connection = headers[canonicalForm: "connection"].contains { $0.lowercased() == "upgrade" }
+        guard upgrade && connection else {
+            throw GatewayError(.upgradeRequired, "websocket_upgrade_required",
+                               "this path serves a WebSocket stream: send a WebSocket upgrade request",
+                               headers: [("Upgrade", "websocket"), ("Connection", "Upgrade")])
+        }
+        guard headers.first(name: "sec-websocket-version") == "13" else {
+            throw GatewayError(.upgradeRequired, "unsupported_websocket_version",
+                               "only WebSocket version 13 is supported", headers: [("Sec-WebSocket-Version", "13")])
+        }
+        guard let key = headers.first(name: "sec-websocket-key"), key.utf8.count == 24 else {
+            throw GatewayError(.badRequest, "bad_websocket_key", "missing or malformed Sec-WebSocket-Key")
+        }
+    }
+
+    /// The handshake could not be completed after the checks passed (e.g. two `Sec-WebSocket-Key` headers).
+    static let handshakeFailed = GatewayError(.badRequest, "bad_websocket_handshake", "the WebSocket handshake could not be completed")
+}

@@ -1,0 +1,72 @@
+import NIOCore
+import NIOHTTP1
+import NIOWebSocket
+import TailgateCore
+
+/// Turns an HTTP connection whose stream request was accepted into a stream: answers
+/// `101 Switching Protocols` and replaces the HTTP handlers with a frame decoder and a `StreamSession`.
+///
+/// The handshake's `Sec-WebSocket-Accept` is SwiftNIO's (`NIOWebSocketServerUpgrader`); the pipeline
+/// after it is ours: no frame encoder, because sessions write frames they built once for every
+/// subscriber. Bytes the client sent after its request (a first frame) stay in the HTTP decoder, which
+/// hands them to the frame decoder when it leaves the pipeline.
+struct StreamUpgrade {
+    /// The connection's HTTP handlers, removed by the upgrade.
+    let encoder: HTTPResponseEncoder
+    let decoder: ByteToMessageHandler<HTTPRequestDecoder>
+    let pipelining: HTTPServerPipelineHandler
+
+    /// Computes `Sec-WebSocket-Accept` (the checks were made by `StreamEndpoint`).
+    static let handshake = NIOWebSocketServerUpgrader(
+        automaticErrorHandling: false,
+        shouldUpgrade: { channel, _ in channel.eventLoop.makeSucceededFuture(HTTPHeaders()) },
+        upgradePipelineHandler: { channel, _ in channel.eventLoop.makeSucceededVoidFuture() })
+
+    /// The complete `101` headers for `acceptance`, or the failure of the handshake.
+    static func responseHeaders(for acceptance: StreamAcceptance, head: HTTPRequestHead, channel: Channel) -> EventLoopFuture<HTTPHeaders> {
+        handshake.buildUpgradeResponse(channel: channel, upgradeRequest: head, initialResponseHeaders: HTTPHeaders())
+            .map { headers in
+                var headers = headers
+                headers.add(contentsOf: acceptance.responseHeaders)
+                return headers
+            }
+    }
+
+    /// Sends the `101` answer and swaps the pipeline. `httpContext` is the context of the handler that
+    /// received the request, the last HTTP handler.
+    func perform(_ acceptance: StreamAcceptance, responseHeaders: HTTPHeaders, version: HTTPVersion,
+                 httpContext: ChannelHandlerContext, gateway: GatewayContext) throws {
+        let head = HTTPResponseHead(version: version, status: .switchingProtocols, headers: responseHeaders)
+        httpContext.writeAndFlush(NIOAny(HTTPServerResponsePart.head(head)), promise: nil)
+        let channel = httpContext.channel
+        let pipeline = channel.pipeline.syncOperations
+        // Outbound HTTP handlers first: the session's first write (hello) must pass none of them.
+        pipeline.removeHandler(encoder, promise: nil)
+        pipeline.removeHandler(pipelining, promise: nil)
+        pipeline.removeHandler(context: httpContext, promise: nil)
+        let configuration = gateway.configuration
+        let request = acceptance.request
+        let rendering: BatchRendering
+        if let deflate = acceptance.deflate {
+            rendering = DeflateFrameRendering(windowBits: deflate.serverMaxWindowBits, threshold: configuration.deflateThreshold,
+                                              pool: gateway.deflaters, statistics: gateway.statistics)
+        } else {
+            rendering = PlainFrameRendering()
+        }
+        let session = StreamSession(
+            worker: request.worker, start: request.start, rendering: rendering, tokenExpiry: request.token?.expiresAt,
+            inbound: InboundMessages(maxBytes: configuration.maxInboundMessageBytes, deflate: acceptance.deflate),
+            configuration: configuration, registry: gateway.registry(for: channel.eventLoop),
+            statistics: gateway.statistics)
+        try pipeline.addHandlers([
+            ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: configuration.maxInboundMessageBytes)),
+            session,
+        ])
+        // The decoder leaves on the next loop turn, passing on what it holds to the frame decoder.
+        pipeline.removeHandler(decoder, promise: nil)
+        let statistics = gateway.statistics
+        statistics.streamsOpened.add(1, ordering: .relaxed)
+        statistics.streamsOpen.add(1, ordering: .relaxed)
+        channel.closeFuture.whenComplete { _ in statistics.streamsOpen.subtract(1, ordering: .relaxed) }
+    }
+}

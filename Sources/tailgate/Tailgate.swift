@@ -9,7 +9,7 @@ struct Tailgate: AsyncParsableCommand {
             Browsers open ws://HOST:PORT/ws/workers/<id>; the gateway replays that worker's ring buffer, then \
             streams live records. The dashboard is at http://HOST:PORT/.
             """,
-        subcommands: [Serve.self, TokenCommand.self, Run.self, Pipe.self],
-        defaultSubcommand: Serve.self
+        subcommands: [ServeCommand.self, TokenCommand.self, RunCommand.self, PipeCommand.self],
+        defaultSubcommand: ServeCommand.self
     )
 }

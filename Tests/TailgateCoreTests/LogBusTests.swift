@@ -12,7 +12,7 @@ func withBus<T>(
 ) async throws -> T {
     let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
     do {
-        let result = try await body(LogBus(configuration: configuration, eventLoopGroup: group), group)
+        let result = try await body(try LogBus(configuration: configuration, eventLoopGroup: group), group)
         try await group.shutdownGracefully()
         return result
     } catch {

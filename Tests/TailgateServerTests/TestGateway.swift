@@ -78,12 +78,11 @@ func withGateway<T: Sendable>(
     var configuration = ServerConfiguration()
     configuration.port = 0
     configuration.host = "127.0.0.1"
-    configuration.eventLoops = serverThreads
     configuration.publicDirectory = "/nonexistent/tailgate-tests-public"
     configure(&configuration)
     let group = MultiThreadedEventLoopGroup(numberOfThreads: serverThreads)
     let clientGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-    let bus = LogBus(configuration: busConfiguration, eventLoopGroup: group)
+    let bus = try LogBus(configuration: busConfiguration, eventLoopGroup: group)
     let server: GatewayServer
     do {
         server = try await GatewayServer.start(configuration: configuration, bus: bus, group: group)

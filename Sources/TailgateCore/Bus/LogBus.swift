@@ -29,6 +29,14 @@ public struct BusConfiguration: Sendable {
         self.workerLimits = workerLimits
         self.retention = retention
     }
+
+    /// Throws every problem of these settings (`retention`, `workerLimits.…`).
+    public func validate() throws(ConfigurationError) {
+        var check = ConfigurationCheck()
+        check.require(retention >= .zero, "retention", "must not be negative")
+        check.include(workerLimits.check(prefix: "workerLimits."))
+        try check.throwIfAny()
+    }
 }
 
 /// The in-process bus: the registry of workers by id.
@@ -42,8 +50,15 @@ public final class LogBus: Sendable {
     private let workers = Mutex<[WorkerID: Worker]>([:])
     private let drainQueues = Mutex<[DrainQueue]>([])
 
-    /// Makes an empty bus whose workers drain on `eventLoopGroup`.
-    public init(configuration: BusConfiguration = BusConfiguration(), eventLoopGroup: EventLoopGroup) {
+    /// Makes an empty bus with the default settings whose workers drain on `eventLoopGroup`.
+    public init(eventLoopGroup: EventLoopGroup) {
+        self.configuration = BusConfiguration()
+        self.eventLoopGroup = eventLoopGroup
+    }
+
+    /// Makes an empty bus whose workers drain on `eventLoopGroup`. Throws when a setting cannot be used.
+    public init(configuration: BusConfiguration, eventLoopGroup: EventLoopGroup) throws(ConfigurationError) {
+        try configuration.validate()
         self.configuration = configuration
         self.eventLoopGroup = eventLoopGroup
     }

@@ -362,4 +362,20 @@ public struct WorkerLimits: Sendable {
         self.maxBatchBytes = maxBatchBytes
         self.minimumDrainInterval = minimumDrainInterval
     }
+
+    /// The problems of these limits, named `prefix` + property.
+    public func check(prefix: String = "") -> ConfigurationCheck {
+        var check = ConfigurationCheck(prefix: prefix)
+        check.require(ringRecords, in: 1...100_000_000, "ringRecords")
+        check.require(ringBytes, in: 1024...(1 << 40), "ringBytes")
+        check.require(maxBatchRecords, atLeast: 1, "maxBatchRecords")
+        check.require(maxBatchBytes, atLeast: 1024, "maxBatchBytes")
+        check.require(minimumDrainInterval >= .zero, "minimumDrainInterval", "must not be negative")
+        return check
+    }
+
+    /// Throws every problem of these limits.
+    public func validate() throws(ConfigurationError) {
+        try check().throwIfAny()
+    }
 }

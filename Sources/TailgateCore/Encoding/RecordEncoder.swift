@@ -67,12 +67,6 @@ struct RawJSONWriter {
         count += text.utf8CodeUnitCount
     }
 
-    mutating func write(bytes: UnsafeRawBufferPointer) {
-        guard let source = bytes.baseAddress, bytes.count > 0 else { return }
-        UnsafeMutableRawPointer(base + count).copyMemory(from: source, byteCount: bytes.count)
-        count += bytes.count
-    }
-
     mutating func writeInteger(_ value: Int64) {
         if value < 0 { base[count] = UInt8(ascii: "-"); count += 1 }
         writeUnsigned(value.magnitude)

@@ -53,9 +53,6 @@ public struct AccessToken: Sendable, Equatable {
         workers.contains("*") || workers.contains(worker.rawValue)
     }
 
-    /// Whether it covers every worker.
-    public var coversAll: Bool { workers.contains("*") }
-
     /// The signed text.
     public func signed(with secret: [UInt8]) -> String {
         var claims = ByteBuffer()

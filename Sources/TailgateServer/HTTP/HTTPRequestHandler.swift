@@ -153,9 +153,10 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Resumes reading when the worker's drain has taken its queue below half the limit.
     private func waitForQueue(context: ChannelHandlerContext) {
         guard let session = ingest else { return }
-        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let loopBound = NIOLoopBound((self, session), eventLoop: context.eventLoop)
         session.worker.whenQueueBelow(gateway.ingestQueueLimit / 2, on: context.eventLoop).whenSuccess {
-            loopBound.value.queueDrained(session)
+            let (handler, session) = loopBound.value
+            handler.queueDrained(session)
         }
     }
 

@@ -38,13 +38,13 @@ public final class GatewayServer: Sendable {
         self.logger = logger
     }
 
-    /// Binds and starts serving. Throws when the settings are invalid or the address cannot be bound.
+    /// Binds and starts serving. Throws `ConfigurationError` when a setting cannot be used, or the
+    /// error of binding the address.
     public static func start(
         configuration: ServerConfiguration, bus: LogBus, group: EventLoopGroup,
         logger: Logger = Logger(label: "tailgate")
     ) async throws -> GatewayServer {
-        let problems = configuration.validationErrors()
-        guard problems.isEmpty else { throw ConfigurationError(problems: problems) }
+        try configuration.validate()
         let statistics = GatewayStatistics()
         let staticFiles = StaticFiles(directory: configuration.publicDirectory)
         if staticFiles == nil {
@@ -78,20 +78,17 @@ public final class GatewayServer: Sendable {
     /// streams are closed (at most `timeout`). Plain HTTP connections close with the event loop group.
     public func shutdown(timeout: TimeAmount = .seconds(3)) async {
         try? await channel.close()
+        var closes: [EventLoopFuture<Void>] = []
         for registry in context.registries {
-            try? await registry.loop.submit {
-                registry.closeAll(code: CloseCode.goingAway, reason: "server shutting down")
-            }.get()
+            if let futures = try? await registry.loop.submit({ registry.closeAll(code: .goingAway, reason: "server shutting down") }).get() {
+                closes += futures
+            }
         }
-        let deadline = NIODeadline.now() + timeout
-        while statistics.streamsOpen.load(ordering: .relaxed) > 0 && NIODeadline.now() < deadline {
-            try? await Task.sleep(nanoseconds: 20_000_000)
-        }
+        let loop = channel.eventLoop
+        let done = loop.makePromise(of: Void.self)
+        EventLoopFuture.andAllComplete(closes, on: loop).cascade(to: done)
+        let deadline = loop.scheduleTask(in: timeout) { done.succeed() }
+        try? await done.futureResult.get()
+        deadline.cancel()
     }
-}
-
-/// The settings could not be used.
-public struct ConfigurationError: Error, CustomStringConvertible {
-    public var problems: [String]
-    public var description: String { problems.joined(separator: "\n") }
 }

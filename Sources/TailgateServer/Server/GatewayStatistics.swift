@@ -1,3 +1,4 @@
+import NIOWebSocket
 import Synchronization
 
 /// Counters the gateway keeps about itself, shown by `/api/stats` and read by tests.
@@ -33,10 +34,10 @@ public final class GatewayStatistics: Sendable {
 
     public init() {}
 
-    func closes(code: UInt16) {
+    func closes(code: WebSocketErrorCode) {
         switch code {
-        case CloseCode.tryAgainLater: stalledCloses.add(1, ordering: .relaxed)
-        case CloseCode.tooBig: tooBigCloses.add(1, ordering: .relaxed)
+        case .tryAgainLater: stalledCloses.add(1, ordering: .relaxed)
+        case .messageTooLarge: tooBigCloses.add(1, ordering: .relaxed)
         default: break
         }
     }

@@ -7,8 +7,6 @@ public struct ServerConfiguration: Sendable {
     public var host = "127.0.0.1"
     /// Port to listen on (0 picks a free one). Default 8080.
     public var port = 8080
-    /// Event loops (threads) serving connections. Default 1.
-    public var eventLoops = 1
     /// Folder of the browser UI. Default `Public` in the working directory.
     public var publicDirectory = "Public"
     /// Records replayed to a new subscriber that gives neither `since` nor `tail`. Default 1000.
@@ -61,22 +59,30 @@ public struct ServerConfiguration: Sendable {
 
     public init() {}
 
-    /// Problems with the settings, for a clear start-up error.
-    public func validationErrors() -> [String] {
-        var errors: [String] = []
-        if !(0...65535).contains(port) { errors.append("--port must be between 0 and 65535") }
-        if eventLoops < 1 || eventLoops > 256 { errors.append("--event-loops must be between 1 and 256") }
-        if defaultTail < 0 { errors.append("--default-tail must be 0 or more") }
-        if maxConnections < 1 { errors.append("--max-connections must be at least 1") }
-        if maxSubscribersPerWorker < 1 { errors.append("--max-subscribers-per-worker must be at least 1") }
-        if maxConnectionsPerIP < 1 { errors.append("--max-connections-per-ip must be at least 1") }
-        if !(1...9).contains(deflateLevel) { errors.append("--deflate-level must be between 1 and 9") }
-        if deflateThreshold < 0 { errors.append("--deflate-threshold must be 0 or more") }
-        if !basePath.isEmpty && (!basePath.hasPrefix("/") || basePath.hasSuffix("/") || basePath.contains("?") || basePath.contains("%")) {
-            errors.append("--base-path must start with '/' and not end with one (e.g. /tailgate)")
+    /// Throws every setting that cannot be used, named by its property (`port`, `deflateLevel`, …).
+    public func validate() throws(ConfigurationError) {
+        var check = ConfigurationCheck()
+        check.require(port, in: 0...65535, "port")
+        check.require(!host.isEmpty, "host", "must not be empty")
+        check.require(defaultTail, in: 0...1_000_000_000, "defaultTail")
+        check.require(maxConnections, atLeast: 1, "maxConnections")
+        check.require(maxSubscribersPerWorker, atLeast: 1, "maxSubscribersPerWorker")
+        check.require(maxConnectionsPerIP, atLeast: 1, "maxConnectionsPerIP")
+        for (setting, value) in [("stallTimeout", stallTimeout), ("pingInterval", pingInterval), ("pongTimeout", pongTimeout),
+                                 ("handshakeTimeout", handshakeTimeout), ("keepAliveTimeout", keepAliveTimeout)] {
+            check.require(value > .zero, setting, "must be longer than 0")
         }
-        if maxRecordBytes < 64 { errors.append("--max-record-bytes must be at least 64") }
-        if writeBufferLowWatermark >= writeBufferHighWatermark { errors.append("the write buffer low watermark must be below the high one") }
-        return errors
+        check.require(maxHeaderBytes, in: 1024...(1 << 20), "maxHeaderBytes")
+        check.require(maxInboundMessageBytes, in: 125...(1 << 24), "maxInboundMessageBytes")
+        check.require(writeBufferLowWatermark, atLeast: 1, "writeBufferLowWatermark")
+        check.require(writeBufferLowWatermark < writeBufferHighWatermark, "writeBufferLowWatermark", "must be below writeBufferHighWatermark")
+        check.require(deflateLevel, in: 1...9, "deflateLevel")
+        check.require(deflateThreshold, atLeast: 0, "deflateThreshold")
+        check.require(basePath.isEmpty || (basePath.hasPrefix("/") && !basePath.hasSuffix("/") && !basePath.contains("?") && !basePath.contains("%")),
+                      "basePath", "must start with '/' and not end with one (e.g. /tailgate), without '?' or '%'")
+        check.require(maxRecordBytes, in: 64...(64 << 20), "maxRecordBytes")
+        check.require(retryAfterSeconds, in: 0...86_400, "retryAfterSeconds")
+        check.require(!publicDirectory.isEmpty, "publicDirectory", "must not be empty")
+        try check.throwIfAny()
     }
 }

@@ -15,7 +15,7 @@ struct InboundMessages {
         /// Nothing (a fragment, or a complete message that was accepted).
         case accepted
         /// Close the stream with this code and reason.
-        case close(UInt16, String)
+        case close(WebSocketErrorCode, String)
     }
 
     init(maxBytes: Int, deflate: PerMessageDeflateParameters?) {
@@ -23,22 +23,22 @@ struct InboundMessages {
         inflater = deflate.map { Inflater(keepsContext: !$0.clientNoContextTakeover) }
     }
 
-    private var tooBig: Outcome { .close(CloseCode.tooBig, "inbound messages are limited to \(maxBytes) bytes") }
+    private var tooBig: Outcome { .close(.messageTooLarge, "inbound messages are limited to \(maxBytes) bytes") }
 
     mutating func receive(_ frame: WebSocketFrame) -> Outcome {
         if frame.rsv2 || frame.rsv3 || (frame.rsv1 && (inflater == nil || frame.opcode == .continuation)) {
-            return .close(CloseCode.protocolError, "reserved bits set without a negotiated extension")
+            return .close(.protocolError, "reserved bits set without a negotiated extension")
         }
         switch frame.opcode {
         case .text, .binary:
-            guard fragments == nil else { return .close(CloseCode.protocolError, "new message before the previous one ended") }
+            guard fragments == nil else { return .close(.protocolError, "new message before the previous one ended") }
             compressed = frame.rsv1
             isText = frame.opcode == .text
             fragments = ByteBuffer()
         case .continuation:
-            guard fragments != nil else { return .close(CloseCode.protocolError, "continuation frame without a message") }
+            guard fragments != nil else { return .close(.protocolError, "continuation frame without a message") }
         default:
-            return .close(CloseCode.protocolError, "unexpected opcode")
+            return .close(.protocolError, "unexpected opcode")
         }
         var data = frame.unmaskedData
         guard fragments!.readableBytes + data.readableBytes <= maxBytes else { return tooBig }
@@ -52,11 +52,11 @@ struct InboundMessages {
             } catch .tooBig {
                 return tooBig
             } catch {
-                return .close(CloseCode.invalidPayload, "invalid compressed data")
+                return .close(.dataInconsistentWithMessage, "invalid compressed data")
             }
         }
         if isText, String(validating: message.readableBytesView, as: UTF8.self) == nil {
-            return .close(CloseCode.invalidPayload, "text messages must be valid UTF-8")
+            return .close(.dataInconsistentWithMessage, "text messages must be valid UTF-8")
         }
         return .accepted
     }

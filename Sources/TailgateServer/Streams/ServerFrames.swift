@@ -1,4 +1,5 @@
 import NIOCore
+import NIOWebSocket
 
 /// Builds the WebSocket frames the server sends (RFC 6455 §5.2: unmasked, FIN set).
 ///
@@ -40,9 +41,9 @@ enum ServerFrames {
     }
 
     /// A close frame with a status code and a reason (cut to fit the 125-byte control frame limit).
-    static func close(code: UInt16, reason: String) -> ByteBuffer {
+    static func close(code: WebSocketErrorCode, reason: String) -> ByteBuffer {
         var payload = ByteBufferAllocator().buffer(capacity: 125)
-        payload.writeInteger(code)
+        payload.writeInteger(UInt16(webSocketErrorCode: code))
         var reasonBytes = Array(reason.utf8.prefix(123))
         while String(validating: reasonBytes, as: UTF8.self) == nil { reasonBytes.removeLast() }
         payload.writeBytes(reasonBytes)
@@ -50,14 +51,7 @@ enum ServerFrames {
     }
 }
 
-/// Close codes the gateway sends (PROTOCOL.md).
-enum CloseCode {
-    static let normal: UInt16 = 1000
-    static let goingAway: UInt16 = 1001
-    static let protocolError: UInt16 = 1002
-    static let invalidPayload: UInt16 = 1007
-    static let policy: UInt16 = 1008
-    static let tooBig: UInt16 = 1009
-    static let internalError: UInt16 = 1011
-    static let tryAgainLater: UInt16 = 1013
+extension WebSocketErrorCode {
+    /// 1013 Try Again Later (IANA WebSocket close code registry): a stalled subscriber or an unanswered ping.
+    static let tryAgainLater = WebSocketErrorCode(codeNumber: 1013)
 }

@@ -1,4 +1,5 @@
 import NIOCore
+import NIOWebSocket
 
 /// The open streams of one event loop: checks them for stalls and keep-alive once a second, and
 /// closes them all at shutdown. Only touched on its loop.
@@ -31,11 +32,14 @@ final class SessionRegistry: @unchecked Sendable {
         for session in Array(sessions.values) { session.tick(now: now) }
     }
 
-    /// Closes every stream with `code` (1001 at shutdown).
-    func closeAll(code: UInt16, reason: String) {
+    /// Closes every stream with `code` (1001 at shutdown). Returns the futures of their connections'
+    /// closes.
+    func closeAll(code: WebSocketErrorCode, reason: String) -> [EventLoopFuture<Void>] {
         loop.assertInEventLoop()
+        let closes = sessions.values.compactMap { $0.closeFuture }
         for session in Array(sessions.values) { session.close(code: code, reason: reason) }
         timer?.cancel()
         timer = nil
+        return closes
     }
 }

@@ -73,6 +73,9 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
         context.flush()
     }
 
+    /// The future of the connection's close, while the session is in a pipeline.
+    var closeFuture: EventLoopFuture<Void>? { context?.channel.closeFuture }
+
     func handlerRemoved(context: ChannelHandlerContext) {
         detach()
         self.context = nil
@@ -93,7 +96,7 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
 
     /// Sends a close frame with `code` and `reason`, then closes the connection once the client
     /// answers (or after a short wait).
-    func close(code: UInt16, reason: String) {
+    func close(code: WebSocketErrorCode, reason: String) {
         guard let context, phase != .closing else { return }
         phase = .closing
         detach()
@@ -158,7 +161,7 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
             case .caughtUp(let ended):
                 if ended {
                     writeControl(StreamMessages.end(worker: worker.id, lastSeq: nextSeq - 1))
-                    close(code: CloseCode.normal, reason: "worker stopped")
+                    close(code: .normalClosure, reason: "worker stopped")
                 } else {
                     phase = .live
                 }
@@ -191,17 +194,17 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
         let frame = unwrapInboundIn(data)
         lastInbound = .now()
         guard frame.maskKey != nil else {
-            close(code: CloseCode.protocolError, reason: "client frames must be masked")
+            close(code: .protocolError, reason: "client frames must be masked")
             return
         }
         if frame.rsv1 || frame.rsv2 || frame.rsv3, frame.opcode.isControlOpcode {
-            close(code: CloseCode.protocolError, reason: "reserved bits set on a control frame")
+            close(code: .protocolError, reason: "reserved bits set on a control frame")
             return
         }
         switch frame.opcode {
         case .ping:
             guard frame.fin, frame.length <= 125 else {
-                close(code: CloseCode.protocolError, reason: "invalid ping frame")
+                close(code: .protocolError, reason: "invalid ping frame")
                 return
             }
             var payload = frame.unmaskedData
@@ -214,11 +217,13 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
                 context.close(promise: nil)
             } else {
                 var payload = frame.unmaskedData
-                let code = payload.readInteger(as: UInt16.self) ?? CloseCode.normal
+                // Echo the client's code (RFC 6455 §5.5.1); none given (or 1005, which never goes on the wire), 1000.
+                let code = payload.readInteger(as: UInt16.self).flatMap { $0 == 1005 ? nil : WebSocketErrorCode(codeNumber: Int($0)) } ?? .normalClosure
                 phase = .closing
                 detach()
-                let reply = ServerFrames.close(code: code == 1005 ? CloseCode.normal : code, reason: "")
-                context.writeAndFlush(wrapOutboundOut(reply)).whenComplete { _ in context.close(promise: nil) }
+                let reply = ServerFrames.close(code: code, reason: "")
+                let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+                context.writeAndFlush(wrapOutboundOut(reply)).whenComplete { _ in loopBoundContext.value.close(promise: nil) }
             }
         case .text, .binary, .continuation:
             if case .close(let code, let reason) = inbound.receive(frame) {
@@ -227,16 +232,16 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
                 statistics.inflatedMessages.add(1, ordering: .relaxed)
             }
         default:
-            close(code: CloseCode.protocolError, reason: "unknown opcode")
+            close(code: .protocolError, reason: "unknown opcode")
         }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         switch error {
         case NIOWebSocketError.invalidFrameLength:
-            close(code: CloseCode.tooBig, reason: "inbound messages are limited to \(configuration.maxInboundMessageBytes) bytes")
+            close(code: .messageTooLarge, reason: "inbound messages are limited to \(configuration.maxInboundMessageBytes) bytes")
         case is NIOWebSocketError:
-            close(code: CloseCode.protocolError, reason: "invalid frame")
+            close(code: .protocolError, reason: "invalid frame")
         default:
             context.close(promise: nil)
         }
@@ -248,17 +253,17 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
     func tick(now: NIODeadline) {
         guard let context, phase != .closing else { return }
         if let tokenExpiry, Timestamp.now().microseconds / 1_000_000 >= tokenExpiry {
-            close(code: CloseCode.policy, reason: "access token expired")
+            close(code: .policyViolation, reason: "access token expired")
             return
         }
         if let since = unwritableSince, !writable, now - since >= configuration.stallTimeout {
-            close(code: CloseCode.tryAgainLater, reason: "stalled: no progress for \(configuration.stallTimeout.nanoseconds / 1_000_000_000) s")
+            close(code: .tryAgainLater, reason: "stalled: no progress for \(configuration.stallTimeout.nanoseconds / 1_000_000_000) s")
             context.close(promise: nil)
             return
         }
         if let sent = pingSentAt {
             if now - sent >= configuration.pongTimeout {
-                close(code: CloseCode.tryAgainLater, reason: "no pong within \(configuration.pongTimeout.nanoseconds / 1_000_000_000) s")
+                close(code: .tryAgainLater, reason: "no pong within \(configuration.pongTimeout.nanoseconds / 1_000_000_000) s")
                 context.close(promise: nil)
             }
         } else if now - lastInbound >= configuration.pingInterval {

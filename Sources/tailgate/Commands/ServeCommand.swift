@@ -11,8 +11,9 @@ import Glibc
 #endif
 
 /// `tailgate serve`: runs the gateway.
-struct Serve: AsyncParsableCommand {
+struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "serve",
         abstract: "Run the gateway: dashboard, REST API and every worker's stream on one port.")
 
     @Option(help: "Address to listen on.")
@@ -60,6 +61,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("ping-interval"), help: "Seconds of client silence before the gateway pings.")
     var pingInterval = 30
 
+    @Option(name: .customLong("pong-timeout"), help: "Seconds the gateway waits for the answer to a ping before it closes the stream with 1013.")
+    var pongTimeout = 30
+
     @Option(name: .customLong("publish-from"), help: "Addresses allowed to publish over HTTP, as CIDR (repeatable; replaces the default 127.0.0.0/8 and ::1).")
     var publishFrom: [String] = []
 
@@ -87,21 +91,40 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("deflate-threshold"), help: "Messages smaller than this many bytes go uncompressed.")
     var deflateThreshold = 256
 
+    /// Checks what only the command line knows; every gateway setting is checked by the library
+    /// (`ServerConfiguration.validate`, `BusConfiguration.validate`) and reported under its flag.
     func validate() throws {
         guard demo >= 0 else { throw ValidationError("--demo must be 0 or more") }
         guard demoRate >= 1 && demoRate <= 100_000 else { throw ValidationError("--demo-rate must be between 1 and 100000") }
-        guard ringRecords >= 1 else { throw ValidationError("--ring-records must be at least 1") }
-        guard ringBytes >= 64 << 10 else { throw ValidationError("--ring-bytes must be at least 64KiB") }
-        guard retention >= 0 else { throw ValidationError("--retention must be 0 or more") }
-        guard stallTimeout >= 1 else { throw ValidationError("--stall-timeout must be at least 1") }
-        guard pingInterval >= 1 else { throw ValidationError("--ping-interval must be at least 1") }
+        guard (1...256).contains(eventLoops) else { throw ValidationError("--event-loops must be between 1 and 256") }
+        for (flag, seconds) in [("--retention", retention), ("--stall-timeout", stallTimeout), ("--ping-interval", pingInterval),
+                                ("--pong-timeout", pongTimeout)] where seconds < 0 || seconds > 365 * 86_400 {
+            throw ValidationError("\(flag) must be between 0 and \(365 * 86_400) seconds")
+        }
+        _ = try serverConfiguration()
+        _ = try busConfiguration()
     }
 
-    func run() async throws {
+    /// The library setting each flag sets, for error messages.
+    static let flagOfSetting: [String: String] = [
+        "host": "--host", "port": "--port", "publicDirectory": "--public-dir", "defaultTail": "--default-tail",
+        "maxConnections": "--max-connections", "maxSubscribersPerWorker": "--max-subscribers-per-worker",
+        "maxConnectionsPerIP": "--max-connections-per-ip", "stallTimeout": "--stall-timeout", "pingInterval": "--ping-interval",
+        "pongTimeout": "--pong-timeout", "deflateLevel": "--deflate-level", "deflateThreshold": "--deflate-threshold",
+        "maxRecordBytes": "--max-record-bytes", "basePath": "--base-path", "retention": "--retention",
+        "workerLimits.ringRecords": "--ring-records", "workerLimits.ringBytes": "--ring-bytes",
+    ]
+
+    /// A library `ConfigurationError` in the command line's words: its first problem, under its flag.
+    static func flagError(_ error: ConfigurationError) -> ValidationError {
+        let problem = error.problems.first ?? .init(setting: "configuration", message: "is invalid")
+        return ValidationError("\(flagOfSetting[problem.setting] ?? problem.setting) \(problem.message)")
+    }
+
+    func serverConfiguration() throws -> ServerConfiguration {
         var configuration = ServerConfiguration()
         configuration.host = host
         configuration.port = port
-        configuration.eventLoops = eventLoops
         configuration.publicDirectory = publicDir
         configuration.defaultTail = defaultTail
         configuration.maxConnections = maxConnections
@@ -110,7 +133,7 @@ struct Serve: AsyncParsableCommand {
         configuration.allowedOrigins = allowedOrigins
         configuration.stallTimeout = .seconds(Int64(stallTimeout))
         configuration.pingInterval = .seconds(Int64(pingInterval))
-        configuration.pongTimeout = .seconds(Int64(pingInterval))
+        configuration.pongTimeout = .seconds(Int64(pongTimeout))
         if !publishFrom.isEmpty {
             configuration.publishFrom = try publishFrom.map { text in
                 guard let range = AddressRange(text) else { throw ValidationError("--publish-from '\(text)' is not an address or CIDR block (e.g. 127.0.0.1/32, 10.0.0.0/8, ::1)") }
@@ -133,15 +156,32 @@ struct Serve: AsyncParsableCommand {
         configuration.deflateEnabled = deflate
         configuration.deflateLevel = deflateLevel
         configuration.deflateThreshold = deflateThreshold
-        if let problem = configuration.validationErrors().first { throw ValidationError(problem) }
+        do {
+            try configuration.validate()
+        } catch {
+            throw Self.flagError(error)
+        }
+        return configuration
+    }
 
-        TerminationSignals.install()
+    func busConfiguration() throws -> BusConfiguration {
+        let configuration = BusConfiguration(workerLimits: WorkerLimits(ringRecords: ringRecords, ringBytes: ringBytes),
+                                             retention: .seconds(Int64(retention)))
+        do {
+            try configuration.validate()
+        } catch {
+            throw Self.flagError(error)
+        }
+        return configuration
+    }
+
+    func run() async throws {
+        let configuration = try serverConfiguration()
+        let signals = SignalWatcher.firstOf([SIGINT, SIGTERM])
         var logger = Logger(label: "tailgate")
         logger.logLevel = .info
         let group = MultiThreadedEventLoopGroup(numberOfThreads: eventLoops)
-        let busConfiguration = BusConfiguration(
-            workerLimits: WorkerLimits(ringRecords: ringRecords, ringBytes: ringBytes), retention: .seconds(Int64(retention)))
-        let bus = LogBus(configuration: busConfiguration, eventLoopGroup: group)
+        let bus = try LogBus(configuration: try busConfiguration(), eventLoopGroup: group)
         let server: GatewayServer
         do {
             server = try await GatewayServer.start(configuration: configuration, bus: bus, group: group, logger: logger)
@@ -161,59 +201,12 @@ struct Serve: AsyncParsableCommand {
         print(line)
         fflush(nil)
 
-        await TerminationSignals.wait()
+        for await _ in signals { break }
         print("tailgate shutting down: closing \(server.openConnections) connection(s) with 1001")
         fflush(nil)
         fleet?.pause()
         await server.shutdown()
         try? await demoGroup.shutdownGracefully()
         try? await group.shutdownGracefully()
-    }
-}
-
-/// SIGINT and SIGTERM, caught from the moment `install()` returns (before the start-up line is
-/// printed), so that no signal is lost or kills the process while the gateway starts.
-enum TerminationSignals {
-    nonisolated(unsafe) private static var readEnd: Int32 = -1
-    nonisolated(unsafe) fileprivate static var writeEnd: Int32 = -1
-
-    /// Installs the handlers. Call once, before the gateway starts.
-    static func install() {
-        var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { return }
-        readEnd = fds[0]
-        writeEnd = fds[1]
-        for signalNumber in [SIGINT, SIGTERM] {
-            signal(signalNumber) { _ in
-                var byte: UInt8 = 1
-                _ = write(TerminationSignals.writeEnd, &byte, 1)
-            }
-        }
-    }
-
-    /// Waits until one of the signals arrives.
-    static func wait() async {
-        let readFD = readEnd
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            DispatchQueue.global().async {
-                var byte: UInt8 = 0
-                while read(readFD, &byte, 1) < 0 && errno == EINTR {}
-                continuation.resume()
-            }
-        }
-    }
-}
-
-/// Reads sizes such as `8MiB`, `512KiB`, `1GiB`, `65536` (bytes).
-enum ByteSize {
-    static func parse(_ text: String) throws -> Int {
-        let units: [(String, Int)] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("GB", 1_000_000_000),
-                                      ("MB", 1_000_000), ("KB", 1000), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10), ("B", 1)]
-        for (suffix, factor) in units where text.hasSuffix(suffix) {
-            if let number = Int(text.dropLast(suffix.count)), number >= 0 { return number * factor }
-            break
-        }
-        if let number = Int(text), number >= 0 { return number }
-        throw ValidationError("'\(text)' is not a size (examples: 65536, 512KiB, 8MiB, 1GiB)")
     }
 }

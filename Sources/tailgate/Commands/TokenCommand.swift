@@ -32,18 +32,19 @@ struct TokenCommand: ParsableCommand {
             throw ValidationError("'\(worker)' is not a worker id")
         }
         guard TokenScope(names: scope) != nil else { throw ValidationError("--scope must be read, publish or read,publish") }
-        guard Duration.seconds(in: ttl) != nil else { throw ValidationError("--ttl '\(ttl)' is not a duration such as 90s, 30m, 1h or 7d") }
+        guard TimeSpan.seconds(in: ttl) != nil else { throw ValidationError("--ttl '\(ttl)' is not a duration such as 90s, 30m, 1h or 7d") }
     }
 
     func run() throws {
         let secret = try AccessPolicy.loadSecret(path: secretFile)
-        let expiresAt = Timestamp.now().microseconds / 1_000_000 + Duration.seconds(in: ttl)!
+        let expiresAt = Timestamp.now().microseconds / 1_000_000 + TimeSpan.seconds(in: ttl)!
         let token = AccessToken(workers: workers, scope: TokenScope(names: scope)!, expiresAt: expiresAt)
         print(token.signed(with: secret))
     }
 }
 
-enum Duration {
+/// A span of time as given on the command line (`90s`, `30m`, `1h`, `7d`).
+enum TimeSpan {
     /// Seconds in `90s`, `30m`, `1h`, `7d` or a bare number of seconds.
     static func seconds(in text: String) -> Int64? {
         let units: [(Character, Int64)] = [("s", 1), ("m", 60), ("h", 3600), ("d", 86400)]

@@ -7,8 +7,9 @@ import Glibc
 #endif
 
 /// `tailgate pipe`: publishes the lines of standard input as a worker's records.
-struct Pipe: ParsableCommand {
+struct PipeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "pipe",
         abstract: "Publish the lines of standard input into a worker.",
         usage: "some-program 2>&1 | tailgate pipe --worker <id> [--gateway <url>] [--buffer-lines <n>] [options]",
         discussion: """
@@ -39,7 +40,6 @@ struct Pipe: ParsableCommand {
     var echo = false
 
     func run() throws {
-        signal(SIGPIPE, SIG_IGN)
         let publisher = options.makePublisher()
         if let refusal = publisher.preflight() {
             printError("tailgate: \(refusal)")
@@ -47,16 +47,9 @@ struct Pipe: ParsableCommand {
         }
         let wakeUp = DispatchSemaphore(value: 0)
         let received = ReceivedSignal()
-        var sources: [DispatchSourceSignal] = []
-        for signalNumber in [SIGINT, SIGTERM] {
-            signal(signalNumber, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
-            source.setEventHandler {
-                received.record(signalNumber)
-                wakeUp.signal()
-            }
-            source.resume()
-            sources.append(source)
+        SignalWatcher.watch([SIGINT, SIGTERM]) { delivery in
+            received.record(delivery.signal)
+            wakeUp.signal()
         }
         publisher.start { wakeUp.signal() }
         let reader = OutputReader(fd: 0, stream: "stdin", echoTo: echo ? 1 : nil, queue: publisher.queue, maxLineBytes: options.maxLineBytes)
@@ -65,7 +58,6 @@ struct Pipe: ParsableCommand {
         if case .refused = publisher.outcome { throw ExitCode(2) }
         publisher.finish(stopWorker: stopAtEOF)
         let delivered = options.drain(publisher)
-        sources.forEach { $0.cancel() }
         if case .refused = publisher.outcome { throw ExitCode(2) }
         if let signalNumber = received.value { throw ExitCode(128 + signalNumber) }
         if !delivered { throw ExitCode(1) }

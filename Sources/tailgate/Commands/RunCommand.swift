@@ -5,8 +5,9 @@ import Glibc
 #endif
 
 /// `tailgate run`: runs a program and publishes its output lines as a worker's records.
-struct Run: ParsableCommand {
+struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "run",
         abstract: "Run a program and publish its output lines (stdout and stderr) into a worker.",
         usage: "tailgate run --worker <id> [--gateway <url>] [--buffer-lines <n>] [options] -- <command> [<argument> ...]",
         discussion: """

@@ -10,7 +10,10 @@ import TailgateCore
 /// ```swift
 /// let worker = try bus.register(WorkerID("002050.SZ")!)
 /// LoggingSystem.bootstrap { label in
-///     MultiplexLogHandler([StreamLogHandler(label: label), TailgateLogHandler(label: label, worker: worker)])
+///     MultiplexLogHandler([
+///         StreamLogHandler.standardOutput(label: label),
+///         TailgateLogHandler(label: label, worker: worker),
+///     ])
 /// }
 /// ```
 public struct TailgateLogHandler: LogHandler {

@@ -7,7 +7,7 @@ import Glibc
 /// input inherited), and sent the SIGINT, SIGTERM, SIGHUP and SIGQUIT that tailgate receives.
 ///
 /// It stays in tailgate's process group, so a terminal's Ctrl-C reaches it directly; signals that the
-/// kernel sent for a terminal (`si_code` `SI_KERNEL`) are therefore not forwarded a second time.
+/// kernel sent for a terminal are therefore not forwarded a second time (`SignalWatcher.Delivery`).
 final class ChildProcess {
     let pid: pid_t
     /// The read ends of the program's standard output and standard error.
@@ -97,24 +97,19 @@ final class ChildProcess {
         return low == 0 ? .exited((status >> 8) & 0xFF) : .signalled(low)
     }
 
-    /// Installs the forwarding handlers, before the program starts (a signal that comes before it
-    /// exists is delivered to it once it does), and ignores SIGPIPE (a closed terminal is no reason to stop).
+    /// Forwards SIGINT, SIGTERM, SIGHUP and SIGQUIT to the program from now on. Call before it starts:
+    /// a signal that comes before it exists is delivered to it once it does.
     static func installSignalForwarding() {
-        signal(SIGPIPE, SIG_IGN)
-        var action = sigaction()
-        action.__sigaction_handler.sa_sigaction = { signalNumber, info, _ in
+        SignalWatcher.watch(forwardedSignals) { delivery in
             // The kernel sent it to the terminal's whole foreground group: the program has it already.
-            if let info, info.pointee.si_code == 0x80 /* SI_KERNEL */ { return }
+            if delivery.fromTerminal { return }
             let target = forwardingTarget.load(ordering: .sequentiallyConsistent)
             if target > 0 {
-                kill(target, signalNumber)
+                kill(target, delivery.signal)
             } else {
-                pendingSignal.store(signalNumber, ordering: .sequentiallyConsistent)
+                pendingSignal.store(delivery.signal, ordering: .sequentiallyConsistent)
             }
         }
-        action.sa_flags = SA_SIGINFO | SA_RESTART
-        sigemptyset(&action.sa_mask)
-        for signalNumber in forwardedSignals { sigaction(signalNumber, &action, nil) }
     }
 
     /// A readable name for a signal number (`SIGTERM`), or nil.

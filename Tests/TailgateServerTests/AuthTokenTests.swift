@@ -1,76 +1,136 @@
 import Testing
-@testable import TailgateServer
 import TailgateCore
+@testable import TailgateServer
 
-/// SHA-256 and HMAC-SHA256 against the published vectors, and tokens signed and checked with them.
-@Suite("Access tokens")
+/// Access tokens: HS256 JSON Web Tokens, checked strictly (one encoding, typed claims, no trap on any input).
 struct AuthTokenTests {
-    private static func hex(_ bytes: [UInt8]) -> String {
-        bytes.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+    private static let secret = Array("correct horse battery staple 0123456789".utf8)
+    private static let key = SigningKey(id: "k1", secret: secret)!
+    private static let keys = SigningKeys(keys: [key])
+
+    private static func b64(_ text: String) -> String { Base64URL.encode(Array(text.utf8)) }
+
+    /// A token with these exact header and claims texts, signed with `key`.
+    private static func token(header: String = #"{"alg":"HS256","typ":"JWT","kid":"k1"}"#, claims: String,
+                              key: SigningKey = key) -> String {
+        let input = b64(header) + "." + b64(claims)
+        return input + "." + Base64URL.encode(key.signature(of: Array(input.utf8)))
     }
 
-    private static func bytes(hex: String) -> [UInt8] {
-        var out: [UInt8] = []
-        var index = hex.startIndex
-        while index < hex.endIndex {
-            let next = hex.index(index, offsetBy: 2)
-            out.append(UInt8(hex[index..<next], radix: 16)!)
-            index = next
-        }
-        return out
-    }
-
-    @Test("SHA-256 (FIPS 180-4 vectors)", arguments: [
-        ("", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
-        ("abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
-        ("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"),
-        (String(repeating: "a", count: 1000), "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3"),
-    ])
-    func sha256(_ input: String, _ digest: String) {
-        #expect(Self.hex(SHA256.hash(Array(input.utf8))) == digest)
-    }
-
-    @Test("HMAC-SHA256 (RFC 4231 test cases 1, 2, 3, 4, 6, 7)", arguments: [
-        ("0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b", "4869205468657265",
-         "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"),
-        ("4a656665", "7768617420646f2079612077616e7420666f72206e6f7468696e673f",
-         "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"),
-        ("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", String(repeating: "dd", count: 50),
-         "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe"),
-        ("0102030405060708090a0b0c0d0e0f10111213141516171819", String(repeating: "cd", count: 50),
-         "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b"),
-        (String(repeating: "aa", count: 131),
-         "54657374205573696e67204c6172676572205468616e20426c6f636b2d53697a65204b6579202d2048617368204b6579204669727374",
-         "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"),
-        (String(repeating: "aa", count: 131),
-         "5468697320697320612074657374207573696e672061206c6172676572207468616e20626c6f636b2d73697a65206b657920616e642061206c6172676572207468616e20626c6f636b2d73697a6520646174612e20546865206b6579206e6565647320746f20626520686173686564206265666f7265206265696e6720757365642062792074686520484d414320616c676f726974686d2e",
-         "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2"),
-    ])
-    func hmac(_ key: String, _ message: String, _ code: String) {
-        let mac = HMACSHA256.authenticationCode(for: Self.bytes(hex: message), key: Self.bytes(hex: key))
-        #expect(Self.hex(mac) == code)
-        #expect(HMACSHA256.isValid(mac, for: Self.bytes(hex: message), key: Self.bytes(hex: key)))
-        var tampered = mac
-        tampered[0] ^= 1
-        #expect(!HMACSHA256.isValid(tampered, for: Self.bytes(hex: message), key: Self.bytes(hex: key)))
+    @Test("HS256 signatures match RFC 7515 appendix A.1")
+    func rfc7515Vector() throws {
+        // The JWK "k" of A.1, base64url: the HMAC key's bytes.
+        let keyBytes = try #require(Base64URL.decode(Array(
+            "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow".utf8)))
+        let key = try #require(SigningKey(id: "a1", secret: keyBytes))
+        let input = "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ"
+        #expect(Base64URL.encode(key.signature(of: Array(input.utf8))) == "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk")
     }
 
     @Test func tokensRoundTripAndAreRefusedWhenTamperedExpiredOrSignedWithAnotherSecret() throws {
-        let secret = Array("correct horse battery staple 0123456789".utf8)
         let token = AccessToken(workers: ["002050.SZ"], scope: [.read], expiresAt: 2_000_000_000)
-        let text = token.signed(with: secret)
-        #expect(try AccessToken.verify(text, secret: secret, now: 1_900_000_000) == token)
-        #expect(throws: AccessToken.Rejection.expired) { try AccessToken.verify(text, secret: secret, now: 2_000_000_000) }
-        #expect(throws: AccessToken.Rejection.badSignature) {
-            try AccessToken.verify(text, secret: Array("another secret of enough length".utf8), now: 0)
-        }
+        let text = token.signed(with: Self.key)
+        #expect(try AccessToken.verify(text, keys: Self.keys, now: 1_900_000_000) == token)
+        #expect(throws: AccessToken.Rejection.expired) { try AccessToken.verify(text, keys: Self.keys, now: 2_000_000_000) }
+        let other = SigningKeys(keys: [SigningKey(id: "k1", secret: Array("another secret of enough length".utf8))!])
+        #expect(throws: AccessToken.Rejection.badSignature) { try AccessToken.verify(text, keys: other, now: 0) }
         let parts = text.split(separator: ".")
-        let forged = AccessToken(workers: ["*"], scope: [.read, .publish], expiresAt: 2_000_000_000).signed(with: Array("x".utf8))
+        let forged = AccessToken(workers: ["*"], scope: [.read, .publish], expiresAt: 2_000_000_000).signed(with: Self.key)
+        let forgedClaims = forged.split(separator: ".")[1]
         #expect(throws: AccessToken.Rejection.badSignature) {
-            try AccessToken.verify(forged.split(separator: ".")[0] + "." + parts[1], secret: secret, now: 0)
+            try AccessToken.verify("\(parts[0]).\(forgedClaims).\(parts[2])", keys: Self.keys, now: 0)
         }
-        #expect(throws: AccessToken.Rejection.malformed) { try AccessToken.verify("not-a-token", secret: secret, now: 0) }
+        #expect(throws: AccessToken.Rejection.malformed) { try AccessToken.verify("not-a-token", keys: Self.keys, now: 0) }
         #expect(token.covers(WorkerID("002050.SZ")!))
         #expect(!token.covers(WorkerID("600519.SH")!))
+    }
+
+    @Test("the key is found by kid; every key of the file is accepted (rotation); an unknown kid or alg is refused")
+    func keysAndRotation() throws {
+        let old = try #require(SigningKey(id: "2025", secret: Array("the old secret, 16+ bytes".utf8)))
+        let new = try #require(SigningKey(id: "2026", secret: Array("the new secret, 16+ bytes".utf8)))
+        let both = SigningKeys(keys: [new, old])
+        let token = AccessToken(workers: ["*"], scope: [.read], expiresAt: 2_000_000_000)
+        #expect(try AccessToken.verify(token.signed(with: old), keys: both, now: 0) == token)
+        #expect(try AccessToken.verify(token.signed(with: new), keys: both, now: 0) == token)
+        #expect(throws: AccessToken.Rejection.unsupportedKey) {
+            try AccessToken.verify(token.signed(with: old), keys: SigningKeys(keys: [new]), now: 0)
+        }
+        // No kid: any key of the file may have signed it.
+        let claims = #"{"workers":["*"],"scope":"read","exp":2000000000}"#
+        #expect(try AccessToken.verify(Self.token(header: #"{"alg":"HS256"}"#, claims: claims, key: old), keys: both, now: 0) == token)
+        for header in [#"{"alg":"none","kid":"k1"}"#, #"{"alg":"HS512","kid":"k1"}"#, #"{"kid":"k1"}"#] {
+            #expect(throws: AccessToken.Rejection.unsupportedKey) {
+                try AccessToken.verify(Self.token(header: header, claims: claims), keys: Self.keys, now: 0)
+            }
+        }
+    }
+
+    @Test("claims have strict types; out-of-range numbers are refused, never trapped on", arguments: [
+        #"{"workers":["*"],"scope":"read","exp":1e300}"#,
+        #"{"workers":["*"],"scope":"read","exp":-1e300}"#,
+        #"{"workers":["*"],"scope":"read","exp":1700000000.5}"#,
+        #"{"workers":["*"],"scope":"read","exp":"2000000000"}"#,
+        #"{"workers":["*"],"scope":"read","exp":2000000000,"nbf":1e19}"#,
+        #"{"workers":["*"],"scope":"read","exp":2000000000,"iat":"yesterday"}"#,
+        #"{"workers":["*"],"scope":["read"],"exp":2000000000}"#,
+        #"{"workers":["*"],"scope":"admin","exp":2000000000}"#,
+        #"{"workers":"*","scope":"read","exp":2000000000}"#,
+        #"{"workers":[5],"scope":"read","exp":2000000000}"#,
+        #"{"workers":["no spaces please"],"scope":"read","exp":2000000000}"#,
+        #"{"workers":[],"scope":"read","exp":2000000000}"#,
+        #"{"workers":["*"],"scope":"read"}"#,
+        #"["workers"]"#,
+    ])
+    func strictClaims(claims: String) {
+        #expect(throws: AccessToken.Rejection.malformed) {
+            try AccessToken.verify(Self.token(claims: claims), keys: Self.keys, now: 0)
+        }
+    }
+
+    @Test("nbf: refused before, accepted from then on")
+    func notBefore() throws {
+        let token = AccessToken(workers: ["*"], scope: [.read, .publish], expiresAt: 2_000_000_000, notBefore: 1_800_000_000)
+        let text = token.signed(with: Self.key)
+        #expect(throws: AccessToken.Rejection.notYetValid) { try AccessToken.verify(text, keys: Self.keys, now: 1_799_999_999) }
+        #expect(try AccessToken.verify(text, keys: Self.keys, now: 1_800_000_000) == token)
+    }
+
+    @Test("one token, one text: padding, stray low bits and other alphabets are refused")
+    func canonicalEncoding() throws {
+        let text = AccessToken(workers: ["*"], scope: [.read], expiresAt: 2_000_000_000).signed(with: Self.key)
+        var parts = text.split(separator: ".").map(String.init)
+        #expect(parts[2].count == 43, "32 bytes of HMAC: 43 digits, the last carrying 2 stray bits")
+        let last = parts[2].last!
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+        let index = alphabet.firstIndex(of: last)!
+        // Same bytes, other stray bits: decodes to the same MAC, and must be refused.
+        parts[2].removeLast()
+        parts[2].append(alphabet[index ^ 1])
+        #expect(throws: AccessToken.Rejection.malformed) { try AccessToken.verify(parts.joined(separator: "."), keys: Self.keys, now: 0) }
+        #expect(throws: AccessToken.Rejection.malformed) { try AccessToken.verify(text + "=", keys: Self.keys, now: 0) }
+        let standardAlphabet = parts[0] + "." + parts[1] + ".+" + parts[2].dropFirst()
+        #expect(throws: AccessToken.Rejection.malformed) { try AccessToken.verify(standardAlphabet, keys: Self.keys, now: 0) }
+        #expect(Base64URL.decode(Array("QQ".utf8)) == [0x41])
+        #expect(Base64URL.decode(Array("QR".utf8)) == nil, "QR has a stray bit set")
+    }
+
+    @Test("secret files: one bare secret, or one 'KID SECRET' per line; mistakes are clear errors")
+    func secretFiles() throws {
+        let single = try SigningKeys.parse(Array("c2VjcmV0LXNlY3JldC1zZWNyZXQ=".utf8), source: "f")
+        #expect(single.keys.map(\.id) == ["default"])
+        let rotated = try SigningKeys.parse(Array("# newest first\n2026 bmV3LW5ldy1uZXctbmV3LW5ldw==\n\n2025 b2xkLW9sZC1vbGQtb2xkLW9sZA==\n".utf8), source: "f")
+        #expect(rotated.keys.map(\.id) == ["2026", "2025"])
+        #expect(rotated.signingKey()?.id == "2026" && rotated.signingKey(id: "2025")?.id == "2025")
+        let binary = try SigningKeys.parse([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 0xFF], source: "f")
+        #expect(binary.keys.map(\.id) == ["default"])
+        let passphrase = try SigningKeys.parse(Array("correct horse battery staple 0123456789".utf8), source: "f")
+        #expect(passphrase.keys.map(\.id) == ["default"], "a one-line file is the secret, spaces and all")
+        for (text, why) in [("short", "shorter than 16 bytes"), ("a aaaaaaaaaaaaaaaaaa\nbbbbbbbbbbbbbbbbbbbb", "write 'KID SECRET'"),
+                            ("k aaaaaaaaaaaaaaaaaaaa\nk bbbbbbbbbbbbbbbbbbbb", "appears twice"), ("b@d aaaaaaaaaaaaaaaaaaaa\nk2 bbbbbbbbbbbbbbbbbbbb", "key id is"),
+                            ("# nothing", "holds no key")] {
+            #expect(throws: AuthConfigurationError.self) { try SigningKeys.parse(Array(text.utf8), source: "f") }
+            do { _ = try SigningKeys.parse(Array(text.utf8), source: "f") } catch { #expect(error.description.contains(why), "\(text): \(error)") }
+        }
     }
 }

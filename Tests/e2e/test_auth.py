@@ -2,8 +2,9 @@
 
 Tokens are made with `tailgate token`; `test_token_command_prints_a_token_the_gateway_accepts` checks
 that command on its own. The other tests sign their tokens here, in Python, to the documented format
-(`base64url(claims).base64url(HMAC-SHA256(secret, claims))`, claims `{"w":[...],"s":[...],"exp":N}`),
-so they do not depend on the command and also check that format.
+(an HS256 JSON Web Token, claims `{"workers":[...],"scope":"read publish","exp":N}`, kid `default` for a
+one-key secret file), as an identity service would, so they do not depend on the command and also check
+that format.
 """
 
 from __future__ import annotations
@@ -29,10 +30,18 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def sign(workers: list[str], scope: str = "read", ttl: float = 3600, secret: bytes = SECRET) -> str:
-    claims = json.dumps({"w": workers, "s": scope.split(","), "exp": int(time.time() + ttl)},
-                        separators=(",", ":")).encode()
-    return b64url(claims) + "." + b64url(hmac.new(secret, claims, hashlib.sha256).digest())
+def sign(workers: list[str], scope: str = "read", ttl: float = 3600, secret: bytes = SECRET, kid: str | None = "default",
+         **claims_extra) -> str:
+    """An HS256 JWT as an identity service would mint it (docs/PROTOCOL.md, "Auth and proxies")."""
+    header = {"alg": "HS256", "typ": "JWT", **({"kid": kid} if kid else {})}
+    claims = {"workers": workers, "scope": " ".join(scope.split(",")), "exp": int(time.time() + ttl), **claims_extra}
+    signing_input = (b64url(json.dumps(header, separators=(",", ":")).encode()) + "."
+                     + b64url(json.dumps(claims, separators=(",", ":")).encode()))
+    return signing_input + "." + b64url(hmac.new(secret, signing_input.encode(), hashlib.sha256).digest())
+
+
+def claims_of(token: str) -> dict:
+    return json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
 
 
 @pytest.fixture
@@ -58,8 +67,8 @@ def test_token_command_prints_a_token_the_gateway_accepts(gateway_binary, gatewa
                            "--ttl", "1h", "--scope", "read"], capture_output=True, text=True, timeout=20)
     assert made.returncode == 0, f"`tailgate token` failed (status {made.returncode}): {made.stderr.strip()}"
     token = made.stdout.strip()
-    claims = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
-    assert claims["w"] == ["demo-1"] and claims["s"] == ["read"] and 3500 < claims["exp"] - time.time() <= 3600
+    claims = claims_of(token)
+    assert claims["workers"] == ["demo-1"] and claims["scope"] == "read" and 3500 < claims["exp"] - time.time() <= 3600
     gw = gateway("--demo", "2", "--auth-secret-file", str(secret_file))
     assert [w["id"] for w in gw.http("/api/workers", headers=bearer(token)).json()["workers"]] == ["demo-1"]
 
@@ -83,8 +92,9 @@ def test_api_requires_a_token_and_keeps_to_its_scope(gateway, secret_file):
     assert error_code(gw.http("/api/workers", headers=bearer("not-a-token"))) == "token_invalid"
     forged = sign(["*"], secret=b"some other secret, 16+ bytes long")
     assert error_code(gw.http("/api/workers", headers=bearer(forged))) == "token_invalid"
-    tampered = b64url(json.dumps({"w": ["*"], "s": ["read"], "exp": 9999999999}, separators=(",", ":")).encode()) \
-        + "." + demo1.split(".")[1]
+    header, _, signature = demo1.split(".")
+    tampered = header + "." + b64url(json.dumps({"workers": ["*"], "scope": "read", "exp": 9999999999},
+                                                separators=(",", ":")).encode()) + "." + signature
     assert error_code(gw.http(f"/api/workers?access_token={tampered}")) == "token_invalid"
     for path in ("/api/workers", "/api/workers/demo-1", "/api/workers/demo-1/logs", "/api/stats"):
         reply = gw.http(path)
@@ -107,13 +117,13 @@ def test_api_requires_a_token_and_keeps_to_its_scope(gateway, secret_file):
     assert gw.http("/console.html?worker=demo-1").status == 200
     assert gw.http("/healthz").json() == {"status": "ok"}
     # Expired.
-    time.sleep(max(0.0, json.loads(base64.urlsafe_b64decode(expired.split(".")[0] + "=="))["exp"] - time.time() + 1.1))
+    time.sleep(max(0.0, claims_of(expired)["exp"] - time.time() + 1.1))
     reply = gw.http("/api/workers", headers=bearer(expired))
     assert reply.status == 401 and error_code(reply) == "token_expired"
     # Tokens never appear in the gateway's output.
     time.sleep(0.2)
     for token in (expired, demo1, everything, tampered, forged):
-        assert token not in gw.log() and token.split(".")[1] not in gw.log()
+        assert token not in gw.log() and token.split(".")[2] not in gw.log()
 
 
 # --------------------------------------------------------------------------- streams, behind nginx
@@ -152,7 +162,7 @@ def test_streams_through_nginx_need_a_token_of_their_scope(gateway, nginx, secre
     assert demo1 not in gw.log()
     log = proxy.access_log()
     assert "access_token=REDACTED&worker=demo-1" in log and "/api/workers?access_token=REDACTED " in log
-    assert demo1 not in log and demo1.split(".")[1] not in log
+    assert demo1 not in log and demo1.split(".")[2] not in log
 
 
 def test_publishing_through_nginx_needs_a_publish_token(gateway, nginx, secret_file):
@@ -213,7 +223,7 @@ def test_open_stream_is_closed_with_1008_when_its_token_expires(gateway, nginx, 
 
     async def scenario():
         token = sign(["demo-1"], ttl=3)  # what `tailgate token --ttl 3s` makes
-        expires_in = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))["exp"] - time.time()
+        expires_in = claims_of(token)["exp"] - time.time()
         direct, proxied = await asyncio.gather(
             follow(f"ws://127.0.0.1:{gw.port}/tailgate/ws/workers/demo-1?tail=0&access_token={token}", port=gw.port),
             follow(f"wss://public.host/tailgate/ws/workers/demo-1?tail=0&access_token={token}", port=tls_port, tls=tls))

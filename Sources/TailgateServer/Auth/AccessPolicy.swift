@@ -5,21 +5,21 @@ import NIOHTTP1
 import TailgateCore
 
 /// Who may do what when auth is on (`--auth-secret-file`): tokens from `?access_token=` (streams and
-/// API) or `Authorization: Bearer` (API). With no secret, everything is open and `isEnabled` is false.
+/// API) or `Authorization: Bearer` (API). With no keys, everything is open and `isEnabled` is false.
 public struct AccessPolicy: Sendable {
-    /// The signing secret's bytes.
-    private let secret: [UInt8]?
+    /// The keys tokens are checked with.
+    public let keys: SigningKeys?
 
     /// Auth off.
-    public static let open = AccessPolicy(secret: nil)
+    public static let open = AccessPolicy(keys: nil)
 
-    /// Auth on, with tokens signed by `secret`.
-    public init(secret: [UInt8]?) {
-        self.secret = secret
+    /// Auth on, with tokens signed by one of `keys`.
+    public init(keys: SigningKeys?) {
+        self.keys = keys
     }
 
-    /// Reads a secret file (at least 16 bytes; surrounding white space ignored).
-    public static func loadSecret(path: String) throws -> [UInt8] {
+    /// Reads a secret file (see `SigningKeys`; at most 64 KiB, surrounding white space ignored).
+    public static func loadKeys(path: String) throws(AuthConfigurationError) -> SigningKeys {
         guard let file = fopen(path, "rb") else { throw AuthConfigurationError("cannot read the secret file '\(path)'") }
         defer { fclose(file) }
         var bytes: [UInt8] = []
@@ -32,16 +32,15 @@ public struct AccessPolicy: Sendable {
         }
         while let last = bytes.last, last == 0x0A || last == 0x0D || last == 0x20 || last == 0x09 { bytes.removeLast() }
         while let first = bytes.first, first == 0x0A || first == 0x0D || first == 0x20 || first == 0x09 { bytes.removeFirst() }
-        guard bytes.count >= 16 else { throw AuthConfigurationError("the secret in '\(path)' is shorter than 16 bytes; use e.g. `head -c 32 /dev/urandom | base64 > \(path)`") }
-        return bytes
+        return try SigningKeys.parse(bytes, source: path)
     }
 
     /// Whether tokens are required.
-    public var isEnabled: Bool { secret != nil }
+    public var isEnabled: Bool { keys != nil }
 
     /// The token of a request, checked; `nil` when auth is off. Throws 401 when missing, invalid or expired.
     func token(query: RequestTarget, headers: HTTPHeaders, now: Int64 = Timestamp.now().microseconds / 1_000_000) throws(GatewayError) -> AccessToken? {
-        guard let secret else { return nil }
+        guard let keys else { return nil }
         var text = query.value("access_token")
         if text == nil, let authorization = headers.first(name: "authorization") {
             let parts = authorization.split(separator: " ", maxSplits: 1)
@@ -51,12 +50,15 @@ public struct AccessPolicy: Sendable {
             throw GatewayError(.unauthorized, "auth_required", "an access token is required (access_token=… or Authorization: Bearer …)",
                                headers: [("WWW-Authenticate", "Bearer")])
         }
+        let challenge = [("WWW-Authenticate", "Bearer error=\"invalid_token\"")]
         do {
-            return try AccessToken.verify(text, secret: secret, now: now)
+            return try AccessToken.verify(text, keys: keys, now: now)
         } catch .expired {
-            throw GatewayError(.unauthorized, "token_expired", "the access token has expired", headers: [("WWW-Authenticate", "Bearer error=\"invalid_token\"")])
+            throw GatewayError(.unauthorized, "token_expired", "the access token has expired", headers: challenge)
+        } catch .notYetValid {
+            throw GatewayError(.unauthorized, "token_not_yet_valid", "the access token is not valid yet (nbf)", headers: challenge)
         } catch {
-            throw GatewayError(.unauthorized, "token_invalid", "the access token is not valid", headers: [("WWW-Authenticate", "Bearer error=\"invalid_token\"")])
+            throw GatewayError(.unauthorized, "token_invalid", "the access token is not valid", headers: challenge)
         }
     }
 
@@ -73,7 +75,7 @@ public struct AccessPolicy: Sendable {
 }
 
 /// The auth settings could not be used.
-public struct AuthConfigurationError: Error, CustomStringConvertible {
+public struct AuthConfigurationError: Error, CustomStringConvertible, Equatable {
     public var description: String
-    init(_ description: String) { self.description = description }
+    public init(_ description: String) { self.description = description }
 }

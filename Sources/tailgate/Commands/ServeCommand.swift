@@ -148,8 +148,8 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.basePath = basePath
         if let authSecretFile {
             do {
-                configuration.access = AccessPolicy(secret: try AccessPolicy.loadSecret(path: authSecretFile))
-            } catch let error as AuthConfigurationError {
+                configuration.access = AccessPolicy(keys: try AccessPolicy.loadKeys(path: authSecretFile))
+            } catch {
                 throw ValidationError(error.description)
             }
         }

@@ -124,7 +124,7 @@ struct StreamSessionTests {
     func ruleBreaks(frame: ByteBuffer, code: UInt16) throws {
         let harness = try SessionHarness()
         _ = try harness.frames()
-        try? harness.channel.writeInbound(frame)
+        _ = try? harness.channel.writeInbound(frame)
         #expect(try harness.frames().compactMap(\.closeCode) == [code])
     }
 
@@ -134,7 +134,7 @@ struct StreamSessionTests {
         _ = try harness.frames()
         var frame = ByteBuffer()
         frame.writeBytes([0x89, 0x01, 0x07])  // a ping without a mask
-        try? harness.channel.writeInbound(frame)
+        _ = try? harness.channel.writeInbound(frame)
         #expect(try harness.frames().compactMap(\.closeCode) == [1002])
     }
 }

@@ -20,7 +20,7 @@ extension GatewayIntegrationTests {
 
         @Test("/api/workers lists workers sorted by id, with log_stream_url built from the Host header")
         func listWorkers() async throws {
-            try await withGateway { gateway in
+            try await withGateway(configure: { $0.allowedHosts = ["logs.example"] }) { gateway in
                 let beta = try gateway.register("beta")
                 let alpha = try gateway.register("alpha")
                 publish(3, to: beta)

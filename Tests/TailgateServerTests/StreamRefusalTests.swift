@@ -70,7 +70,7 @@ extension GatewayIntegrationTests {
 
         @Test("an Origin whose host:port equals Host is allowed")
         func originMatchingHost() async throws {
-            try await withGateway { gateway in
+            try await withGateway(configure: { $0.allowedHosts = ["logs.example"] }) { gateway in
                 _ = try gateway.register("w1")
                 let sameHost = try await gateway.subscribe("/ws/workers/w1", headers: [("Origin", "http://127.0.0.1:\(gateway.port)")])
                 #expect(try await sameHost.nextMessage()["type"] == .string("hello"))

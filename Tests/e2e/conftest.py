@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import resource
 import re
 import signal
 import subprocess
@@ -121,10 +122,17 @@ def _drain(stream, lines: list[str], events: queue.Queue) -> None:
 def gateway(gateway_binary):
     started: list[Gateway] = []
 
-    def start(*args: str, timeout: float = START_TIMEOUT) -> Gateway:
+    def start(*args: str, timeout: float = START_TIMEOUT, open_files: int | None = None) -> Gateway:
+        """Starts `tailgate serve --port 0 ARGS`; `open_files` lowers its file-descriptor limit."""
         command = [str(gateway_binary), "serve", "--port", "0", *args]
+
+        def limit_open_files():
+            if open_files is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
         proc = subprocess.Popen(command, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, encoding="utf-8", errors="replace")
+                                stderr=subprocess.STDOUT, text=True, encoding="utf-8", errors="replace",
+                                preexec_fn=limit_open_files if open_files is not None else None)
         output: list[str] = []
         events: queue.Queue = queue.Queue()
         threading.Thread(target=_drain, args=(proc.stdout, output, events), daemon=True).start()

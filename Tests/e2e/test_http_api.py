@@ -49,7 +49,7 @@ def test_demo_workers_are_listed_with_their_stream_urls(gateway):
 
 
 def test_stream_url_honours_the_host_header(gateway):
-    gw = gateway("--demo", "2")
+    gw = gateway("--demo", "2", "--allowed-host", "logs.example.com", "--allowed-host", "gw.internal")
     assert worker_stream_urls(gw, host="logs.example.com:8443") == {
         "demo-1": "ws://logs.example.com:8443/ws/workers/demo-1",
         "demo-2": "ws://logs.example.com:8443/ws/workers/demo-2",
@@ -58,6 +58,31 @@ def test_stream_url_honours_the_host_header(gateway):
     assert one.status == 200
     assert one.json()["id"] == "demo-2"
     assert one.json()["log_stream_url"] == "ws://gw.internal/ws/workers/demo-2"
+
+
+def test_a_host_the_gateway_does_not_answer_to_is_refused(gateway):
+    # DNS rebinding: a page on evil.example, re-pointed to 127.0.0.1, sends Host: evil.example.
+    gw = gateway("--demo", "1", "--allowed-host", "logs.example.com")
+    refused = gw.http("/api/workers", headers={"Host": "evil.example:8080"})
+    assert refused.status == 403 and refused.json()["error"]["code"] == "host_not_allowed"
+    assert "--allowed-host evil.example" in refused.json()["error"]["message"]
+    assert gw.http("/", headers={"Host": "evil.example"}).status == 403
+    for host in ("localhost:8080", f"127.0.0.1:{gw.port}", "[::1]", "logs.example.com"):
+        assert gw.http("/api/workers", headers={"Host": host}).status == 200, host
+
+
+def test_a_web_page_of_another_site_cannot_inject_records(gateway):
+    # A CORS "simple request" (text/plain, no preflight) from any page the user visits.
+    gw = gateway()
+    forged = gw.http("/api/workers/victim/records", method="POST", body=b"ERROR fake alarm\n",
+                     headers={"Content-Type": "text/plain", "Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"})
+    assert forged.status == 403 and forged.json()["error"]["code"] == "cross_site_request"
+    assert gw.http("/api/workers/victim").status == 404, "nothing was published"
+    stop = gw.http("/api/workers/victim/stop", method="POST", headers={"Origin": "http://evil.example"})
+    assert stop.status == 403 and stop.json()["error"]["code"] == "origin_not_allowed"
+    # A program (curl, tailgate run, the Python handler) sends neither header and publishes as before.
+    assert gw.http("/api/workers/victim/records", method="POST", body=b"real line\n",
+                   headers={"Content-Type": "text/plain"}).json()["accepted"] == 1
 
 
 def test_unknown_worker_is_a_404_json_error(gateway):

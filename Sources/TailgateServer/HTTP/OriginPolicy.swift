@@ -5,7 +5,11 @@ struct OriginPolicy {
     let allowed: [String]
 
     func check(_ headers: HTTPHeaders, host: String? = nil) throws(GatewayError) {
-        guard let origin = headers.first(name: "origin") else { return }
+        let origins = headers["origin"]
+        guard origins.count <= 1 else {
+            throw GatewayError(.badRequest, "bad_origin", "a request carries at most one Origin header, not \(origins.count)")
+        }
+        guard let origin = origins.first else { return }
         if allowed.contains("*") || allowed.contains(where: { $0.lowercased() == origin.lowercased() }) { return }
         let requestHost = host ?? headers.first(name: "host") ?? ""
         if let originHost = Self.hostAndPort(ofOrigin: origin), originHost == Self.normalize(host: requestHost) { return }

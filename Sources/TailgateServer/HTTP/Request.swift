@@ -12,8 +12,25 @@ struct Request {
     init(head: HTTPRequestHead, peer: String, basePath: String) throws(GatewayError) {
         self.head = head
         self.peer = peer
-        target = try RequestTarget(BasePath.strip(head.uri, basePath: basePath))
+        target = try RequestTarget(BasePath.strip(Self.originForm(head.uri), basePath: basePath))
         route = try Route(path: target.path)
+    }
+
+    /// The path and query of a target: an absolute-form target (`http://host/path?q`, RFC 9112 §3.2.2,
+    /// as proxies send) is served as its path.
+    static func originForm(_ uri: String) -> String {
+        let scheme = uri.utf8.prefix(8).map { $0 | 0x20 }
+        let schemeLength: Int
+        if scheme.starts(with: Array("http://".utf8)) {
+            schemeLength = 7
+        } else if scheme.starts(with: Array("https://".utf8)) {
+            schemeLength = 8
+        } else {
+            return uri
+        }
+        let rest = uri.dropFirst(schemeLength)
+        guard let start = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) else { return "/" }
+        return rest[start] == "?" ? "/" + rest[start...] : String(rest[start...])
     }
 
     var method: HTTPMethod { head.method }

@@ -24,6 +24,7 @@ struct Router {
         do throws(GatewayError) {
             if case .refused(let refusal) = connection.admission { throw refusal }
             let request = try Request(head: head, peer: connection.address, basePath: gateway.configuration.basePath)
+            try gateway.hostPolicy.check(request, trustedProxies: gateway.configuration.trustedProxies)
             switch request.route {
             case .stream(let id):
                 return .upgrade(try StreamEndpoint.accept(request, id: id, connection: connection, gateway: gateway))

@@ -50,7 +50,9 @@ enum IngestEndpoint {
     /// allowed address that shows no credentials needs none.
     static func authorizePublisher(_ request: Request, id: WorkerID, gateway: GatewayContext) throws(GatewayError) {
         let configuration = gateway.configuration
-        let client = request.client(trustedProxies: configuration.trustedProxies).address
+        let identity = request.client(trustedProxies: configuration.trustedProxies)
+        try refuseCrossSite(request, identity: identity, configuration: configuration)
+        let client = identity.address
         let fromAllowedAddress = configuration.publishFrom.contains { $0.contains(client) }
         let hasCredentials = request.target.value("access_token") != nil || request.headers.first(name: "authorization") != nil
         if configuration.access.isEnabled && (hasCredentials || !fromAllowedAddress) {
@@ -63,6 +65,24 @@ enum IngestEndpoint {
             throw GatewayError(.forbidden, "publish_not_allowed",
                                "\(client) may not publish; allowed: \(configuration.publishFrom.map(\.description).joined(separator: ", ")) (--publish-from)\(how)")
         }
+    }
+
+    /// Refuses a state-changing request sent by a web page of another site: a browser says where a
+    /// request comes from (`Sec-Fetch-Site`, `Origin`); any page the user visits could otherwise POST
+    /// fake records into a gateway on the user's machine (a CORS "simple request" needs no preflight).
+    /// Programs (`curl`, `tailgate run`, the Python handler) send neither header and are not affected.
+    static func refuseCrossSite(_ request: Request, identity: ClientIdentity, configuration: ServerConfiguration) throws(GatewayError) {
+        if let site = request.headers.first(name: "sec-fetch-site")?.lowercased(), site != "same-origin", site != "none",
+           !configuration.allowedOrigins.contains("*")
+        {
+            guard let origin = request.headers.first(name: "origin"),
+                  configuration.allowedOrigins.contains(where: { $0.lowercased() == origin.lowercased() })
+            else {
+                throw GatewayError(.forbidden, "cross_site_request",
+                                   "a web page of another site (Sec-Fetch-Site: \(site.prefix(20))) may not publish or stop workers; use --allowed-origin to allow its origin")
+            }
+        }
+        try OriginPolicy(allowed: configuration.allowedOrigins).check(request.headers, host: identity.host)
     }
 
     static func ownedInProcess(_ id: WorkerID) -> GatewayError {

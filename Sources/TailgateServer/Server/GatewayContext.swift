@@ -13,6 +13,8 @@ final class GatewayContext: Sendable {
     let deflaters: DeflaterPool
     /// `host:port` the gateway listens on, for URLs when a request has no `Host`.
     let listeningHost: String
+    /// The names a request's `Host` may give.
+    let hostPolicy: HostPolicy
 
     /// Queued records of a worker above which an HTTP publisher stops being read.
     var ingestQueueLimit: Int { max(64, min(8192, bus.configuration.workerLimits.ringRecords / 2)) }
@@ -27,6 +29,7 @@ final class GatewayContext: Sendable {
         self.registries = registries
         self.deflaters = DeflaterPool(level: configuration.deflateLevel)
         self.listeningHost = listeningHost
+        self.hostPolicy = HostPolicy(allowed: configuration.allowedHosts, listenHost: configuration.host)
     }
 
     /// The session registry of `loop`.

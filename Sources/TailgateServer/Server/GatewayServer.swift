@@ -54,7 +54,11 @@ public final class GatewayServer: Sendable {
         let listeningHost = configuration.host.contains(":") ? "[\(configuration.host)]:\(configuration.port)" : "\(configuration.host):\(configuration.port)"
         let context = GatewayContext(configuration: configuration, bus: bus, statistics: statistics, staticFiles: staticFiles,
                                      registries: registries, listeningHost: listeningHost)
+        let acceptBackoff = AcceptBackoff(statistics: statistics, logger: logger)
         let bootstrap = ServerBootstrap(group: group)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(acceptBackoff.makeHandler()) }
+            }
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)

@@ -19,6 +19,9 @@ public struct ServerConfiguration: Sendable {
     public var maxConnectionsPerIP = 256
     /// Origins allowed besides the request's own host (exact `scheme://host[:port]`, or `*`).
     public var allowedOrigins: [String] = []
+    /// Host names requests may give besides IP literals, `localhost` and `host` (against DNS
+    /// rebinding; `*` allows any). Requests relayed by a trusted proxy are not checked. Default none.
+    public var allowedHosts: [String] = []
     /// A subscriber whose connection takes no data for this long is closed with 1013. Default 60 s.
     public var stallTimeout: TimeAmount = .seconds(60)
     /// A stream with no inbound traffic for this long is pinged. Default 30 s.

@@ -102,8 +102,18 @@ enum StreamEndpoint {
             throw GatewayError(.upgradeRequired, "unsupported_websocket_version",
                                "only WebSocket version 13 is supported", headers: [("Sec-WebSocket-Version", "13")])
         }
-        guard let key = headers.first(name: "sec-websocket-key"), key.utf8.count == 24 else {
-            throw GatewayError(.badRequest, "bad_websocket_key", "missing or malformed Sec-WebSocket-Key")
+        guard let key = headers.first(name: "sec-websocket-key"), isNonce(key) else {
+            throw GatewayError(.badRequest, "bad_websocket_key", "missing or malformed Sec-WebSocket-Key (16 bytes in base64)")
+        }
+    }
+
+    /// Whether `key` is 16 bytes in base64 (RFC 6455 §4.1): 22 digits of the base64 alphabet and `==`.
+    static func isNonce(_ key: String) -> Bool {
+        let bytes = Array(key.utf8)
+        guard bytes.count == 24, bytes[22] == UInt8(ascii: "="), bytes[23] == UInt8(ascii: "=") else { return false }
+        return bytes[..<22].allSatisfy { byte in
+            (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) || (byte >= 0x30 && byte <= 0x39)
+                || byte == UInt8(ascii: "+") || byte == UInt8(ascii: "/")
         }
     }
 

@@ -216,12 +216,17 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
             if phase == .closing {
                 context.close(promise: nil)
             } else {
-                var payload = frame.unmaskedData
-                // Echo the client's code (RFC 6455 §5.5.1); none given (or 1005, which never goes on the wire), 1000.
-                let code = payload.readInteger(as: UInt16.self).flatMap { $0 == 1005 ? nil : WebSocketErrorCode(codeNumber: Int($0)) } ?? .normalClosure
+                // Echo the client's code (RFC 6455 §5.5.1), or refuse a close frame no endpoint may send.
+                let reply: ByteBuffer
+                switch ClientClose.check(frame) {
+                case .echo(let code):
+                    reply = ServerFrames.close(code: code, reason: "")
+                case .refuse(let code, let reason):
+                    statistics.closes(code: code)
+                    reply = ServerFrames.close(code: code, reason: reason)
+                }
                 phase = .closing
                 detach()
-                let reply = ServerFrames.close(code: code, reason: "")
                 let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
                 context.writeAndFlush(wrapOutboundOut(reply)).whenComplete { _ in loopBoundContext.value.close(promise: nil) }
             }

@@ -55,6 +55,11 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("allowed-origin"), help: "An Origin allowed besides the gateway's own (repeatable; * allows all).")
     var allowedOrigins: [String] = []
 
+    @Option(name: .customLong("allowed-host"), help: ArgumentHelp(
+        "A host name clients may use besides IP addresses, localhost and --host (repeatable; * allows any).",
+        discussion: "Requests naming another Host are refused with 403 (against DNS rebinding); requests relayed by a --trusted-proxy are not checked."))
+    var allowedHosts: [String] = []
+
     @Option(name: .customLong("stall-timeout"), help: "Seconds a subscriber may take no data before it is closed with 1013.")
     var stallTimeout = 60
 
@@ -131,6 +136,7 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.maxSubscribersPerWorker = maxSubscribersPerWorker
         configuration.maxConnectionsPerIP = maxConnectionsPerIP
         configuration.allowedOrigins = allowedOrigins
+        configuration.allowedHosts = allowedHosts
         configuration.stallTimeout = .seconds(Int64(stallTimeout))
         configuration.pingInterval = .seconds(Int64(pingInterval))
         configuration.pongTimeout = .seconds(Int64(pongTimeout))

@@ -69,7 +69,7 @@ struct RouterTests {
     func keepAlive() throws {
         let gateway = try EmbeddedGateway(configure: { $0.basePath = "/tailgate" })
         let channel = try gateway.connection()
-        try channel.send("GET /tailgate/healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        try channel.send("GET /tailgate/healthz HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\nGET /healthz HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n")
         var written = try channel.written()
         let first = try #require(WrittenResponse.read(from: &written))
         let second = try #require(WrittenResponse.read(from: &written))
@@ -135,7 +135,7 @@ struct RouterTests {
         let gateway = try EmbeddedGateway()
         let channel = try gateway.connection()
         let body = "{\"message\":\"a\"}\n{\"message\":\"b\",\"level\":\"ERROR\"}\nnot json\n"
-        try channel.send("POST /api/workers/job-1/records HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+        try channel.send("POST /api/workers/job-1/records HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Type: application/x-ndjson\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
         gateway.pump()
         var written = try channel.written()
         let response = try #require(WrittenResponse.read(from: &written))
@@ -148,11 +148,65 @@ struct RouterTests {
     func refusedIngest() throws {
         let gateway = try EmbeddedGateway()
         let channel = try gateway.connection(from: "192.0.2.7")
-        try channel.send("POST /api/workers/job-1/records HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        try channel.send("POST /api/workers/job-1/records HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nTransfer-Encoding: chunked\r\n\r\n")
         var written = try channel.written()
         let response = try #require(WrittenResponse.read(from: &written))
         #expect(response.status == 403 && response.errorCode == "publish_not_allowed")
         #expect(!channel.isActive)
         #expect(gateway.bus.worker(WorkerID("job-1")!) == nil)
+    }
+
+    @Test("Host must be a name the gateway answers to (DNS rebinding)", arguments: [
+        ("127.0.0.1:8080", 200), ("localhost:8080", 200), ("app.localhost", 200), ("[::1]:8080", 200), ("192.0.2.7", 200),
+        ("logs.example", 200), ("LOGS.EXAMPLE.:443", 200), ("evil.example", 403), ("127.0.0.1.evil.example", 403),
+    ] as [(String, Int)])
+    func hosts(host: String, status: Int) throws {
+        let gateway = try EmbeddedGateway(configure: { $0.allowedHosts = ["logs.example"] })
+        let channel = try gateway.connection()
+        try channel.send("GET /healthz HTTP/1.1\r\nHost: \(host)\r\n\r\n")
+        var written = try channel.written()
+        let response = try #require(WrittenResponse.read(from: &written))
+        #expect(response.status == status)
+        if status == 403 { #expect(response.errorCode == "host_not_allowed") }
+    }
+
+    @Test("a trusted proxy may relay any Host (its server_name chose it)")
+    func hostsBehindProxy() throws {
+        let gateway = try EmbeddedGateway(configure: { $0.trustedProxies = [AddressRange("127.0.0.2/32")!] })
+        let channel = try gateway.connection(from: "127.0.0.2")
+        try channel.send("GET /healthz HTTP/1.1\r\nHost: logs.example.com\r\n\r\n")
+        var written = try channel.written()
+        #expect(WrittenResponse.read(from: &written)?.status == 200)
+    }
+
+    @Test("a web page of another site may not publish or stop workers; programs and same-origin pages may", arguments: [
+        ("Origin: http://evil.example\r\nSec-Fetch-Site: cross-site\r\n", 403, "cross_site_request"),
+        ("Origin: http://evil.example\r\n", 403, "origin_not_allowed"),
+        ("Sec-Fetch-Site: same-site\r\nOrigin: http://other.127.0.0.1.example\r\n", 403, "cross_site_request"),
+        ("Origin: http://127.0.0.1:8080\r\nSec-Fetch-Site: same-origin\r\n", 200, nil),
+        ("", 200, nil),
+    ] as [(String, Int, String?)])
+    func crossSite(headers: String, status: Int, code: String?) throws {
+        let gateway = try EmbeddedGateway()
+        let channel = try gateway.connection()
+        try channel.send("POST /api/workers/job-1/records HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Type: text/plain\r\n\(headers)Content-Length: 5\r\n\r\nfake\n")
+        gateway.pump()
+        var written = try channel.written()
+        let response = try #require(WrittenResponse.read(from: &written))
+        #expect(response.status == status)
+        #expect(response.errorCode == code)
+    }
+
+    @Test("an absolute-form target is served as its path")
+    func absoluteForm() throws {
+        let gateway = try EmbeddedGateway()
+        let channel = try gateway.connection()
+        try channel.send("GET http://127.0.0.1:8080/healthz HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\nGET HTTPS://x/api/nothing?a=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        var written = try channel.written()
+        #expect(WrittenResponse.read(from: &written)?.status == 200)
+        #expect(WrittenResponse.read(from: &written)?.errorCode == "not_found")
+        #expect(Request.originForm("http://host") == "/")
+        #expect(Request.originForm("http://host?x=1") == "/?x=1")
+        #expect(Request.originForm("/plain") == "/plain")
     }
 }

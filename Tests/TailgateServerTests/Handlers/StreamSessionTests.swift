@@ -137,4 +137,30 @@ struct StreamSessionTests {
         _ = try? harness.channel.writeInbound(frame)
         #expect(try harness.frames().compactMap(\.closeCode) == [1002])
     }
+
+    @Test("inbound: a close frame no endpoint may send is answered with 1002 (1007 for a reason that is not UTF-8)", arguments: [
+        ([0x03, 0xE7], UInt16(1002)),   // 999: below the defined range
+        ([0x03, 0xED], 1002),           // 1005: reserved, never on the wire
+        ([0x03, 0xEE], 1002),           // 1006: reserved, never on the wire
+        ([0x03, 0xF7], 1002),           // 1015: reserved, never on the wire
+        ([0x07, 0xD0], 1002),           // 2000: undefined
+        ([0x13, 0x88], 1002),           // 5000: beyond the application range
+        ([0x03], 1002),                 // a payload of 1 byte
+        ([0x03, 0xE8, 0xFF, 0xFE], 1007),  // a reason that is not UTF-8
+    ] as [([UInt8], UInt16)])
+    func invalidClose(payload: [UInt8], code: UInt16) throws {
+        let harness = try SessionHarness()
+        _ = try harness.frames()
+        try harness.channel.writeInbound(clientFrame(opcode: 0x8, payload: payload))
+        #expect(try harness.frames().compactMap(\.closeCode) == [code])
+        #expect(!harness.channel.isActive)
+    }
+
+    @Test("inbound: a valid close code is echoed", arguments: [UInt16(1000), 1001, 1013, 3000, 4999])
+    func validClose(code: UInt16) throws {
+        let harness = try SessionHarness()
+        _ = try harness.frames()
+        try harness.channel.writeInbound(clientFrame(opcode: 0x8, payload: [UInt8(code >> 8), UInt8(code & 0xFF)] + Array("bye".utf8)))
+        #expect(try harness.frames().compactMap(\.closeCode) == [code])
+    }
 }

@@ -72,6 +72,12 @@ struct RecordDecoderTests {
         (#"{"message":"m","line_no":1.5}"#, "'line_no' must be a whole number"),
         (#"{"message":"m","line_no":"7"}"#, "'line_no' must be a whole number"),
         (#"{"message":"m","line_no":123456789012345678}"#, "'line_no' must be a whole number"),  // not exact as a JSON number
+        (#"{"message":"m","line_no":9223372036854775808}"#, "'line_no' must be a whole number"),  // beyond Int64
+        (#"{"message":"m","line_no":1e300}"#, "'line_no' must be a whole number"),
+        (#"{"message":"m","line_no":4.9e-324}"#, "'line_no' must be a whole number"),  // denormal
+        (#"{"message":"m","timestamp":"2026-11-30T04:00:00+99:00"}"#, "'timestamp' must be an ISO-8601 string such as 2026-11-27T13:16:40.123456Z"),
+        (#"{"message":"m","timestamp":"2026-11-30T04:00:00+24:00"}"#, "'timestamp' must be an ISO-8601 string such as 2026-11-27T13:16:40.123456Z"),
+        (#"{"message":"m","timestamp":"2026-11-30T04:00:00-05:60"}"#, "'timestamp' must be an ISO-8601 string such as 2026-11-27T13:16:40.123456Z"),
         (#"{"message":"m","module":7}"#, "'module' must be a string"),
         (#"{"message":"m","metadata":[]}"#, "'metadata' must be an object of strings"),
         (#"{"message":"m","metadata":{"k":1}}"#, "metadata 'k' must be a string"),

@@ -186,7 +186,7 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
                 guard let hours = number(index + 1, 2) else { return nil }
                 var minutesAt = index + 3
                 if minutesAt < bytes.count, bytes[minutesAt] == UInt8(ascii: ":") { minutesAt += 1 }
-                guard let minutes = number(minutesAt, 2) else { return nil }
+                guard let minutes = number(minutesAt, 2), hours <= 23, minutes <= 59 else { return nil }
                 offsetSeconds = sign * (hours * 3600 + minutes * 60)
                 index = minutesAt + 2
             default:

@@ -18,6 +18,7 @@ enum StatisticsJSON {
             ("ingest_pauses", statistics.ingestPauses.load(ordering: .relaxed)),
             ("refusals", statistics.refusals.load(ordering: .relaxed)),
             ("accept_backoffs", statistics.acceptBackoffs.load(ordering: .relaxed)),
+            ("idle_publisher_closes", statistics.idlePublisherCloses.load(ordering: .relaxed)),
             ("deflate_compressions", statistics.compressions.load(ordering: .relaxed)),
             ("deflate_raw_bytes", statistics.compressedInputBytes.load(ordering: .relaxed)),
             ("deflate_compressed_bytes", statistics.compressedOutputBytes.load(ordering: .relaxed)),

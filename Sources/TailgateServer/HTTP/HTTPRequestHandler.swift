@@ -5,7 +5,10 @@ import TailgateCore
 
 /// One connection's HTTP request/response cycle: asks the `Router` what each request is, writes the
 /// answers, publishes ingest bodies (reading no faster than the worker drains), switches an accepted
-/// stream request to a stream, and keeps the connection's deadlines (request head, keep-alive).
+/// stream request to a stream, and keeps the connection's deadlines: the request head
+/// (`handshakeTimeout`, which covers a WebSocket handshake), the rest of a request once its head has
+/// come (`requestBodyTimeout`), a publisher's silence (`publisherIdleTimeout`, not counted while the
+/// gateway itself holds back reading) and the wait for the next request (`keepAliveTimeout`).
 /// Removed when the connection becomes a stream.
 final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
@@ -18,6 +21,19 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private let upgrade: StreamUpgrade
     private var context: ChannelHandlerContext?
     private var timeout: Scheduled<Void>?
+    /// What the armed timeout guards.
+    private var deadline = Deadline.head
+    /// When the ingest body last brought bytes.
+    private var lastBodyRead = NIODeadline.now()
+
+    private enum Deadline {
+        /// The request head (or the next one, on a kept-alive connection): close silently.
+        case head
+        /// The rest of a request whose head has come: 408.
+        case body
+        /// An ingest body's next bytes: 408 when the publisher has been silent for the whole time.
+        case publisherIdle
+    }
     private var closeAfterResponse = false
 
     /// The request being received and what the router decided for it.
@@ -43,7 +59,7 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        armTimeout(context: context, after: gateway.configuration.handshakeTimeout)
+        armTimeout(.head, context: context, after: gateway.configuration.handshakeTimeout)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -52,29 +68,93 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.context = nil
     }
 
-    /// Closes the connection after `delay` unless another request part arrives first.
-    private func armTimeout(context: ChannelHandlerContext, after delay: TimeAmount) {
+    /// Acts on `deadline` after `delay` unless something disarms it first.
+    private func armTimeout(_ deadline: Deadline, context: ChannelHandlerContext, after delay: TimeAmount) {
         timeout?.cancel()
-        let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+        self.deadline = deadline
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         timeout = context.eventLoop.scheduleTask(in: delay) {
-            loopBoundContext.value.close(promise: nil)
+            let (handler, context) = loopBound.value
+            handler.timeout = nil
+            handler.timedOut(context: context)
         }
+    }
+
+    private func disarmTimeout() {
+        timeout?.cancel()
+        timeout = nil
+    }
+
+    private func timedOut(context: ChannelHandlerContext) {
+        let configuration = gateway.configuration
+        switch deadline {
+        case .head:
+            context.close(promise: nil)
+        case .body:
+            refuseAndClose(GatewayError(.requestTimeout, "request_timeout",
+                                        "the request did not arrive whole within \(Self.seconds(configuration.requestBodyTimeout)) s"),
+                           context: context)
+        case .publisherIdle:
+            let silent = context.eventLoop.now - lastBodyRead
+            if readsPaused {
+                // The gateway holds back reading, the publisher is not silent: look again later.
+                armTimeout(.publisherIdle, context: context, after: configuration.publisherIdleTimeout)
+            } else if silent < configuration.publisherIdleTimeout {
+                armTimeout(.publisherIdle, context: context, after: configuration.publisherIdleTimeout - silent)
+            } else {
+                gateway.statistics.idlePublisherCloses.add(1, ordering: .relaxed)
+                refuseAndClose(GatewayError(.requestTimeout, "publisher_idle",
+                                            "no bytes for \(Self.seconds(configuration.publisherIdleTimeout)) s; the lines published so far are kept"),
+                               context: context)
+            }
+        }
+    }
+
+    /// Answers the request in progress with `error` and closes the connection.
+    private func refuseAndClose(_ error: GatewayError, context: ChannelHandlerContext) {
+        guard let head = request else {
+            context.close(promise: nil)
+            return
+        }
+        request = nil
+        ingest = nil
+        decision = nil
+        discardingBody = true
+        closeAfterResponse = true
+        write(.error(error), for: head, context: context)
+    }
+
+    private static func seconds(_ amount: TimeAmount) -> Int64 { amount.nanoseconds / 1_000_000_000 }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        // A request whose head came but whose end has not gets a deadline for the rest; an ingest body one
+        // for its publisher's silence. Complete requests, the usual case, arm nothing.
+        if request != nil && timeout == nil && !discardingBody {
+            if ingest != nil {
+                armTimeout(.publisherIdle, context: context, after: gateway.configuration.publisherIdleTimeout)
+            } else {
+                armTimeout(.body, context: context, after: gateway.configuration.requestBodyTimeout)
+            }
+        }
+        context.fireChannelReadComplete()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let head):
-            timeout?.cancel()
-            timeout = nil
+            disarmTimeout()
             request = head
+            lastBodyRead = context.eventLoop.now
             begin(head, decision: router.decide(head, connection: connection), context: context)
         case .body(var buffer):
             guard let ingest, !discardingBody else { return }
+            lastBodyRead = context.eventLoop.now
             let limit = gateway.ingestQueueLimit
             if !ingest.consume(&buffer, queueLimit: limit) || ingest.worker.queuedCount >= limit {
                 pauseReads(context: context)
             }
         case .end:
+            disarmTimeout()
             guard let head = request else { return }
             if discardingBody {
                 discardingBody = false
@@ -136,6 +216,7 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func finishIngestIfDone(context: ChannelHandlerContext) {
         guard let session = ingest, ingestEnded, !session.isHoldingInput, let head = request else { return }
+        disarmTimeout()
         session.finish()
         ingest = nil
         ingestEnded = false
@@ -198,7 +279,7 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
         if keepAlive {
-            armTimeout(context: context, after: gateway.configuration.keepAliveTimeout)
+            armTimeout(.head, context: context, after: gateway.configuration.keepAliveTimeout)
         } else {
             let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
             done.whenComplete { _ in loopBoundContext.value.close(promise: nil) }

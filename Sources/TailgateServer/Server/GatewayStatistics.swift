@@ -31,6 +31,8 @@ public final class GatewayStatistics: Sendable {
     public let ingestPauses = Atomic<Int>(0)
     /// HTTP requests refused with a 4xx or 5xx status.
     public let refusals = Atomic<Int>(0)
+    /// Ingest connections closed because their publisher sent nothing for `publisherIdleTimeout`.
+    public let idlePublisherCloses = Atomic<Int>(0)
     /// Times accepting new connections failed (out of file descriptors or memory) and paused.
     public let acceptBackoffs = Atomic<Int>(0)
 

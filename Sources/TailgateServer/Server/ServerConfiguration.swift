@@ -32,6 +32,12 @@ public struct ServerConfiguration: Sendable {
     public var handshakeTimeout: TimeAmount = .seconds(10)
     /// An HTTP connection idle this long between requests is closed. Default 60 s.
     public var keepAliveTimeout: TimeAmount = .seconds(60)
+    /// Time allowed for the rest of a request once its head has come (its body), except a published
+    /// body (`publisherIdleTimeout`). Then 408. Default 30 s.
+    public var requestBodyTimeout: TimeAmount = .seconds(30)
+    /// A published body (`POST …/records`) may stay open for hours, but a publisher that sends no byte for
+    /// this long is answered 408 and disconnected; what it published is kept. Default 10 min.
+    public var publisherIdleTimeout: TimeAmount = .seconds(600)
     /// The largest request head (request line and headers). Default 16 KiB.
     public var maxHeaderBytes = 16 * 1024
     /// The largest inbound WebSocket message. Default 4 KiB (the protocol's limit).
@@ -72,7 +78,8 @@ public struct ServerConfiguration: Sendable {
         check.require(maxSubscribersPerWorker, atLeast: 1, "maxSubscribersPerWorker")
         check.require(maxConnectionsPerIP, atLeast: 1, "maxConnectionsPerIP")
         for (setting, value) in [("stallTimeout", stallTimeout), ("pingInterval", pingInterval), ("pongTimeout", pongTimeout),
-                                 ("handshakeTimeout", handshakeTimeout), ("keepAliveTimeout", keepAliveTimeout)] {
+                                 ("handshakeTimeout", handshakeTimeout), ("keepAliveTimeout", keepAliveTimeout),
+                                 ("requestBodyTimeout", requestBodyTimeout), ("publisherIdleTimeout", publisherIdleTimeout)] {
             check.require(value > .zero, setting, "must be longer than 0")
         }
         check.require(maxHeaderBytes, in: 1024...(1 << 20), "maxHeaderBytes")

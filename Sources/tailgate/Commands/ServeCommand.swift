@@ -69,6 +69,12 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("pong-timeout"), help: "Seconds the gateway waits for the answer to a ping before it closes the stream with 1013.")
     var pongTimeout = 30
 
+    @Option(name: .customLong("request-timeout"), help: "Seconds a request may take to arrive whole once its head has come (then 408); published bodies excepted.")
+    var requestTimeout = 30
+
+    @Option(name: .customLong("publisher-idle-timeout"), help: "Seconds a publisher's open body (POST …/records) may stay silent before it is answered 408 and closed; what it published is kept.")
+    var publisherIdleTimeout = 600
+
     @Option(name: .customLong("publish-from"), help: "Addresses allowed to publish over HTTP, as CIDR (repeatable; replaces the default 127.0.0.0/8 and ::1).")
     var publishFrom: [String] = []
 
@@ -103,7 +109,8 @@ struct ServeCommand: AsyncParsableCommand {
         guard demoRate >= 1 && demoRate <= 100_000 else { throw ValidationError("--demo-rate must be between 1 and 100000") }
         guard (1...256).contains(eventLoops) else { throw ValidationError("--event-loops must be between 1 and 256") }
         for (flag, seconds) in [("--retention", retention), ("--stall-timeout", stallTimeout), ("--ping-interval", pingInterval),
-                                ("--pong-timeout", pongTimeout)] where seconds < 0 || seconds > 365 * 86_400 {
+                                ("--pong-timeout", pongTimeout), ("--request-timeout", requestTimeout),
+                                ("--publisher-idle-timeout", publisherIdleTimeout)] where seconds < 0 || seconds > 365 * 86_400 {
             throw ValidationError("\(flag) must be between 0 and \(365 * 86_400) seconds")
         }
         _ = try serverConfiguration()
@@ -115,7 +122,7 @@ struct ServeCommand: AsyncParsableCommand {
         "host": "--host", "port": "--port", "publicDirectory": "--public-dir", "defaultTail": "--default-tail",
         "maxConnections": "--max-connections", "maxSubscribersPerWorker": "--max-subscribers-per-worker",
         "maxConnectionsPerIP": "--max-connections-per-ip", "stallTimeout": "--stall-timeout", "pingInterval": "--ping-interval",
-        "pongTimeout": "--pong-timeout", "deflateLevel": "--deflate-level", "deflateThreshold": "--deflate-threshold",
+        "pongTimeout": "--pong-timeout", "requestBodyTimeout": "--request-timeout", "publisherIdleTimeout": "--publisher-idle-timeout", "deflateLevel": "--deflate-level", "deflateThreshold": "--deflate-threshold",
         "maxRecordBytes": "--max-record-bytes", "basePath": "--base-path", "retention": "--retention",
         "workerLimits.ringRecords": "--ring-records", "workerLimits.ringBytes": "--ring-bytes",
     ]
@@ -140,6 +147,8 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.stallTimeout = .seconds(Int64(stallTimeout))
         configuration.pingInterval = .seconds(Int64(pingInterval))
         configuration.pongTimeout = .seconds(Int64(pongTimeout))
+        configuration.requestBodyTimeout = .seconds(Int64(requestTimeout))
+        configuration.publisherIdleTimeout = .seconds(Int64(publisherIdleTimeout))
         if !publishFrom.isEmpty {
             configuration.publishFrom = try publishFrom.map { text in
                 guard let range = AddressRange(text) else { throw ValidationError("--publish-from '\(text)' is not an address or CIDR block (e.g. 127.0.0.1/32, 10.0.0.0/8, ::1)") }

@@ -102,3 +102,63 @@ def test_two_origin_headers_are_refused(gateway):
                                          b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                                          b"Origin: http://127.0.0.1\r\nOrigin: http://evil.example\r\n\r\n")
     assert status == 400 and body["error"]["code"] == "bad_origin"
+
+
+def publish(gw, worker: str, lines: int, line_bytes: int = 100) -> dict:
+    body = ("x" * (line_bytes - 1) + "\n").encode() * lines
+    return gw.http(f"/api/workers/{worker}/records", method="POST", body=body, headers={"Content-Type": "text/plain"})
+
+
+def test_remote_workers_are_capped_and_refused_with_a_reason(gateway):
+    gw = gateway("--max-workers", "3")
+    for n in range(3):
+        assert publish(gw, f"job-{n}", 1).status == 200
+    refused = publish(gw, "job-3", 1)
+    assert refused.status == 503 and refused.json()["error"]["code"] == "too_many_workers"
+    assert refused.header("retry-after")
+    # A stopped worker makes room for a new one.
+    assert gw.http("/api/workers/job-0/stop", method="POST").status == 200
+    time.sleep(0.2)
+    assert publish(gw, "job-3", 1).status == 200
+    assert sorted(w["id"] for w in gw.http("/api/workers").json()["workers"]) == ["job-1", "job-2", "job-3"]
+
+
+def test_a_remote_worker_whose_publisher_went_away_is_stopped_and_its_subscribers_told_why(gateway):
+    gw = gateway("--idle-stop", "2")
+    assert publish(gw, "orphan", 3).status == 200  # the publisher's connection ends with its request
+
+    async def follow():
+        async with websockets.connect(gw.ws_url("/ws/workers/orphan?tail=10")) as ws:
+            messages = []
+            async for text in ws:
+                messages.append(json.loads(text))
+            return messages, ws.close_code
+
+    started = time.monotonic()
+    messages, code = asyncio.run(asyncio.wait_for(follow(), 15))
+    assert [m["type"] for m in messages] == ["hello", "logs", "end"]
+    assert messages[-1]["reason"] == "idle: no publisher connected and no record for 2 s"
+    assert code == 1000
+    assert time.monotonic() - started < 6
+    assert gw.http("/api/workers/orphan").json()["state"] == "stopped"
+
+
+def test_many_remote_workers_stay_within_the_ring_memory_budget(gateway):
+    # The attack from the hardening review: thousands of ids, each with a large backlog.
+    gw = gateway("--ring-memory-total", "8MiB", "--max-workers", "5000")
+    for n in range(400):
+        assert publish(gw, f"flood-{n}", 200, line_bytes=300).status == 200  # 60 KB each, 24 MB in all
+    deadline = time.monotonic() + 10
+    while True:
+        stats = gw.http("/api/stats").json()
+        if stats["ring_bytes_total"] <= 8 << 20 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert stats["ring_bytes_total"] <= 8 << 20, stats
+    assert stats["ring_bytes_share_per_worker"] > 0
+    with open(f"/proc/{gw.proc.pid}/status") as f:
+        rss_kib = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    assert rss_kib < 200 * 1024, f"RSS {rss_kib} KiB"
+    # Every worker still answers, with its newest records.
+    logs = gw.http("/api/workers/flood-0/logs?format=text&limit=1")
+    assert logs.status == 200

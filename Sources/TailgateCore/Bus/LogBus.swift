@@ -7,9 +7,13 @@ public enum BusError: Error, Equatable, CustomStringConvertible {
     case workerAlreadyRunning(WorkerID)
     /// The id belongs to a worker that another kind of publisher owns.
     case ownedByOther(WorkerID, WorkerOwner)
+    /// The bus holds `maxWorkers` workers and none of them is stopped (which would make room).
+    case tooManyWorkers(limit: Int)
 
     public var description: String {
         switch self {
+        case .tooManyWorkers(let limit):
+            "the gateway holds its limit of \(limit) workers, all running; stop one or raise the limit"
         case .workerAlreadyRunning(let id):
             "worker '\(id)' is already running; stop it before registering it again"
         case .ownedByOther(let id, let owner):
@@ -24,16 +28,37 @@ public struct BusConfiguration: Sendable {
     public var workerLimits: WorkerLimits
     /// How long a stopped worker stays readable before it is removed.
     public var retention: TimeAmount
+    /// The most workers the bus holds, running and stopped; at the limit a new one replaces the oldest
+    /// stopped worker, or is refused when all are running. Default 10,000.
+    public var maxWorkers: Int
+    /// A worker published from another process with no publisher connected and no record for this long
+    /// is stopped (its subscribers get `end` with the reason). `nil`: never. Default 10 minutes.
+    public var idleStop: TimeAmount?
+    /// The most record bytes all rings together keep. Over it, the oldest stopped workers are removed
+    /// first, then every running worker's ring is trimmed to an equal share (subscribers behind get a
+    /// `gap`). `nil`: no total. Default 1 GiB.
+    public var ringMemoryTotal: Int?
+    /// How often the bus applies `idleStop` and `ringMemoryTotal`. Default 1 s.
+    public var maintenanceInterval: TimeAmount
 
-    public init(workerLimits: WorkerLimits = WorkerLimits(), retention: TimeAmount = .minutes(10)) {
+    public init(workerLimits: WorkerLimits = WorkerLimits(), retention: TimeAmount = .minutes(10), maxWorkers: Int = 10_000,
+                idleStop: TimeAmount? = .minutes(10), ringMemoryTotal: Int? = 1 << 30, maintenanceInterval: TimeAmount = .seconds(1)) {
         self.workerLimits = workerLimits
         self.retention = retention
+        self.maxWorkers = maxWorkers
+        self.idleStop = idleStop
+        self.ringMemoryTotal = ringMemoryTotal
+        self.maintenanceInterval = maintenanceInterval
     }
 
-    /// Throws every problem of these settings (`retention`, `workerLimits.…`).
+    /// Throws every problem of these settings (`retention`, `workerLimits.…`, …).
     public func validate() throws(ConfigurationError) {
         var check = ConfigurationCheck()
         check.require(retention >= .zero, "retention", "must not be negative")
+        check.require(maxWorkers, in: 1...10_000_000, "maxWorkers")
+        check.require(idleStop.map { $0 > .zero } ?? true, "idleStop", "must be longer than 0")
+        check.require((ringMemoryTotal ?? Int.max) >= 1 << 20, "ringMemoryTotal", "must be at least 1 MiB")
+        check.require(maintenanceInterval > .zero, "maintenanceInterval", "must be longer than 0")
         check.include(workerLimits.check(prefix: "workerLimits."))
         try check.throwIfAny()
     }
@@ -49,6 +74,10 @@ public final class LogBus: Sendable {
     private let eventLoopGroup: EventLoopGroup
     private let workers = Mutex<[WorkerID: Worker]>([:])
     private let drainQueues = Mutex<[DrainQueue]>([])
+    /// The repeated task applying `idleStop` and `ringMemoryTotal`, started with the first worker.
+    private let maintenance = Mutex<RepeatedTask?>(nil)
+    /// The share each ring is held to while the total is over budget, else nil.
+    private let ringShare = Mutex<Int?>(nil)
 
     /// Makes an empty bus with the default settings whose workers drain on `eventLoopGroup`.
     public init(eventLoopGroup: EventLoopGroup) {
@@ -65,9 +94,10 @@ public final class LogBus: Sendable {
 
     /// Registers an in-process worker. Throws `BusError.workerAlreadyRunning` when a worker with this id
     /// is running. A stopped worker with the same id (still retained) is replaced.
-    public func register(_ id: WorkerID) throws -> Worker {
-        try workers.withLock { table in
+    public func register(_ id: WorkerID) throws(BusError) -> Worker {
+        try workers.withLock { table throws(BusError) in
             if let existing = table[id], !existing.isStopping { throw BusError.workerAlreadyRunning(id) }
+            try makeRoom(for: id, in: &table)
             let worker = makeWorker(id, owner: .inProcess)
             table[id] = worker
             return worker
@@ -76,12 +106,13 @@ public final class LogBus: Sendable {
 
     /// The running worker with this id that a remote publisher may write into, created when missing.
     /// Throws `BusError.ownedByOther` when an in-process worker with this id is running.
-    public func remoteWorker(_ id: WorkerID) throws -> Worker {
-        try workers.withLock { table in
+    public func remoteWorker(_ id: WorkerID) throws(BusError) -> Worker {
+        try workers.withLock { table throws(BusError) in
             if let existing = table[id], !existing.isStopping {
                 guard existing.owner == .remote else { throw BusError.ownedByOther(id, existing.owner) }
                 return existing
             }
+            try makeRoom(for: id, in: &table)
             let worker = makeWorker(id, owner: .remote)
             table[id] = worker
             return worker
@@ -89,9 +120,74 @@ public final class LogBus: Sendable {
     }
 
     private func makeWorker(_ id: WorkerID, owner: WorkerOwner) -> Worker {
-        Worker(id: id, owner: owner, limits: configuration.workerLimits, drains: drainQueue(on: eventLoopGroup.next())) { [weak self] worker in
+        startMaintenance()
+        let worker = Worker(id: id, owner: owner, limits: configuration.workerLimits, drains: drainQueue(on: eventLoopGroup.next())) { [weak self] worker in
             self?.scheduleRemoval(of: worker)
         }
+        if let share = ringShare.withLock({ $0 }) { worker.setRingBudget(share) }
+        return worker
+    }
+
+    /// At `maxWorkers`, removes the oldest stopped worker (not `id`'s own entry, which is replaced) or
+    /// throws `tooManyWorkers` when every worker runs.
+    private func makeRoom(for id: WorkerID, in table: inout [WorkerID: Worker]) throws(BusError) {
+        let others = table[id] == nil ? table.count : table.count - 1
+        guard others >= configuration.maxWorkers else { return }
+        let stopped = table.values.filter { $0.id != id && $0.isStopping }
+        guard let oldest = stopped.min(by: { ($0.snapshot().stoppedAt?.microseconds ?? .max) < ($1.snapshot().stoppedAt?.microseconds ?? .max) })
+        else { throw .tooManyWorkers(limit: configuration.maxWorkers) }
+        table[oldest.id] = nil
+    }
+
+    // MARK: Maintenance: idle workers and the rings' memory
+
+    private func startMaintenance() {
+        guard configuration.idleStop != nil || configuration.ringMemoryTotal != nil else { return }
+        maintenance.withLock { task in
+            guard task == nil else { return }
+            let interval = configuration.maintenanceInterval
+            task = eventLoopGroup.next().scheduleRepeatedTask(initialDelay: interval, delay: interval) { [weak self] _ in
+                self?.maintain()
+            }
+        }
+    }
+
+    /// Stops idle remote workers, then holds the rings to `ringMemoryTotal`.
+    func maintain() {
+        let all = workers.withLock { Array($0.values) }
+        if let idleStop = configuration.idleStop {
+            for worker in all where worker.owner == .remote && !worker.isStopping && worker.isIdle(since: worker.loop.now - idleStop) {
+                worker.stop(reason: "idle: no publisher connected and no record for \(idleStop.nanoseconds / 1_000_000_000) s")
+            }
+        }
+        guard let budget = configuration.ringMemoryTotal else { return }
+        var bytes = all.map { worker in (worker, worker.withRing { ring, _ in ring.recordBytes }) }
+        var total = bytes.reduce(0) { $0 + $1.1 }
+        if total > budget {
+            // The oldest stopped workers' history goes first.
+            let stopped = bytes.filter { $0.0.snapshot().stoppedAt != nil }
+                .sorted { ($0.0.snapshot().stoppedAt?.microseconds ?? 0) < ($1.0.snapshot().stoppedAt?.microseconds ?? 0) }
+            for (worker, size) in stopped where total > budget {
+                workers.withLock { table in if table[worker.id] === worker { table[worker.id] = nil } }
+                total -= size
+                bytes.removeAll { $0.0 === worker }
+            }
+        }
+        let share: Int? = total > budget ? max(1, budget / max(1, bytes.count))
+            : (total < budget * 3 / 4 ? nil : ringShare.withLock { $0 })
+        let previous = ringShare.withLock { current -> Int? in
+            defer { current = share }
+            return current
+        }
+        if share != previous || share != nil {
+            for (worker, _) in bytes { worker.setRingBudget(share) }
+        }
+    }
+
+    /// Record bytes all rings hold now, and the share each is held to while over budget.
+    public func ringMemory() -> (total: Int, sharePerWorker: Int?) {
+        let total = allWorkers().reduce(0) { $0 + $1.withRing { ring, _ in ring.recordBytes } }
+        return (total, ringShare.withLock { $0 })
     }
 
     /// The drain queue of `loop`, shared by every worker drained on it.

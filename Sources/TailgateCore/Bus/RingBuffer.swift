@@ -11,8 +11,11 @@ import NIOCore
 public struct RingBuffer: Sendable {
     /// The most records kept.
     public let maxRecords: Int
-    /// The most record bytes kept (the JSON of the records themselves).
-    public let maxBytes: Int
+    /// The most record bytes kept (the JSON of the records themselves): `capacityBytes`, or less while
+    /// the bus's memory budget for all rings is short (`setByteBudget`).
+    public private(set) var maxBytes: Int
+    /// The most record bytes kept when the bus has memory to spare.
+    public let capacityBytes: Int
 
     private var batches = CircularBuffer<Batch>(initialCapacity: 64)
     /// The first seq still held; `lastSeq + 1` when the ring is empty.
@@ -34,6 +37,14 @@ public struct RingBuffer: Sendable {
         precondition(maxRecords > 0 && maxBytes > 0)
         self.maxRecords = maxRecords
         self.maxBytes = maxBytes
+        self.capacityBytes = maxBytes
+    }
+
+    /// Keeps at most `budget` record bytes (never more than `capacityBytes`; `nil` lifts the budget),
+    /// evicting the oldest records now if the ring holds more. A subscriber behind them gets a `gap`.
+    public mutating func setByteBudget(_ budget: Int?) {
+        maxBytes = max(1, min(capacityBytes, budget ?? capacityBytes))
+        evict()
     }
 
     /// How many records the ring holds.

@@ -78,6 +78,8 @@ public final class Worker: Sendable {
         var nextSeq: UInt64 = 1
         var drain = DrainState.idle
         var stopRequested = false
+        /// Why the worker stops, for the subscribers' `end`.
+        var stopReason = Worker.defaultStopReason
         /// Publishers waiting for the queue to shrink (`whenQueueBelow`): the next drain releases them.
         var queueWaiters: [EventLoopPromise<Void>] = []
 
@@ -140,6 +142,7 @@ public final class Worker: Sendable {
         epoch = String(UInt64.random(in: 1...UInt64.max), radix: 36)
         ingress = Mutex(Ingress())
         ring = Mutex(RingState(buffer: RingBuffer(maxRecords: limits.ringRecords, maxBytes: limits.ringBytes)))
+        remotePublishers.withLock { $0.lastActivity = drains.loop.now }
     }
 
     /// Publishes a record. Returns `false` (and drops the record) only when the worker has been stopped.
@@ -224,12 +227,16 @@ public final class Worker: Sendable {
                           funcName: funcName, lineNo: lineNo, metadata: metadata))
     }
 
-    /// Stops the worker: records already published are still delivered, then subscribers get `end`.
-    /// The ring stays readable for the bus's retention time. Stopping twice does nothing.
-    public func stop() {
+    /// The `end` reason of a worker stopped by its publisher.
+    public static let defaultStopReason = "worker stopped"
+
+    /// Stops the worker: records already published are still delivered, then subscribers get `end`
+    /// with `reason`. The ring stays readable for the bus's retention time. Stopping twice does nothing.
+    public func stop(reason: String = Worker.defaultStopReason) {
         let requestDrain = ingress.withLock { state -> Bool in
             guard !state.stopRequested else { return false }
             state.stopRequested = true
+            state.stopReason = reason
             return state.scheduleDrain()
         }
         if requestDrain { drains.request(self) }
@@ -237,6 +244,40 @@ public final class Worker: Sendable {
 
     /// Whether `stop()` has been called.
     public var isStopping: Bool { ingress.withLock { $0.stopRequested } }
+
+    /// Why the worker stopped (or stops), for `end`.
+    public var stopReason: String { ingress.withLock { $0.stopReason } }
+
+    // MARK: Publishers in other processes
+
+    /// Open connections publishing into this worker, and when one last brought records (on the loop's
+    /// clock, in uptime nanoseconds): the bus stops a remote worker that has had neither for its idle time.
+    private let remotePublishers = Mutex<(connections: Int, lastActivity: NIODeadline)>((0, .uptimeNanoseconds(0)))
+
+    /// A publisher connection opened (`true`) or closed (`false`); either counts as activity.
+    public func publisherConnection(opened: Bool) {
+        let now = loop.now
+        remotePublishers.withLock { state in
+            state.connections += opened ? 1 : -1
+            state.lastActivity = now
+        }
+    }
+
+    /// A publisher connection brought records.
+    public func notePublisherActivity() {
+        let now = loop.now
+        remotePublishers.withLock { $0.lastActivity = now }
+    }
+
+    /// Whether no publisher is connected and none has been active since `deadline`.
+    func isIdle(since deadline: NIODeadline) -> Bool {
+        remotePublishers.withLock { $0.connections <= 0 && $0.lastActivity < deadline }
+    }
+
+    /// Keeps at most `budget` record bytes in the ring (`nil`: its own limit), evicting the oldest now.
+    func setRingBudget(_ budget: Int?) {
+        ring.withLock { $0.buffer.setByteBudget(budget) }
+    }
 
     /// Encodes what is queued into batches, appends them to the ring and offers them to the
     /// subscribers. Called by the loop's `DrainQueue`, once per request.

@@ -35,13 +35,15 @@ public enum StreamMessages {
     }
 
     /// `{"type":"end","worker":ID,"last_seq":L,"reason":"worker stopped"}`.
-    public static func end(worker: WorkerID, lastSeq: UInt64) -> ByteBuffer {
+    public static func end(worker: WorkerID, lastSeq: UInt64, reason: String = Worker.defaultStopReason) -> ByteBuffer {
         var buffer = ByteBufferAllocator().buffer(capacity: 128)
         buffer.writeStaticString("{\"type\":\"end\",\"worker\":")
         buffer.writeJSONString(worker.rawValue)
         buffer.writeStaticString(",\"last_seq\":")
         buffer.writeJSONInteger(lastSeq)
-        buffer.writeStaticString(",\"reason\":\"worker stopped\"}")
+        buffer.writeStaticString(",\"reason\":")
+        buffer.writeJSONString(reason)
+        buffer.writeStaticString("}")
         return buffer
     }
 }

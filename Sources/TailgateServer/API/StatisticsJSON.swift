@@ -5,6 +5,7 @@ import TailgateCore
 enum StatisticsJSON {
     static func render(_ gateway: GatewayContext) -> ByteBuffer {
         let statistics = gateway.statistics
+        let ringMemory = gateway.bus.ringMemory()
         let values: [(String, Int)] = [
             ("connections_open", gateway.limiter.openConnections),
             ("connections_accepted", statistics.connectionsAccepted.load(ordering: .relaxed)),
@@ -24,6 +25,8 @@ enum StatisticsJSON {
             ("deflate_compressed_bytes", statistics.compressedOutputBytes.load(ordering: .relaxed)),
             ("inflated_messages", statistics.inflatedMessages.load(ordering: .relaxed)),
             ("workers", gateway.bus.allWorkers().count),
+            ("ring_bytes_total", ringMemory.total),
+            ("ring_bytes_share_per_worker", ringMemory.sharePerWorker ?? -1),
         ]
         var buffer = ByteBufferAllocator().buffer(capacity: 512)
         buffer.writeStaticString("{")

@@ -65,6 +65,7 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         timeout?.cancel()
         timeout = nil
+        ingest?.close()
         self.context = nil
     }
 
@@ -117,6 +118,7 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         request = nil
+        ingest?.close()
         ingest = nil
         decision = nil
         discardingBody = true
@@ -218,6 +220,7 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard let session = ingest, ingestEnded, !session.isHoldingInput, let head = request else { return }
         disarmTimeout()
         session.finish()
+        session.close()
         ingest = nil
         ingestEnded = false
         request = nil

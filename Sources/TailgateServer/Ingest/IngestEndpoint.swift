@@ -24,6 +24,10 @@ enum IngestEndpoint {
         let worker: Worker
         do {
             worker = try gateway.bus.remoteWorker(id)
+        } catch .tooManyWorkers(let limit) {
+            throw GatewayError.limitReached("too_many_workers",
+                                            "the gateway holds its limit of \(limit) workers, all running (--max-workers); stop one or try later",
+                                            retryAfter: gateway.configuration.retryAfterSeconds)
         } catch {
             throw ownedInProcess(id)
         }

@@ -41,6 +41,17 @@ final class IngestSession {
         self.worker = worker
         self.format = format
         self.maxLineBytes = maxLineBytes
+        worker.publisherConnection(opened: true)
+    }
+
+    private var closed = false
+
+    /// The publisher's connection is done with this body (ended, refused or gone): the worker no longer
+    /// counts it as a connected publisher. Calling it again does nothing.
+    func close() {
+        guard !closed else { return }
+        closed = true
+        worker.publisherConnection(opened: false)
     }
 
     /// Whether input waits for the worker's queue to drain.
@@ -119,6 +130,7 @@ final class IngestSession {
             return 0
         }
         accepted += count
+        worker.notePublisherActivity()
         if firstSeq == nil { firstSeq = first }
         lastSeq = first + UInt64(count) - 1
         return queued

@@ -160,7 +160,7 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
                 context.write(wrapOutboundOut(bytes), promise: nil)
             case .caughtUp(let ended):
                 if ended {
-                    writeControl(StreamMessages.end(worker: worker.id, lastSeq: nextSeq - 1))
+                    writeControl(StreamMessages.end(worker: worker.id, lastSeq: nextSeq - 1, reason: worker.stopReason))
                     close(code: .normalClosure, reason: "worker stopped")
                 } else {
                     phase = .live

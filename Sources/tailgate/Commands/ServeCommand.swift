@@ -40,6 +40,15 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("retention"), help: "Seconds a stopped worker stays readable before it is removed.")
     var retention = 600
 
+    @Option(name: .customLong("max-workers"), help: "Workers held at once, running and stopped; at the limit a new one replaces the oldest stopped worker, or is refused (503) when all run.")
+    var maxWorkers = 10_000
+
+    @Option(name: .customLong("idle-stop"), help: "Seconds a worker published from another process may go with no publisher connected and no record before it is stopped (its subscribers get end with the reason); 0: never.")
+    var idleStop = 600
+
+    @Option(name: .customLong("ring-memory-total"), help: "Record bytes all rings together keep (e.g. 1GiB; 0: no total). Over it the oldest stopped workers go first, then each ring is trimmed to an equal share.", transform: ByteSize.parse)
+    var ringMemoryTotal = 1 << 30
+
     @Option(name: .customLong("default-tail"), help: "Records replayed to a subscriber that gives neither since nor tail.")
     var defaultTail = 1000
 
@@ -108,7 +117,7 @@ struct ServeCommand: AsyncParsableCommand {
         guard demo >= 0 else { throw ValidationError("--demo must be 0 or more") }
         guard demoRate >= 1 && demoRate <= 100_000 else { throw ValidationError("--demo-rate must be between 1 and 100000") }
         guard (1...256).contains(eventLoops) else { throw ValidationError("--event-loops must be between 1 and 256") }
-        for (flag, seconds) in [("--retention", retention), ("--stall-timeout", stallTimeout), ("--ping-interval", pingInterval),
+        for (flag, seconds) in [("--retention", retention), ("--idle-stop", idleStop), ("--stall-timeout", stallTimeout), ("--ping-interval", pingInterval),
                                 ("--pong-timeout", pongTimeout), ("--request-timeout", requestTimeout),
                                 ("--publisher-idle-timeout", publisherIdleTimeout)] where seconds < 0 || seconds > 365 * 86_400 {
             throw ValidationError("\(flag) must be between 0 and \(365 * 86_400) seconds")
@@ -125,6 +134,7 @@ struct ServeCommand: AsyncParsableCommand {
         "pongTimeout": "--pong-timeout", "requestBodyTimeout": "--request-timeout", "publisherIdleTimeout": "--publisher-idle-timeout", "deflateLevel": "--deflate-level", "deflateThreshold": "--deflate-threshold",
         "maxRecordBytes": "--max-record-bytes", "basePath": "--base-path", "retention": "--retention",
         "workerLimits.ringRecords": "--ring-records", "workerLimits.ringBytes": "--ring-bytes",
+        "maxWorkers": "--max-workers", "idleStop": "--idle-stop", "ringMemoryTotal": "--ring-memory-total",
     ]
 
     /// A library `ConfigurationError` in the command line's words: its first problem, under its flag.
@@ -181,7 +191,9 @@ struct ServeCommand: AsyncParsableCommand {
 
     func busConfiguration() throws -> BusConfiguration {
         let configuration = BusConfiguration(workerLimits: WorkerLimits(ringRecords: ringRecords, ringBytes: ringBytes),
-                                             retention: .seconds(Int64(retention)))
+                                             retention: .seconds(Int64(retention)), maxWorkers: maxWorkers,
+                                             idleStop: idleStop > 0 ? .seconds(Int64(idleStop)) : nil,
+                                             ringMemoryTotal: ringMemoryTotal > 0 ? ringMemoryTotal : nil)
         do {
             try configuration.validate()
         } catch {

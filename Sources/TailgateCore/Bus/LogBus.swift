@@ -98,7 +98,7 @@ public final class LogBus: Sendable {
         try workers.withLock { table throws(BusError) in
             if let existing = table[id], !existing.isStopping { throw BusError.workerAlreadyRunning(id) }
             try makeRoom(for: id, in: &table)
-            let worker = makeWorker(id, owner: .inProcess)
+            let worker = makeWorker(id, owner: .inProcess, workersBefore: table.count)
             table[id] = worker
             return worker
         }
@@ -113,14 +113,19 @@ public final class LogBus: Sendable {
                 return existing
             }
             try makeRoom(for: id, in: &table)
-            let worker = makeWorker(id, owner: .remote)
+            let worker = makeWorker(id, owner: .remote, workersBefore: table.count)
             table[id] = worker
             return worker
         }
     }
 
-    private func makeWorker(_ id: WorkerID, owner: WorkerOwner) -> Worker {
-        startMaintenance()
+    private func makeWorker(_ id: WorkerID, owner: WorkerOwner, workersBefore: Int) -> Worker {
+        // Maintenance has work only once a remote worker may idle or the rings could outgrow their total.
+        let ringsCouldExceed = configuration.ringMemoryTotal.map { total in
+            let (capacity, overflow) = (workersBefore + 1).multipliedReportingOverflow(by: configuration.workerLimits.ringBytes)
+            return overflow || capacity > total
+        } ?? false
+        if (owner == .remote && configuration.idleStop != nil) || ringsCouldExceed { startMaintenance() }
         let worker = Worker(id: id, owner: owner, limits: configuration.workerLimits, drains: drainQueue(on: eventLoopGroup.next())) { [weak self] worker in
             self?.scheduleRemoval(of: worker)
         }
@@ -142,7 +147,6 @@ public final class LogBus: Sendable {
     // MARK: Maintenance: idle workers and the rings' memory
 
     private func startMaintenance() {
-        guard configuration.idleStop != nil || configuration.ringMemoryTotal != nil else { return }
         maintenance.withLock { task in
             guard task == nil else { return }
             let interval = configuration.maintenanceInterval

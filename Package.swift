@@ -1,4 +1,5 @@
 // swift-tools-version:6.0
+import Foundation
 import PackageDescription
 
 let hotPathSettings: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
@@ -102,3 +103,25 @@ let package = Package(
         ),
     ]
 )
+
+// libFuzzer targets, one per parser of untrusted bytes (Fuzz/README.md). Only in builds made by
+// scripts/fuzz.sh, which sets TAILGATE_FUZZ and builds them with -sanitize=fuzzer,address.
+if ProcessInfo.processInfo.environment["TAILGATE_FUZZ"] != nil {
+    package.targets.append(.target(name: "FuzzSupport", path: "Fuzz/Sources/FuzzSupport"))
+    for (name, dependencies) in [
+        ("FuzzRecordDecoder", ["TailgateCore"]),
+        ("FuzzRequestTarget", ["TailgateServer"]),
+        ("FuzzDeflate", ["TailgateServer"]),
+        ("FuzzToken", ["TailgateServer"]),
+        ("FuzzIngestLines", ["TailgateServer", "TailgateCore"]),
+    ] {
+        package.targets.append(.executableTarget(
+            name: name,
+            dependencies: (dependencies + ["FuzzSupport"]).map { .target(name: $0) } + [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "Fuzz/Sources/\(name)"))
+    }
+}

@@ -5,7 +5,8 @@
 #   ./scripts/test.sh [PYTEST_ARGS...]     e.g. ./scripts/test.sh -k reconnect
 #
 # Safe to run again and again: installed packages, the venv and the builds are reused.
-# Environment: SKIP_SWIFT_TESTS=1 runs only the end-to-end tests (the builds still run).
+# Environment: SKIP_SWIFT_TESTS=1 runs only the end-to-end tests (the builds still run);
+# SKIP_BENCH_SMOKE=1 and SKIP_FUZZ_SMOKE=1 skip those smokes.
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -128,6 +129,16 @@ if [ "${SKIP_BENCH_SMOKE:-0}" != 1 ]; then
     TAILGATE_BIN="$TAILGATE_BIN" "$VENV/bin/python" Benchmarks/tailgate-bench --smoke --no-build </dev/null
     rc=$?
     [ $rc -eq 0 ] || FAILED_STEPS+=("benchmark smoke (exit $rc)")
+fi
+
+# ---------------------------------------------------------------- fuzz smoke
+# Every libFuzzer target (Fuzz/README.md) for a few seconds from its seed corpus: it must build and
+# find no crash. The long runs are documented, not part of the test command.
+if [ "${SKIP_FUZZ_SMOKE:-0}" != 1 ]; then
+    say "fuzz smoke (scripts/fuzz.sh ${FUZZ_SMOKE_SECONDS:-5})"
+    ./scripts/fuzz.sh "${FUZZ_SMOKE_SECONDS:-5}" </dev/null
+    rc=$?
+    [ $rc -eq 0 ] || FAILED_STEPS+=("fuzz smoke (exit $rc)")
 fi
 
 # ---------------------------------------------------------------- summary

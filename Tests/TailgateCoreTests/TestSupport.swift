@@ -99,7 +99,7 @@ func onThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) async {
 private final class ThreadRun: Sendable {
     private let waiting: Atomic<Int>
     private let running: Atomic<Int>
-    private let continuation = Mutex<CheckedContinuation<Void, Never>?>(nil)
+    private let continuation = Lock<CheckedContinuation<Void, Never>?>(nil)
 
     init(count: Int) {
         waiting = Atomic(count)
@@ -176,7 +176,7 @@ final class Collector: BatchSubscriber, Sendable {
         var continuation: CheckedContinuation<Void, Never>
     }
 
-    private let state = Mutex<(state: State, waiters: [Waiter])>((State(), []))
+    private let state = Lock<(state: State, waiters: [Waiter])>((State(), []))
     /// The loop the collector lives on; `nil`: the worker's.
     let loop: EventLoop?
     private let callsOffLoop = Atomic<Int>(0)
@@ -266,8 +266,8 @@ final class Collector: BatchSubscriber, Sendable {
 
 /// A value behind a lock, as a class so that escaping closures can share it.
 final class Locked<Value: Sendable>: Sendable {
-    private let mutex: Mutex<Value>
-    init(_ value: Value) { mutex = Mutex(value) }
+    private let mutex: Lock<Value>
+    init(_ value: Value) { mutex = Lock(value) }
     func withLock<T>(_ body: (inout Value) -> T) -> T { mutex.withLock { body(&$0) } }
     var value: Value { mutex.withLock { $0 } }
 }

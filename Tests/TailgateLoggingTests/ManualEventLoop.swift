@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import TailgateCore
 import Glibc
 #elseif canImport(Musl)
 import Musl
@@ -27,7 +28,7 @@ final class ManualEventLoop: EventLoop {
         var runner: pthread_t?
     }
 
-    private let state = Mutex(State())
+    private let state = Lock(State())
 
     init() {}
 

@@ -54,7 +54,7 @@ struct CapturedLine: Sendable, Equatable {
 }
 
 final class LineStore: Sendable {
-    private let lines = Mutex<[CapturedLine]>([])
+    private let lines = Lock<[CapturedLine]>([])
     init() {}
     func append(_ line: CapturedLine) { lines.withLock { $0.append(line) } }
     var all: [CapturedLine] { lines.withLock { $0 } }

@@ -1,3 +1,4 @@
+import TailgateCore
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -11,7 +12,7 @@ final class RawTCPClient: Sendable {
     let channel: Channel
     private let chunks: TestInbox<ByteBuffer>
     /// Bytes received but not consumed yet by the parsing helpers.
-    private let pending = Mutex(ByteBuffer())
+    private let pending = Lock(ByteBuffer())
     private let autoRead: Atomic<Bool>
     /// Total bytes received.
     private let received = Atomic<Int>(0)

@@ -1,3 +1,4 @@
+import TailgateCore
 import Dispatch
 import NIOCore
 import Synchronization
@@ -20,7 +21,7 @@ final class TestInbox<Element: Sendable>: Sendable {
         var nextWaiterID: UInt64 = 0
     }
 
-    private let state = Mutex(State())
+    private let state = Lock(State())
 
     init() {}
 

@@ -15,7 +15,7 @@ public final class Batch: Sendable {
     public let payload: ByteBuffer
     /// Where each record starts inside `payload` (record `i` has seq `firstSeq + i`).
     private let offsets: [UInt32]
-    private let derived = Mutex<[(key: Int, bytes: ByteBuffer)]>([])
+    private let derived = Lock<[(key: Int, bytes: ByteBuffer)]>([])
 
     static let prefix: StaticString = "{\"type\":\"logs\",\"records\":["
     static let suffix: StaticString = "]}"

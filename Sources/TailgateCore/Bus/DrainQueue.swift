@@ -12,7 +12,7 @@ import Synchronization
 final class DrainQueue: Sendable {
     let loop: EventLoop
     private let minimumInterval: TimeAmount
-    private let state = Mutex<State>(State())
+    private let state = Lock<State>(State())
 
     private struct State {
         var workers: [Worker] = []

@@ -34,7 +34,7 @@ public protocol BatchSubscriber: AnyObject {
 ///
 /// Delivery happens on each subscriber's own loop: one task per loop per batch, never one per subscriber.
 public final class FanOut: Sendable {
-    private let loops = Mutex<[LoopSubscribers]>([])
+    private let loops = Lock<[LoopSubscribers]>([])
     private let total = Atomic<Int>(0)
 
     init() {}

@@ -72,12 +72,12 @@ public final class LogBus: Sendable {
     /// The bus's settings.
     public let configuration: BusConfiguration
     private let eventLoopGroup: EventLoopGroup
-    private let workers = Mutex<[WorkerID: Worker]>([:])
-    private let drainQueues = Mutex<[DrainQueue]>([])
+    private let workers = Lock<[WorkerID: Worker]>([:])
+    private let drainQueues = Lock<[DrainQueue]>([])
     /// The repeated task applying `idleStop` and `ringMemoryTotal`, started with the first worker.
-    private let maintenance = Mutex<RepeatedTask?>(nil)
+    private let maintenance = Lock<RepeatedTask?>(nil)
     /// The share each ring is held to while the total is over budget, else nil.
-    private let ringShare = Mutex<Int?>(nil)
+    private let ringShare = Lock<Int?>(nil)
 
     /// Makes an empty bus with the default settings whose workers drain on `eventLoopGroup`.
     public init(eventLoopGroup: EventLoopGroup) {

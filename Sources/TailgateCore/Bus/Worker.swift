@@ -54,8 +54,8 @@ public final class Worker: Sendable {
     public let fanOut = FanOut()
 
     private let limits: WorkerLimits
-    private let ingress: Mutex<Ingress>
-    private let ring: Mutex<RingState>
+    private let ingress: Lock<Ingress>
+    private let ring: Lock<RingState>
     private let drains: DrainQueue
     private let onStop: @Sendable (Worker) -> Void
 
@@ -140,8 +140,8 @@ public final class Worker: Sendable {
         let now = Timestamp.now()
         startedAt = now
         epoch = String(UInt64.random(in: 1...UInt64.max), radix: 36)
-        ingress = Mutex(Ingress())
-        ring = Mutex(RingState(buffer: RingBuffer(maxRecords: limits.ringRecords, maxBytes: limits.ringBytes)))
+        ingress = Lock(Ingress())
+        ring = Lock(RingState(buffer: RingBuffer(maxRecords: limits.ringRecords, maxBytes: limits.ringBytes)))
         remotePublishers.withLock { $0.lastActivity = drains.loop.now }
     }
 
@@ -252,7 +252,7 @@ public final class Worker: Sendable {
 
     /// Open connections publishing into this worker, and when one last brought records (on the loop's
     /// clock, in uptime nanoseconds): the bus stops a remote worker that has had neither for its idle time.
-    private let remotePublishers = Mutex<(connections: Int, lastActivity: NIODeadline)>((0, .uptimeNanoseconds(0)))
+    private let remotePublishers = Lock<(connections: Int, lastActivity: NIODeadline)>((0, .uptimeNanoseconds(0)))
 
     /// A publisher connection opened (`true`) or closed (`false`); either counts as activity.
     public func publisherConnection(opened: Bool) {

@@ -1,3 +1,4 @@
+import TailgateCore
 import CZlib
 import NIOCore
 import Synchronization
@@ -44,7 +45,7 @@ final class Deflater {
 /// Deflaters ready for use, by window size, shared by the loops (compression happens on whichever
 /// loop first needs a batch compressed).
 final class DeflaterPool: Sendable {
-    private let idle = Mutex<[Int: [UnsafeTransfer<Deflater>]]>([:])
+    private let idle = Lock<[Int: [UnsafeTransfer<Deflater>]]>([:])
     let level: Int
 
     init(level: Int) { self.level = level }

@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import TailgateCore
 import Glibc
 #elseif canImport(Musl)
 import Musl
@@ -18,7 +19,7 @@ import Synchronization
 final class StaticFiles: Sendable {
     /// The folder's real path.
     let root: String
-    private let cache = Mutex<[String: CachedFile]>([:])
+    private let cache = Lock<[String: CachedFile]>([:])
 
     private struct CachedFile: Sendable {
         var etag: String

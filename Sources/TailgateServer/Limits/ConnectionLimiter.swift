@@ -11,7 +11,7 @@ final class ConnectionLimiter: Sendable {
         var perProxiedClient: [String: Int] = [:]
     }
 
-    private let counts = Mutex(Counts())
+    private let counts = Lock(Counts())
     private let configuration: ServerConfiguration
 
     /// Connections over the limit still get a 503 answer, up to this many more; past that they are

@@ -1,3 +1,4 @@
+import TailgateCore
 import Logging
 import NIOCore
 import NIOPosix
@@ -14,7 +15,7 @@ final class AcceptBackoff: Sendable {
     private let statistics: GatewayStatistics
     private let logger: Logger
     /// When the last warning was logged, and the failures since.
-    private let reporting = Mutex<(lastLog: NIODeadline?, unreported: Int)>((nil, 0))
+    private let reporting = Lock<(lastLog: NIODeadline?, unreported: Int)>((nil, 0))
 
     init(delay: TimeAmount = .milliseconds(100), logInterval: TimeAmount = .seconds(10), statistics: GatewayStatistics, logger: Logger) {
         self.delay = delay

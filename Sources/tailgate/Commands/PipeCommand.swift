@@ -66,7 +66,7 @@ struct PipeCommand: ParsableCommand {
 
 /// The first SIGINT or SIGTERM received.
 private final class ReceivedSignal: Sendable {
-    private let storage = Mutex<Int32?>(nil)
+    private let storage = Lock<Int32?>(nil)
     func record(_ number: Int32) { storage.withLock { if $0 == nil { $0 = number } } }
     var value: Int32? { storage.withLock { $0 } }
 }

@@ -45,7 +45,7 @@ final class GatewayPublisher: Sendable {
 
     let settings: Settings
     let queue: OutgoingQueue
-    private let state = Mutex<(outcome: Outcome, stopWorker: Bool, unconfirmed: Int)>((.running, false, 0))
+    private let state = Lock<(outcome: Outcome, stopWorker: Bool, unconfirmed: Int)>((.running, false, 0))
     private let done = DispatchSemaphore(value: 0)
 
     init(settings: Settings, queue: OutgoingQueue) {

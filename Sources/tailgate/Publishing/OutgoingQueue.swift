@@ -34,7 +34,7 @@ final class OutgoingQueue: Sendable {
 
     /// The most program lines kept.
     let capacity: Int
-    private let state = Mutex(State())
+    private let state = Lock(State())
     private let wakeUp = DispatchSemaphore(value: 0)
 
     init(capacity: Int) {

@@ -243,6 +243,9 @@ final class Collector: BatchSubscriber, Sendable {
             }
             if satisfied { continuation.resume() }
         }
+        // Resumed through a continuation, which ThreadSanitizer cannot see into: taking the lock the
+        // resumer held shows it what happened before.
+        state.withLock { _ in }
     }
 
     /// Returns once a batch ending at `seq` or later has been offered.

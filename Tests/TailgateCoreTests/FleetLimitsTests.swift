@@ -98,3 +98,28 @@ struct FleetLimitsTests {
         #expect(fresh.withRing { ring, _ in ring.maxBytes } == WorkerLimits().ringBytes)
     }
 }
+
+@Suite("Worker lifetime")
+struct WorkerLifetimeTests {
+    @Test("a stopped worker replaced by a new registration of its id is freed at once, not after its retention")
+    func replacedWorkerIsFreed() throws {
+        let loop = EmbeddedEventLoop()
+        let bus = try LogBus(configuration: BusConfiguration(retention: .seconds(600), idleStop: nil), eventLoopGroup: loop)
+        let id = WorkerID("pub-1")!
+        weak var first: Worker?
+        do {
+            let worker = try bus.remoteWorker(id)
+            for index in 0..<1000 { worker.publish(.info, "record \(index)") }
+            worker.stop()
+            loop.advanceTime(by: .milliseconds(5))
+            first = worker
+        }
+        #expect(first != nil, "retained while it is the id's worker")
+        let second = try bus.remoteWorker(id)
+        loop.advanceTime(by: .milliseconds(5))
+        #expect(first == nil, "the replaced incarnation and its ring are gone")
+        #expect(bus.worker(id) === second)
+        loop.advanceTime(by: .seconds(601))
+        #expect(bus.worker(id) === second, "the old retention timer does not remove the new incarnation")
+    }
+}

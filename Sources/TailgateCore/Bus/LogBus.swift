@@ -204,10 +204,15 @@ public final class LogBus: Sendable {
         }
     }
 
+    /// Removes `worker` after the retention time, unless a new incarnation took its id meanwhile. The
+    /// task holds it weakly: a worker replaced by a new registration is freed as soon as nothing else
+    /// (a subscriber finishing its replay) holds it, not when its retention ends.
     private func scheduleRemoval(of worker: Worker) {
-        worker.loop.scheduleTask(in: configuration.retention) { [weak self] in
+        let id = worker.id
+        worker.loop.scheduleTask(in: configuration.retention) { [weak self, weak worker] in
+            guard let worker else { return }
             self?.workers.withLock { table in
-                if table[worker.id] === worker { table[worker.id] = nil }
+                if table[id] === worker { table[id] = nil }
             }
         }
     }

@@ -261,15 +261,15 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
             close(code: .policyViolation, reason: "access token expired")
             return
         }
+        // Both closes queue the 1013 frame behind what is buffered and keep the connection for close()'s
+        // grace period, so that a client that reads again in time gets the frame; otherwise it is dropped.
         if let since = unwritableSince, !writable, now - since >= configuration.stallTimeout {
             close(code: .tryAgainLater, reason: "stalled: no progress for \(configuration.stallTimeout.nanoseconds / 1_000_000_000) s")
-            context.close(promise: nil)
             return
         }
         if let sent = pingSentAt {
             if now - sent >= configuration.pongTimeout {
                 close(code: .tryAgainLater, reason: "no pong within \(configuration.pongTimeout.nanoseconds / 1_000_000_000) s")
-                context.close(promise: nil)
             }
         } else if now - lastInbound >= configuration.pingInterval {
             pingSentAt = now

@@ -163,4 +163,18 @@ struct StreamSessionTests {
         try harness.channel.writeInbound(clientFrame(opcode: 0x8, payload: [UInt8(code >> 8), UInt8(code & 0xFF)] + Array("bye".utf8)))
         #expect(try harness.frames().compactMap(\.closeCode) == [code])
     }
+
+    @Test("stalled: the 1013 close frame is queued behind what is buffered and the connection kept for the grace period, so a client that reads again gets it")
+    func stalledClose() throws {
+        let harness = try SessionHarness()
+        _ = try harness.frames()
+        harness.setWritable(false)
+        let session = try harness.channel.pipeline.syncOperations.handler(type: StreamSession.self)
+        session.tick(now: .now() + harness.gateway.context.configuration.stallTimeout + .seconds(1))
+        #expect(harness.channel.isActive, "not dropped at once")
+        #expect(try harness.frames().compactMap(\.closeCode) == [1013])
+        #expect(harness.gateway.context.statistics.stalledCloses.load(ordering: .relaxed) == 1)
+        harness.gateway.pump(.seconds(3))
+        #expect(!harness.channel.isActive, "closed after the grace period")
+    }
 }

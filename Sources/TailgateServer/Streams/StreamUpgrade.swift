@@ -37,7 +37,8 @@ struct StreamUpgrade {
     func perform(_ acceptance: StreamAcceptance, responseHeaders: HTTPHeaders, version: HTTPVersion,
                  httpContext: ChannelHandlerContext, gateway: GatewayContext) throws {
         let head = HTTPResponseHead(version: version, status: .switchingProtocols, headers: responseHeaders)
-        httpContext.writeAndFlush(NIOAny(HTTPServerResponsePart.head(head)), promise: nil)
+        // Not flushed: the session flushes it with its hello, one write for both.
+        httpContext.write(NIOAny(HTTPServerResponsePart.head(head)), promise: nil)
         let channel = httpContext.channel
         let pipeline = channel.pipeline.syncOperations
         // Outbound HTTP handlers first: the session's first write (hello) must pass none of them.

@@ -138,10 +138,10 @@ public final class LogBus: Sendable {
     private func makeRoom(for id: WorkerID, in table: inout [WorkerID: Worker]) throws(BusError) {
         let others = table[id] == nil ? table.count : table.count - 1
         guard others >= configuration.maxWorkers else { return }
-        let stopped = table.values.filter { $0.id != id && $0.isStopping }
-        guard let oldest = stopped.min(by: { ($0.snapshot().stoppedAt?.microseconds ?? .max) < ($1.snapshot().stoppedAt?.microseconds ?? .max) })
-        else { throw .tooManyWorkers(limit: configuration.maxWorkers) }
-        table[oldest.id] = nil
+        let oldest = table.values.compactMap { worker in worker.id == id ? nil : worker.stoppedAt.map { (worker.id, $0) } }
+            .min { $0.1 < $1.1 }
+        guard let oldest else { throw .tooManyWorkers(limit: configuration.maxWorkers) }
+        table[oldest.0] = nil
     }
 
     // MARK: Maintenance: idle workers and the rings' memory
@@ -169,23 +169,19 @@ public final class LogBus: Sendable {
         var total = bytes.reduce(0) { $0 + $1.1 }
         if total > budget {
             // The oldest stopped workers' history goes first.
-            let stopped = bytes.filter { $0.0.snapshot().stoppedAt != nil }
-                .sorted { ($0.0.snapshot().stoppedAt?.microseconds ?? 0) < ($1.0.snapshot().stoppedAt?.microseconds ?? 0) }
+            let stopped = bytes.compactMap { entry in entry.0.stoppedAt.map { (entry, $0) } }.sorted { $0.1 < $1.1 }.map(\.0)
             for (worker, size) in stopped where total > budget {
                 workers.withLock { table in if table[worker.id] === worker { table[worker.id] = nil } }
                 total -= size
                 bytes.removeAll { $0.0 === worker }
             }
         }
-        let share: Int? = total > budget ? max(1, budget / max(1, bytes.count))
-            : (total < budget * 3 / 4 ? nil : ringShare.withLock { $0 })
-        let previous = ringShare.withLock { current -> Int? in
-            defer { current = share }
-            return current
-        }
-        if share != previous || share != nil {
-            for (worker, _) in bytes { worker.setRingBudget(share) }
-        }
+        // Over budget: an equal share; under three quarters of it: none; in between, the share holds.
+        let previous = ringShare.withLock { $0 }
+        let share = total > budget ? max(1, budget / max(1, bytes.count)) : (total < budget * 3 / 4 ? nil : previous)
+        guard share != previous else { return }
+        ringShare.withLock { $0 = share }
+        for (worker, _) in bytes { worker.setRingBudget(share) }
     }
 
     /// Record bytes all rings hold now, and the share each is held to while over budget.

@@ -142,7 +142,7 @@ public final class Worker: Sendable {
         epoch = String(UInt64.random(in: 1...UInt64.max), radix: 36)
         ingress = Lock(Ingress())
         ring = Lock(RingState(buffer: RingBuffer(maxRecords: limits.ringRecords, maxBytes: limits.ringBytes)))
-        remotePublishers.withLock { $0.lastActivity = drains.loop.now }
+        remotePublishers.withLock { $0.lastChange = drains.loop.now }
     }
 
     /// Publishes a record. Returns `false` (and drops the record) only when the worker has been stopped.
@@ -250,29 +250,27 @@ public final class Worker: Sendable {
 
     // MARK: Publishers in other processes
 
-    /// Open connections publishing into this worker, and when one last brought records (on the loop's
-    /// clock, in uptime nanoseconds): the bus stops a remote worker that has had neither for its idle time.
-    private let remotePublishers = Lock<(connections: Int, lastActivity: NIODeadline)>((0, .uptimeNanoseconds(0)))
+    /// Open connections publishing into this worker, and when the last one opened or closed (on the
+    /// loop's clock). Records reach a remote worker only through such a connection, so a worker with none
+    /// open since a deadline has had no record since then either: the publish path stamps nothing.
+    private let remotePublishers = Lock<(connections: Int, lastChange: NIODeadline)>((0, .uptimeNanoseconds(0)))
 
-    /// A publisher connection opened (`true`) or closed (`false`); either counts as activity.
+    /// A publisher connection opened (`true`) or closed (`false`).
     public func publisherConnection(opened: Bool) {
         let now = loop.now
         remotePublishers.withLock { state in
             state.connections += opened ? 1 : -1
-            state.lastActivity = now
+            state.lastChange = now
         }
     }
 
-    /// A publisher connection brought records.
-    public func notePublisherActivity() {
-        let now = loop.now
-        remotePublishers.withLock { $0.lastActivity = now }
+    /// Whether no publisher has been connected since `deadline`.
+    func isIdle(since deadline: NIODeadline) -> Bool {
+        remotePublishers.withLock { $0.connections <= 0 && $0.lastChange < deadline }
     }
 
-    /// Whether no publisher is connected and none has been active since `deadline`.
-    func isIdle(since deadline: NIODeadline) -> Bool {
-        remotePublishers.withLock { $0.connections <= 0 && $0.lastActivity < deadline }
-    }
+    /// When the worker stopped, `nil` while it runs.
+    var stoppedAt: Timestamp? { ring.withLock { $0.stoppedAt } }
 
     /// Keeps at most `budget` record bytes in the ring (`nil`: its own limit), evicting the oldest now.
     func setRingBudget(_ budget: Int?) {

@@ -130,7 +130,6 @@ final class IngestSession {
             return 0
         }
         accepted += count
-        worker.notePublisherActivity()
         if firstSeq == nil { firstSeq = first }
         lastSeq = first + UInt64(count) - 1
         return queued

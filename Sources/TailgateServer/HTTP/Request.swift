@@ -41,9 +41,6 @@ struct Request {
         guard method == .GET || method == .HEAD else { throw GatewayError.methodNotAllowed("GET, HEAD") }
     }
 
-    /// Whether the client asked for an upgrade (after which the HTTP parser stops reading requests).
-    var asksForUpgrade: Bool { !head.headers["upgrade"].isEmpty }
-
     /// Who really sent the request: the peer, or behind a trusted proxy the forwarded client.
     func client(trustedProxies: [AddressRange]) -> ClientIdentity {
         ClientIdentity.resolve(peer: peer, headers: head.headers, trustedProxies: trustedProxies)

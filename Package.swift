@@ -10,6 +10,7 @@ let package = Package(
     products: [
         .library(name: "TailgateCore", targets: ["TailgateCore"]),
         .library(name: "TailgateServer", targets: ["TailgateServer"]),
+        .library(name: "TailgateStore", targets: ["TailgateStore"]),
         .library(name: "TailgateLogging", targets: ["TailgateLogging"]),
         .executable(name: "tailgate", targets: ["tailgate"]),
     ],
@@ -49,6 +50,16 @@ let package = Package(
             swiftSettings: hotPathSettings
         ),
         .target(
+            name: "TailgateStore",
+            dependencies: [
+                "TailgateCore",
+                "CZlib",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
             name: "TailgateDemo",
             dependencies: [
                 "TailgateCore",
@@ -67,6 +78,7 @@ let package = Package(
             dependencies: [
                 "TailgateCore",
                 "TailgateServer",
+                "TailgateStore",
                 "TailgateLogging",
                 "TailgateDemo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -92,6 +104,14 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "TailgateStoreTests",
+            dependencies: [
+                "TailgateStore", "TailgateCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         .testTarget(

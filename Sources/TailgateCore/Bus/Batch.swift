@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import NIOCore
 import Synchronization
 
@@ -68,6 +73,37 @@ public final class Batch: Sendable {
         out.writeStaticString(Self.prefix)
         out.writeImmutableBuffer(payload.getSlice(at: payload.readerIndex + start, length: payload.readableBytes - start)!)
         return out
+    }
+
+    /// A batch of stored records: `lines` holds consecutive records' JSON from `firstSeq` on, each
+    /// followed by `\n` (the store's format). The bytes are copied once into the `logs` envelope, never
+    /// re-encoded. `nil` when `lines` holds no record.
+    public static func fromLines(firstSeq: UInt64, lines: ByteBuffer) -> Batch? {
+        var buffer = ByteBufferAllocator().buffer(capacity: lines.readableBytes + 32)
+        buffer.writeStaticString(prefix)
+        var offsets: [UInt32] = []
+        lines.withUnsafeReadableBytes { raw in
+            guard let base = raw.baseAddress else { return }
+            var start = 0
+            while start < raw.count {
+                let rest = raw.count - start
+                let end = memchr(base + start, 0x0A, rest).map { UnsafeRawPointer($0) - base } ?? raw.count
+                if end > start {
+                    if !offsets.isEmpty { buffer.writeInteger(UInt8(ascii: ",")) }
+                    offsets.append(UInt32(buffer.readableBytes))
+                    buffer.writeBytes(UnsafeRawBufferPointer(rebasing: raw[start..<end]))
+                }
+                start = end + 1
+            }
+        }
+        guard !offsets.isEmpty else { return nil }
+        buffer.writeStaticString(suffix)
+        return Batch(firstSeq: firstSeq, payload: buffer, offsets: offsets)
+    }
+
+    /// Calls `body` with each record's JSON, in seq order (slices of the batch's storage, no copy).
+    public func forEachRecord(_ body: (UInt64, ByteBuffer) -> Void) {
+        for seq in firstSeq...lastSeq { body(seq, record(seq)) }
     }
 
     /// Bytes derived from this batch, made by `make` the first time a given `key` is asked for and

@@ -1,0 +1,171 @@
+import NIOCore
+
+/// One incarnation of a worker: its id and its `epoch`.
+public struct RunID: Hashable, Sendable, CustomStringConvertible {
+    public var worker: WorkerID
+    public var epoch: String
+
+    public init(worker: WorkerID, epoch: String) {
+        self.worker = worker
+        self.epoch = epoch
+    }
+
+    public var description: String { "\(worker)/\(epoch)" }
+
+    /// Whether `text` can be an epoch: 1–32 characters of `[a-z0-9]` (what the gateway makes).
+    public static func isValidEpoch(_ text: some StringProtocol) -> Bool {
+        !text.isEmpty && text.utf8.count <= 32 && text.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x7A) }
+    }
+}
+
+/// How a run ended, or that it has not.
+public enum RunStatus: String, Sendable, CaseIterable {
+    /// Still published (or, after a gateway restart, waiting for its publisher to resume it).
+    case running
+    /// Its publisher stopped it and said nothing about success (an in-process worker, `POST …/stop`).
+    case stopped
+    /// Its program exited with status 0.
+    case succeeded
+    /// Its program exited with another status, or was killed by a signal.
+    case failed
+    /// Stopped by `--idle-stop`: no publisher came back.
+    case idle
+    /// The gateway stopped (or crashed) while the run was published from its own process: the run can
+    /// never continue. A run published from another process stays `running` across a restart instead,
+    /// and its publisher resumes it.
+    case interrupted
+}
+
+/// What is known about one run: the manifest of the store, or the live worker's view of it.
+public struct RunInfo: Sendable, Equatable {
+    public var id: RunID
+    public var owner: WorkerOwner
+    public var startedAt: Timestamp
+    public var stoppedAt: Timestamp?
+    public var status: RunStatus
+    /// The exit status of the run's program, when it had one (`tailgate run`).
+    public var exitCode: Int?
+    /// Why it stopped, in words (the subscribers' `end` reason).
+    public var reason: String?
+    /// The first seq still stored (retention may have deleted older ones); `lastSeq + 1` when none is.
+    public var firstSeq: UInt64
+    /// The last seq stored; 0 before the first record.
+    public var lastSeq: UInt64
+    /// Bytes the run takes on disk.
+    public var storedBytes: Int
+
+    public init(id: RunID, owner: WorkerOwner, startedAt: Timestamp, stoppedAt: Timestamp? = nil, status: RunStatus = .running,
+                exitCode: Int? = nil, reason: String? = nil, firstSeq: UInt64 = 1, lastSeq: UInt64 = 0, storedBytes: Int = 0) {
+        self.id = id
+        self.owner = owner
+        self.startedAt = startedAt
+        self.stoppedAt = stoppedAt
+        self.status = status
+        self.exitCode = exitCode
+        self.reason = reason
+        self.firstSeq = firstSeq
+        self.lastSeq = lastSeq
+        self.storedBytes = storedBytes
+    }
+
+    /// How many records are stored.
+    public var storedRecords: UInt64 { lastSeq >= firstSeq ? lastSeq - firstSeq + 1 : 0 }
+}
+
+/// How a run ends: written to its manifest.
+public struct RunEnding: Sendable, Equatable {
+    public var status: RunStatus
+    public var exitCode: Int?
+    public var reason: String
+    public var at: Timestamp
+
+    public init(status: RunStatus, exitCode: Int? = nil, reason: String, at: Timestamp = .now()) {
+        self.status = status
+        self.exitCode = exitCode
+        self.reason = reason
+        self.at = at
+    }
+}
+
+/// A run reopened to be continued: where its seqs stand and what each of its publishers sent last.
+public struct ResumedRun: Sendable {
+    public var info: RunInfo
+    /// The last line offset each publisher had accepted (see `PublisherOffsets`).
+    public var publisherOffsets: [String: UInt64]
+
+    public init(info: RunInfo, publisherOffsets: [String: UInt64]) {
+        self.info = info
+        self.publisherOffsets = publisherOffsets
+    }
+}
+
+/// What a read of stored records found at the asked seq.
+public enum StoredChunk: Sendable {
+    /// Records from the asked seq on (at least one), as a `logs` batch built from the stored bytes.
+    case records(Batch)
+    /// Records `from...to` are not stored (retention deleted them, or a write failed): a `gap`.
+    case gap(from: UInt64, to: UInt64)
+    /// Nothing is stored at or after the asked seq (up to the asked bound).
+    case none
+}
+
+/// The store's condition, for `/api/stats` and the log.
+public struct StoreHealth: Sendable, Equatable {
+    /// `memory-only`, `ok` or `failed`.
+    public var state: String
+    /// The last write error while failed.
+    public var lastError: String?
+    /// Batches that could not be written since the start (their records stay in memory only).
+    public var failedWrites: UInt64
+    /// Bytes the store holds on disk.
+    public var storedBytes: Int
+    /// Runs the store holds.
+    public var runs: Int
+    /// Batches queued for the writer.
+    public var writeQueue: Int
+
+    public init(state: String, lastError: String? = nil, failedWrites: UInt64 = 0, storedBytes: Int = 0, runs: Int = 0, writeQueue: Int = 0) {
+        self.state = state
+        self.lastError = lastError
+        self.failedWrites = failedWrites
+        self.storedBytes = storedBytes
+        self.runs = runs
+        self.writeQueue = writeQueue
+    }
+}
+
+/// Where the runs of every worker are kept beyond the ring: an embedded store on local disk today, a
+/// shared one for several gateways later. The ring, the bus and the server only talk to this protocol.
+///
+/// Every method is callable from any thread and returns quickly: writes are queued to the store's own
+/// writer, reads run off the caller's event loop and complete on the loop given.
+public protocol RunStore: AnyObject, Sendable {
+    /// Every run stored, newest `startedAt` first within a worker (manifests only: cheap).
+    func allRuns() -> [RunInfo]
+    /// The runs of one worker, newest first.
+    func runs(of worker: WorkerID) -> [RunInfo]
+    /// One run, if stored.
+    func run(_ id: RunID) -> RunInfo?
+
+    /// Starts a new run (writes its manifest).
+    func begin(_ info: RunInfo)
+    /// Reopens a stored run to continue it: recovers its last seq (cutting a torn last record) and its
+    /// publishers' offsets. `nil` when the run is not stored. May read from disk: call it off the hot path.
+    func resume(_ id: RunID) -> ResumedRun?
+    /// Queues a batch of `id`'s records for writing, with the publishers' offsets as of its last record
+    /// (only those that changed since the previous batch). Never blocks; never fails (a write error
+    /// marks the store failed and the batch stays in memory only).
+    func append(_ batch: Batch, to id: RunID, publisherOffsets: [String: UInt64])
+    /// Ends a run: its manifest gets the ending once every queued batch of it is written.
+    func end(_ id: RunID, _ ending: RunEnding)
+    /// Succeeds on `loop` once every record of `id` up to `seq` is written (and forced to disk when the
+    /// fsync policy says `always`); at once when the store has failed (nothing better can be promised).
+    func whenWritten(_ id: RunID, through seq: UInt64, on loop: EventLoop) -> EventLoopFuture<Void>
+    /// Reads `id`'s records from `seq` on, no further than `through`, about `maxBytes` at most (at least
+    /// one record), off the loop. Records still queued for the writer are found too.
+    func read(_ id: RunID, from seq: UInt64, through: UInt64, maxBytes: Int, on loop: EventLoop) -> EventLoopFuture<StoredChunk>
+    /// The store's condition.
+    func health() -> StoreHealth
+    /// Writes what is queued, closes the files. Blocks until done.
+    func close()
+}

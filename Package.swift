@@ -98,7 +98,7 @@ let package = Package(
         .testTarget(
             name: "TailgateServerTests",
             dependencies: [
-                "TailgateServer", "TailgateCore",
+                "TailgateServer", "TailgateCore", "TailgateStore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

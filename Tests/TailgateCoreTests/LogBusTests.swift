@@ -297,7 +297,10 @@ struct LogBusTests {
     }
 
     @Test func ringOverflowBetweenDrainsJumpsAhead() async throws {
+        // The queue holds 20,000 records at least (`WorkerLimits.queuedRecords`): 20,250 records while
+        // the loop is held overflow it by 250.
         let configuration = BusConfiguration(workerLimits: WorkerLimits(ringRecords: 100))
+        #expect(configuration.workerLimits.queuedRecords == 20_000)
         try await withBus(configuration) { bus, _ in
             let worker = try bus.register(id)
             let collector = Collector()
@@ -315,11 +318,11 @@ struct LogBusTests {
                 gate.wait()
             }
             blocked.wait()
-            for index in 11...260 {
+            for index in 11...20_260 {
                 #expect(worker.publish(.info, "late \(index)"), "publish never blocks nor fails")
             }
             gate.signal()
-            await collector.wait(forSeq: 260)
+            await collector.wait(forSeq: 20_260)
 
             let events = collector.current.events
             // The next batch starts with the oldest record that still fits in the ring.
@@ -327,10 +330,10 @@ struct LogBusTests {
                 Issue.record("no second batch: \(events)")
                 return
             }
-            #expect(first == 161)
-            #expect(collector.current.seqs == Array(1...10) + Array(161...260))
+            #expect(first == 261)
+            #expect(collector.current.seqs == Array(1...10) + Array(261...20_260))
             let held = worker.withRing { ring, _ -> [UInt64] in
-                #expect(ring.firstSeq == 161 && ring.lastSeq == 260 && ring.count == 100)
+                #expect(ring.firstSeq == 20_161 && ring.lastSeq == 20_260 && ring.count == 100)
                 var seqs: [UInt64] = []
                 ring.forEachRecord(from: 0) { seq, bytes in
                     if (try? parseJSON(bytes))?["message"] == .string("late \(seq)") { seqs.append(seq) }
@@ -338,16 +341,17 @@ struct LogBusTests {
                 }
                 return seqs
             }
-            #expect(held == Array(161...260))
+            #expect(held == Array(20_161...20_260))
             let snapshot = worker.snapshot()
-            #expect(snapshot.firstSeq == 161 && snapshot.lastSeq == 260 && snapshot.ringRecords == 100)
+            #expect(snapshot.firstSeq == 20_161 && snapshot.lastSeq == 20_260 && snapshot.ringRecords == 100)
+            #expect(snapshot.droppedBeforeRing == 250)
 
             // Readers are told what they lost.
             guard case .gap(let from, let to) = worker.read(at: 1) else {
                 Issue.record("expected a gap")
                 return
             }
-            #expect(from == 1 && to == 160)
+            #expect(from == 1 && to == 20_160)
         }
     }
 

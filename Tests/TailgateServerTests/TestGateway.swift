@@ -72,6 +72,7 @@ struct TestGateway: Sendable {
 func withGateway<T: Sendable>(
     serverThreads: Int = 1,
     bus busConfiguration: BusConfiguration = BusConfiguration(),
+    store: RunStore? = nil,
     configure: (inout ServerConfiguration) -> Void = { _ in },
     _ body: (TestGateway) async throws -> T
 ) async throws -> T {
@@ -82,7 +83,7 @@ func withGateway<T: Sendable>(
     configure(&configuration)
     let group = MultiThreadedEventLoopGroup(numberOfThreads: serverThreads)
     let clientGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-    let bus = try LogBus(configuration: busConfiguration, eventLoopGroup: group)
+    let bus = try LogBus(configuration: busConfiguration, eventLoopGroup: group, store: store)
     let server: GatewayServer
     do {
         server = try await GatewayServer.start(configuration: configuration, bus: bus, group: group)
@@ -99,6 +100,7 @@ func withGateway<T: Sendable>(
         result = .failure(error)
     }
     await server.shutdown(timeout: .seconds(2))
+    if store != nil { bus.close() }
     try? await clientGroup.shutdownGracefully()
     try? await group.shutdownGracefully()
     return try result.get()

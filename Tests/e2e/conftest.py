@@ -5,7 +5,9 @@
 - `gateway` (function): a factory. `gateway("--demo", "2")` starts `tailgate serve --port 0 --demo 2`
   in the repository root, waits (bounded) for its start-up line, and returns a `Gateway` with `.port`,
   `.http(path)`, `.ws_url(path)` and `.proc`. Every gateway started is stopped (SIGTERM, then wait;
-  SIGKILL and a test error if it does not exit) when the test ends.
+  SIGKILL and a test error if it does not exit) when the test ends. Unless the arguments name
+  `--data-dir` or `--memory-only`, each gateway keeps its history in a folder of its own under the
+  test's tmp_path (`.data_dir`); `port=` starts it on a given port (a restart on the same address).
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class Gateway:
     port: int
     args: tuple[str, ...]
     output: list[str] = field(default_factory=list)  # every line it printed (stdout and stderr)
+    data_dir: Path | None = None
 
     @property
     def base(self) -> str:
@@ -119,12 +122,18 @@ def _drain(stream, lines: list[str], events: queue.Queue) -> None:
 
 
 @pytest.fixture
-def gateway(gateway_binary):
+def gateway(gateway_binary, tmp_path):
     started: list[Gateway] = []
 
-    def start(*args: str, timeout: float = START_TIMEOUT, open_files: int | None = None) -> Gateway:
-        """Starts `tailgate serve --port 0 ARGS`; `open_files` lowers its file-descriptor limit."""
-        command = [str(gateway_binary), "serve", "--port", "0", *args]
+    def start(*args: str, timeout: float = START_TIMEOUT, open_files: int | None = None, port: int = 0) -> Gateway:
+        """Starts `tailgate serve --port PORT ARGS`; `open_files` lowers its file-descriptor limit."""
+        data_dir = None
+        if "--data-dir" not in args and "--memory-only" not in args:
+            data_dir = tmp_path / f"tailgate-data-{len(started)}"
+            args = (*args, "--data-dir", str(data_dir))
+        elif "--data-dir" in args:
+            data_dir = Path(args[args.index("--data-dir") + 1])
+        command = [str(gateway_binary), "serve", "--port", str(port), *args]
 
         def limit_open_files():
             if open_files is not None:
@@ -154,7 +163,7 @@ def gateway(gateway_binary):
                 host = match["host"]
                 if host in ("0.0.0.0", "[::]"):
                     host = "127.0.0.1"
-                gateway = Gateway(proc, host, int(match["port"]), tuple(args), output)
+                gateway = Gateway(proc, host, int(match["port"]), tuple(args), output, data_dir)
                 started.append(gateway)
                 return gateway
 

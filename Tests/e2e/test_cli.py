@@ -62,11 +62,12 @@ def test_start_up_line_names_the_chosen_port(gateway):
     assert health.json() == {"status": "ok"}
 
 
-def test_sigterm_right_after_the_start_up_line_exits_0(gateway_binary):
+def test_sigterm_right_after_the_start_up_line_exits_0(gateway_binary, tmp_path):
     # Supervisors and scripts take the start-up line as "ready"; a SIGTERM from then on must be
     # honoured: exit status 0 (not death by the signal), promptly (not lost).
     for attempt in range(10):
-        proc = subprocess.Popen([str(gateway_binary), "serve", "--port", "0", "--demo", "1"],
+        proc = subprocess.Popen([str(gateway_binary), "serve", "--port", "0", "--demo", "1",
+                                 "--data-dir", str(tmp_path / f"data-{attempt}")],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 stdin=subprocess.DEVNULL)
         try:

@@ -124,7 +124,8 @@ def test_an_open_chunked_body_publishes_each_line_as_it_arrives(gateway, content
         subscriber.wait_for(lambda: len(subscriber.records) >= k, 30, f"line {k} (line {k + 1} not sent yet)")
     status, answer = body.finish()
     assert status == 200
-    assert answer == {"accepted": 5, "rejected": 0, "first_seq": 1, "last_seq": 5, "errors": []}
+    assert answer.pop("epoch")
+    assert answer == {"accepted": 5, "rejected": 0, "duplicates": 0, "first_seq": 1, "last_seq": 5, "errors": []}
     records = subscriber.records
     assert [r["seq"] for r in records] == [1, 2, 3, 4, 5]
     if content_type == NDJSON:
@@ -255,7 +256,8 @@ def test_publish_from_restricts_publishers(gateway):
     assert status == 403 and answer["error"]["code"] == "publish_not_allowed"
     assert gw.http("/api/workers/acl").json()["state"] == "running"
     status, answer = post(gw.port, "/api/workers/acl/stop", b"", source="127.0.0.1")
-    assert status == 200 and answer == {"stopped": True, "worker": "acl"}
+    assert status == 200 and answer.pop("epoch")
+    assert answer == {"stopped": True, "worker": "acl", "status": "stopped", "exit_code": None}
     # Reading stays open to everyone.
     conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=30, source_address=("127.0.0.2", 0))
     conn.request("GET", "/api/workers/acl/logs")
@@ -280,7 +282,9 @@ def test_stop_ends_subscribers(gateway):
     status, answer = post(gw.port, "/api/workers/stopper/stop", b"")
     assert status == 200
     subscriber.wait_for(lambda: subscriber.close_code is not None, 30, "the close")
-    assert subscriber.end == {"type": "end", "worker": "stopper", "last_seq": 2, "reason": "worker stopped"}
+    end = dict(subscriber.end)
+    assert end.pop("epoch")
+    assert end == {"type": "end", "worker": "stopper", "last_seq": 2, "reason": "worker stopped", "status": "stopped", "exit_code": None}
     assert subscriber.close_code == 1000
     status, answer = post(gw.port, "/api/workers/nobody/stop", b"")
     assert status == 404 and answer["error"]["code"] == "worker_not_found"

@@ -312,7 +312,9 @@ def test_stop_worker_ends_the_stream(gateway, tailgate_logging):
         answer = handler.stop_worker()
         assert answer["stopped"] is True
         subscriber.wait_for(lambda: subscriber.close_code is not None, 30, "the close frame")
-        assert subscriber.end == {"type": "end", "worker": "py-stop", "last_seq": 11, "reason": "worker stopped"}
+        end = dict(subscriber.end)
+        assert end.pop("epoch")
+        assert end == {"type": "end", "worker": "py-stop", "last_seq": 11, "reason": "worker stopped", "status": "stopped", "exit_code": None}
         assert subscriber.close_code == 1000
         assert subscriber.records[-1]["message"] == "last words"
         assert gw.http("/api/workers/py-stop").json()["state"] == "stopped"

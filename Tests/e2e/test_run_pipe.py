@@ -141,7 +141,8 @@ def test_run_publishes_both_streams_with_levels_then_exit_record_and_end(gateway
             proc.kill()
     assert status == 3, stderr.text()
     records, end = result["value"]
-    assert end["reason"] == "worker stopped" and end["last_seq"] == records[-1]["seq"]
+    assert end["reason"] == "exited with status 3" and end["last_seq"] == records[-1]["seq"]
+    assert end["status"] == "failed" and end["exit_code"] == 3
 
     by_stream = {"stdout": [], "stderr": []}
     for record in records[:-1]:

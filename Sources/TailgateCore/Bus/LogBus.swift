@@ -71,6 +71,8 @@ public struct BusConfiguration: Sendable {
 public final class LogBus: Sendable {
     /// The bus's settings.
     public let configuration: BusConfiguration
+    /// Where runs are kept beyond the rings; `nil`: memory only.
+    public let store: RunStore?
     private let eventLoopGroup: EventLoopGroup
     private let workers = Lock<[WorkerID: Worker]>([:])
     private let drainQueues = Lock<[DrainQueue]>([])
@@ -83,17 +85,21 @@ public final class LogBus: Sendable {
     public init(eventLoopGroup: EventLoopGroup) {
         self.configuration = BusConfiguration()
         self.eventLoopGroup = eventLoopGroup
+        self.store = nil
     }
 
-    /// Makes an empty bus whose workers drain on `eventLoopGroup`. Throws when a setting cannot be used.
-    public init(configuration: BusConfiguration, eventLoopGroup: EventLoopGroup) throws(ConfigurationError) {
+    /// Makes an empty bus whose workers drain on `eventLoopGroup` and whose runs are kept in `store`
+    /// (`nil`: in memory only). Throws when a setting cannot be used.
+    public init(configuration: BusConfiguration, eventLoopGroup: EventLoopGroup, store: RunStore? = nil) throws(ConfigurationError) {
         try configuration.validate()
         self.configuration = configuration
         self.eventLoopGroup = eventLoopGroup
+        self.store = store
     }
 
-    /// Registers an in-process worker. Throws `BusError.workerAlreadyRunning` when a worker with this id
-    /// is running. A stopped worker with the same id (still retained) is replaced.
+    /// Registers an in-process worker: always a new run (an earlier run of the id is history). Throws
+    /// `BusError.workerAlreadyRunning` when a worker with this id is running. A stopped worker with the
+    /// same id (still retained) is replaced.
     public func register(_ id: WorkerID) throws(BusError) -> Worker {
         try workers.withLock { table throws(BusError) in
             if let existing = table[id], !existing.isStopping { throw BusError.workerAlreadyRunning(id) }
@@ -104,31 +110,49 @@ public final class LogBus: Sendable {
         }
     }
 
-    /// The running worker with this id that a remote publisher may write into, created when missing.
-    /// Throws `BusError.ownedByOther` when an in-process worker with this id is running.
+    /// The running worker with this id that a remote publisher may write into, created when missing:
+    /// the stored run of the id when it was left open by a restart (same epoch, seqs continue), else a
+    /// new run. Throws `BusError.ownedByOther` when an in-process worker with this id is running.
     public func remoteWorker(_ id: WorkerID) throws(BusError) -> Worker {
-        try workers.withLock { table throws(BusError) in
+        if let existing = worker(id), !existing.isStopping {
+            guard existing.owner == .remote else { throw BusError.ownedByOther(id, existing.owner) }
+            return existing
+        }
+        // Reopening a stored run reads its tail from disk: done before taking the table's lock.
+        let resumable = workers.withLock { $0[id] == nil } ? resumableRun(of: id) : nil
+        return try workers.withLock { table throws(BusError) in
             if let existing = table[id], !existing.isStopping {
                 guard existing.owner == .remote else { throw BusError.ownedByOther(id, existing.owner) }
                 return existing
             }
             try makeRoom(for: id, in: &table)
-            let worker = makeWorker(id, owner: .remote, workersBefore: table.count)
+            let worker = makeWorker(id, owner: .remote, workersBefore: table.count, resumed: table[id] == nil ? resumable : nil)
             table[id] = worker
             return worker
         }
     }
 
-    private func makeWorker(_ id: WorkerID, owner: WorkerOwner, workersBefore: Int) -> Worker {
+    /// The stored run of `id` that a remote publisher continues: its newest run, when it was published
+    /// from another process and left open (the gateway stopped while it ran).
+    private func resumableRun(of id: WorkerID) -> ResumedRun? {
+        guard let store, let last = store.runs(of: id).first, last.owner == .remote,
+              last.status == .interrupted || last.status == .running
+        else { return nil }
+        return store.resume(last.id)
+    }
+
+    private func makeWorker(_ id: WorkerID, owner: WorkerOwner, workersBefore: Int, resumed: ResumedRun? = nil) -> Worker {
         // Maintenance has work only once a remote worker may idle or the rings could outgrow their total.
         let ringsCouldExceed = configuration.ringMemoryTotal.map { total in
             let (capacity, overflow) = (workersBefore + 1).multipliedReportingOverflow(by: configuration.workerLimits.ringBytes)
             return overflow || capacity > total
         } ?? false
         if (owner == .remote && configuration.idleStop != nil) || ringsCouldExceed { startMaintenance() }
-        let worker = Worker(id: id, owner: owner, limits: configuration.workerLimits, drains: drainQueue(on: eventLoopGroup.next())) { [weak self] worker in
+        let worker = Worker(id: id, owner: owner, resumed: resumed, store: store, limits: configuration.workerLimits,
+                            drains: drainQueue(on: eventLoopGroup.next())) { [weak self] worker in
             self?.scheduleRemoval(of: worker)
         }
+        if resumed == nil { store?.begin(RunInfo(id: worker.runID, owner: owner, startedAt: worker.startedAt)) }
         if let share = ringShare.withLock({ $0 }) { worker.setRingBudget(share) }
         return worker
     }
@@ -161,7 +185,7 @@ public final class LogBus: Sendable {
         let all = workers.withLock { Array($0.values) }
         if let idleStop = configuration.idleStop {
             for worker in all where worker.owner == .remote && !worker.isStopping && worker.isIdle(since: worker.loop.now - idleStop) {
-                worker.stop(reason: "idle: no publisher connected and no record for \(idleStop.nanoseconds / 1_000_000_000) s")
+                worker.stop(reason: "idle: no publisher connected and no record for \(idleStop.nanoseconds / 1_000_000_000) s", status: .idle)
             }
         }
         guard let budget = configuration.ringMemoryTotal else { return }
@@ -221,5 +245,19 @@ public final class LogBus: Sendable {
     /// Every known worker, sorted by id.
     public func allWorkers() -> [Worker] {
         workers.withLock { Array($0.values) }.sorted { $0.id < $1.id }
+    }
+
+    /// Ends the runs of every running in-process worker as `interrupted` (the gateway stops; those runs
+    /// can never continue), then writes what the store has queued and closes it. Runs published from
+    /// other processes stay open in the store: their publishers continue them after a restart.
+    public func close(reason: String = "the gateway stopped") {
+        let running = allWorkers().filter { $0.owner == .inProcess && !$0.isStopping }
+        var pending: [EventLoopFuture<Void>] = []
+        for worker in running {
+            pending.append(worker.whenStopped())
+            worker.stop(reason: reason, status: .interrupted)
+        }
+        for future in pending { try? future.wait() }
+        store?.close()
     }
 }

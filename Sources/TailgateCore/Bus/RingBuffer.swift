@@ -32,12 +32,15 @@ public struct RingBuffer: Sendable {
     /// The size a merged batch aims for.
     static let mergedBatchBytes = 64 * 1024
 
-    /// Makes an empty ring.
-    public init(maxRecords: Int, maxBytes: Int) {
-        precondition(maxRecords > 0 && maxBytes > 0)
+    /// Makes an empty ring whose first record will have `nextSeq` (a run continued after a restart
+    /// goes on from its stored seqs).
+    public init(maxRecords: Int, maxBytes: Int, nextSeq: UInt64 = 1) {
+        precondition(maxRecords > 0 && maxBytes > 0 && nextSeq > 0)
         self.maxRecords = maxRecords
         self.maxBytes = maxBytes
         self.capacityBytes = maxBytes
+        self.firstSeq = nextSeq
+        self.lastSeq = nextSeq - 1
     }
 
     /// Keeps at most `budget` record bytes (never more than `capacityBytes`; `nil` lifts the budget),

@@ -32,6 +32,51 @@ public struct WorkerSnapshot: Sendable {
     public var subscribers: Int
     public var startedAt: Timestamp
     public var stoppedAt: Timestamp?
+    /// The run's status (`running` until it stops).
+    public var status: RunStatus
+    /// The exit status of the run's program, when its publisher gave one.
+    public var exitCode: Int?
+    /// Why it stopped; `nil` while it runs.
+    public var reason: String?
+
+    /// A stored run (no live worker) seen as a worker: stopped unless it runs, no ring, no subscriber.
+    public init(run: RunInfo) {
+        id = run.id.worker
+        state = run.status == .running ? .running : .stopped
+        owner = run.owner
+        epoch = run.id.epoch
+        firstSeq = run.firstSeq
+        lastSeq = run.lastSeq
+        ringRecords = 0
+        ringBytes = 0
+        droppedBeforeRing = 0
+        subscribers = 0
+        startedAt = run.startedAt
+        stoppedAt = run.stoppedAt
+        status = run.status
+        exitCode = run.exitCode
+        reason = run.reason
+    }
+
+    init(id: WorkerID, state: WorkerState, owner: WorkerOwner, epoch: String, firstSeq: UInt64, lastSeq: UInt64,
+         ringRecords: Int, ringBytes: Int, droppedBeforeRing: UInt64, subscribers: Int, startedAt: Timestamp,
+         stoppedAt: Timestamp?, status: RunStatus, exitCode: Int?, reason: String?) {
+        self.id = id
+        self.state = state
+        self.owner = owner
+        self.epoch = epoch
+        self.firstSeq = firstSeq
+        self.lastSeq = lastSeq
+        self.ringRecords = ringRecords
+        self.ringBytes = ringBytes
+        self.droppedBeforeRing = droppedBeforeRing
+        self.subscribers = subscribers
+        self.startedAt = startedAt
+        self.stoppedAt = stoppedAt
+        self.status = status
+        self.exitCode = exitCode
+        self.reason = reason
+    }
 }
 
 /// One worker's stream: where its records are published, numbered, kept and fanned out.
@@ -52,6 +97,10 @@ public final class Worker: Sendable {
     public let loop: EventLoop
     /// The worker's subscribers.
     public let fanOut = FanOut()
+    /// Where the run's records are kept beyond the ring; `nil` with `--memory-only`.
+    public let store: RunStore?
+    /// The first seq of the run still stored when the worker was made (1 for a new run).
+    private let storedFirstSeq: UInt64
 
     private let limits: WorkerLimits
     private let ingress: Lock<Ingress>
@@ -78,8 +127,12 @@ public final class Worker: Sendable {
         var nextSeq: UInt64 = 1
         var drain = DrainState.idle
         var stopRequested = false
-        /// Why the worker stops, for the subscribers' `end`.
-        var stopReason = Worker.defaultStopReason
+        /// Why and how the run ends, for the subscribers' `end` and the store.
+        var ending = RunEnding(status: .stopped, reason: Worker.defaultStopReason)
+        /// The highest line offset taken from each publisher that numbers its lines (exactly-once
+        /// publishing), and those changed since the last drain (stored with its last batch).
+        var publisherOffsets: [String: UInt64] = [:]
+        var changedOffsets: [String: UInt64] = [:]
         /// Publishers waiting for the queue to shrink (`whenQueueBelow`): the next drain releases them.
         var queueWaiters: [EventLoopPromise<Void>] = []
 
@@ -96,7 +149,7 @@ public final class Worker: Sendable {
         /// When the loop is not keeping up, the oldest queued records leave as the ring would evict
         /// them (counted as skipped). Returns how many records stay queued.
         mutating func dropOverflow(_ limits: WorkerLimits) -> Int {
-            while pending.count - skipped > limits.ringRecords || pendingBytes > limits.ringBytes * 2 {
+            while pending.count - skipped > limits.queuedRecords || pendingBytes > limits.queuedBytes {
                 pendingBytes -= pending[skipped].record.estimatedSize
                 skipped += 1
                 if skipped > 1024 && skipped * 2 > pending.count {
@@ -129,21 +182,39 @@ public final class Worker: Sendable {
         var droppedBeforeRing: UInt64 = 0
     }
 
-    /// A worker drained on `drains.loop`.
-    init(id: WorkerID, owner: WorkerOwner, limits: WorkerLimits, drains: DrainQueue, onStop: @escaping @Sendable (Worker) -> Void) {
+    /// A worker drained on `drains.loop`: a new run (`resumed == nil`) or a stored run continued.
+    init(id: WorkerID, owner: WorkerOwner, resumed: ResumedRun? = nil, store: RunStore?, limits: WorkerLimits, drains: DrainQueue,
+         onStop: @escaping @Sendable (Worker) -> Void) {
         self.id = id
         self.owner = owner
         self.limits = limits
         self.loop = drains.loop
         self.drains = drains
         self.onStop = onStop
-        let now = Timestamp.now()
-        startedAt = now
-        epoch = String(UInt64.random(in: 1...UInt64.max), radix: 36)
-        ingress = Lock(Ingress())
-        ring = Lock(RingState(buffer: RingBuffer(maxRecords: limits.ringRecords, maxBytes: limits.ringBytes)))
+        self.store = store
+        var ingress = Ingress()
+        if let resumed {
+            startedAt = resumed.info.startedAt
+            epoch = resumed.info.id.epoch
+            storedFirstSeq = resumed.info.firstSeq
+            ingress.nextSeq = resumed.info.lastSeq + 1
+            ingress.publisherOffsets = resumed.publisherOffsets
+        } else {
+            startedAt = Timestamp.now()
+            epoch = Self.makeEpoch()
+            storedFirstSeq = 1
+        }
+        let nextSeq = ingress.nextSeq
+        self.ingress = Lock(ingress)
+        ring = Lock(RingState(buffer: RingBuffer(maxRecords: limits.ringRecords, maxBytes: limits.ringBytes, nextSeq: nextSeq)))
         remotePublishers.withLock { $0.lastChange = drains.loop.now }
     }
+
+    /// A new run's epoch: random, base 36.
+    static func makeEpoch() -> String { String(UInt64.random(in: 1...UInt64.max), radix: 36) }
+
+    /// This run's identity.
+    public var runID: RunID { RunID(worker: id, epoch: epoch) }
 
     /// Publishes a record. Returns `false` (and drops the record) only when the worker has been stopped.
     ///
@@ -178,26 +249,87 @@ public final class Worker: Sendable {
     /// Publishes `records` in order under one lock (HTTP ingest queues each read's lines this way).
     /// They are moved out, leaving `records` empty. Returns the first one's seq and how many records
     /// wait for the next drain, or `nil` (nothing published) when the worker has been stopped.
+    @discardableResult
     public func enqueue(contentsOf records: inout [LogRecord]) -> (firstSeq: UInt64, queued: Int)? {
-        guard !records.isEmpty else { return nil }
+        guard !records.isEmpty, let outcome = enqueue(contentsOf: &records, lines: nil) else { return nil }
+        return (outcome.firstSeq, outcome.queued)
+    }
+
+    /// Lines of a publisher that numbers them (exactly-once publishing, docs/PROTOCOL.md): the offset of
+    /// each record handed over, and the offset of the last line the publisher's input has reached
+    /// (lines rejected after the last record count too).
+    public struct NumberedLines: Sendable {
+        public var publisher: String
+        public var offsets: [UInt64]
+        public var lastOffset: UInt64
+
+        public init(publisher: String, offsets: [UInt64], lastOffset: UInt64) {
+            self.publisher = publisher
+            self.offsets = offsets
+            self.lastOffset = lastOffset
+        }
+    }
+
+    /// What `enqueue(contentsOf:lines:)` did.
+    public struct Enqueued: Sendable {
+        /// The first published record's seq (the next seq when none was published).
+        public var firstSeq: UInt64
+        /// Records published.
+        public var published: Int
+        /// Records skipped because the publisher's offset had passed them already.
+        public var duplicates: Int
+        /// Records waiting for the next drain.
+        public var queued: Int
+        /// The publisher's offset afterwards (0 without `lines`).
+        public var offset: UInt64
+    }
+
+    /// Publishes `records` in order under one lock, moving them out and leaving `records` empty. With
+    /// `lines`, a record whose offset the publisher has reached already is skipped as a duplicate, and
+    /// the publisher's offset moves to `lines.lastOffset`. `nil` (nothing published) when the worker
+    /// has been stopped.
+    public func enqueue(contentsOf records: inout [LogRecord], lines: NumberedLines?) -> Enqueued? {
         let now = Timestamp.now()
-        let size = records.reduce(0) { $0 + $1.estimatedSize }
-        let outcome: (seq: UInt64, queued: Int, requestDrain: Bool)? = ingress.withLock { state in
+        let outcome: (Enqueued, Bool)? = ingress.withLock { state in
             guard !state.stopRequested else { return nil }
             let first = state.nextSeq
+            var previous: UInt64 = 0
+            if let lines { previous = state.publisherOffsets[lines.publisher] ?? 0 }
             state.pending.reserveCapacity(state.pending.count + records.count)
+            var published = 0
+            var size = 0
             for index in records.indices {
+                if let lines, lines.offsets[index] <= previous { continue }
                 let timestamp = records[index].timestamp ?? now
-                state.pending.append(PendingRecord(record: PendingRecord.placeholder.record, seq: first + UInt64(index), timestamp: timestamp))
+                size += records[index].estimatedSize
+                state.pending.append(PendingRecord(record: PendingRecord.placeholder.record, seq: first + UInt64(published), timestamp: timestamp))
                 swap(&state.pending[state.pending.count - 1].record, &records[index])
+                published += 1
             }
-            let (queued, requestDrain) = state.admit(count: records.count, bytes: size, limits: limits)
-            return (first, queued, requestDrain)
+            var offset: UInt64 = 0
+            if let lines {
+                offset = max(previous, lines.lastOffset)
+                if offset != previous {
+                    state.publisherOffsets[lines.publisher] = offset
+                    state.changedOffsets[lines.publisher] = offset
+                }
+            }
+            let (queued, requestDrain) = published > 0 ? state.admit(count: published, bytes: size, limits: limits)
+                                                       : (state.pending.count - state.skipped, false)
+            return (Enqueued(firstSeq: first, published: published, duplicates: records.count - published, queued: queued, offset: offset), requestDrain)
         }
         records.removeAll(keepingCapacity: true)
-        guard let outcome else { return nil }
-        if outcome.requestDrain { drains.request(self) }
-        return (outcome.seq, outcome.queued)
+        guard let (enqueued, requestDrain) = outcome else { return nil }
+        if requestDrain { drains.request(self) }
+        return enqueued
+    }
+
+    /// The seq of the last record published so far (0: none).
+    public var lastPublishedSeq: UInt64 { ingress.withLock { $0.nextSeq - 1 } }
+
+    /// The highest line offset taken from `publisher` in this run (0: none).
+    public func publisherOffset(_ publisher: String) -> UInt64 {
+        ingress.withLock { $0.publisherOffsets[publisher] ?? 0 }
     }
 
     /// Records waiting for the next drain.
@@ -231,12 +363,13 @@ public final class Worker: Sendable {
     public static let defaultStopReason = "worker stopped"
 
     /// Stops the worker: records already published are still delivered, then subscribers get `end`
-    /// with `reason`. The ring stays readable for the bus's retention time. Stopping twice does nothing.
-    public func stop(reason: String = Worker.defaultStopReason) {
+    /// with `reason`, and the run is stored as ended with `status`. The ring stays readable for the
+    /// bus's retention time. Stopping twice does nothing.
+    public func stop(reason: String = Worker.defaultStopReason, status: RunStatus = .stopped, exitCode: Int? = nil) {
         let requestDrain = ingress.withLock { state -> Bool in
             guard !state.stopRequested else { return false }
             state.stopRequested = true
-            state.stopReason = reason
+            state.ending = RunEnding(status: status, exitCode: exitCode, reason: reason)
             return state.scheduleDrain()
         }
         if requestDrain { drains.request(self) }
@@ -246,7 +379,10 @@ public final class Worker: Sendable {
     public var isStopping: Bool { ingress.withLock { $0.stopRequested } }
 
     /// Why the worker stopped (or stops), for `end`.
-    public var stopReason: String { ingress.withLock { $0.stopReason } }
+    public var stopReason: String { ingress.withLock { $0.ending.reason } }
+
+    /// How the run ends (meaningful once `isStopping`).
+    public var ending: RunEnding { ingress.withLock { $0.ending } }
 
     // MARK: Publishers in other processes
 
@@ -283,12 +419,14 @@ public final class Worker: Sendable {
         loop.assertInEventLoop()
         var records: [PendingRecord] = []
         var waiters: [EventLoopPromise<Void>] = []
+        var offsets: [String: UInt64] = [:]
         let (skipped, estimatedBytes) = ingress.withLock { state in
             state.drain = .draining
             defer { state.skipped = 0; state.pendingBytes = 0 }
             swap(&records, &state.pending)
             swap(&state.pending, &state.spare)
             if !state.queueWaiters.isEmpty { swap(&waiters, &state.queueWaiters) }
+            if !state.changedOffsets.isEmpty { swap(&offsets, &state.changedOffsets) }
             return (state.skipped, state.pendingBytes)
         }
         // The queue is empty now: whoever waited for it to shrink may go on.
@@ -305,11 +443,15 @@ public final class Worker: Sendable {
                 builder.append(records[index].record, timestamp: records[index].timestamp)
                 index += 1
             }
-            if let batch = builder.finish() { append(batch) }
+            // The publishers' offsets are stored with the tick's last batch: they cover its records.
+            if let batch = builder.finish() { append(batch, publisherOffsets: index == records.count ? offsets : [:]) }
         }
+        let offsetsUnstored = index == skipped && !offsets.isEmpty
         records.removeAll(keepingCapacity: true)
         let (stop, requestDrain) = ingress.withLock { state -> (Bool, Bool) in
             if state.spare.capacity == 0 { swap(&state.spare, &records) }
+            // Offsets that moved without a record (rejected lines) wait for the next batch.
+            if offsetsUnstored { state.changedOffsets.merge(offsets) { newer, _ in newer } }
             state.drain = .idle
             if state.pending.count > state.skipped {
                 return (false, state.scheduleDrain())
@@ -320,25 +462,55 @@ public final class Worker: Sendable {
         if stop { finish() }
     }
 
-    private func append(_ batch: Batch) {
+    private func append(_ batch: Batch, publisherOffsets: [String: UInt64]) {
         ring.withLock { state in
             if batch.firstSeq > state.buffer.lastSeq + 1 {
                 state.droppedBeforeRing += batch.firstSeq - state.buffer.lastSeq - 1
             }
             state.buffer.append(batch)
         }
+        store?.append(batch, to: runID, publisherOffsets: publisherOffsets)
         fanOut.deliver(batch)
     }
 
     private func finish() {
+        let stoppedAt = Timestamp.now()
         let first = ring.withLock { state -> Bool in
             guard state.stoppedAt == nil else { return false }
-            state.stoppedAt = .now()
+            state.stoppedAt = stoppedAt
             return true
         }
         guard first else { return }
+        let waiters = stopWaiters.withLock { state in
+            state.stopped = true
+            return state.promises
+        }
+        if let store {
+            var ending = self.ending
+            ending.at = stoppedAt
+            store.end(runID, ending)
+        }
         fanOut.deliverEnd()
         onStop(self)
+        for waiter in waiters { waiter.succeed() }
+    }
+
+    private let stopWaiters = Lock<(stopped: Bool, promises: [EventLoopPromise<Void>])>((false, []))
+
+    /// Succeeds once the worker has stopped: its last records drained and its run ended.
+    public func whenStopped() -> EventLoopFuture<Void> {
+        let promise = loop.makePromise(of: Void.self)
+        let stopped = stopWaiters.withLock { state -> Bool in
+            if !state.stopped { state.promises.append(promise) }
+            return state.stopped
+        }
+        if stopped { promise.succeed() }
+        return promise.futureResult
+    }
+
+    /// Succeeds on `loop` once the run's records up to `seq` are stored (at once without a store).
+    public func whenStored(through seq: UInt64, on loop: EventLoop) -> EventLoopFuture<Void> {
+        store?.whenWritten(runID, through: seq, on: loop) ?? loop.makeSucceededVoidFuture()
     }
 
     /// Reads the ring under its lock. Keep `body` short: the worker's loop waits for it.
@@ -352,6 +524,8 @@ public final class Worker: Sendable {
         case gap(from: UInt64, to: UInt64)
         /// The batch holding the next seq.
         case batch(Batch)
+        /// The next seq left the ring but the run is stored: read `from...through` from the store.
+        case stored(from: UInt64, through: UInt64)
         /// Nothing more for now; `ended` when the worker stopped and this was its last record.
         case caughtUp(ended: Bool)
     }
@@ -360,7 +534,9 @@ public final class Worker: Sendable {
     public func read(at seq: UInt64) -> ReadPosition {
         ring.withLock { state in
             let buffer = state.buffer
-            if seq < buffer.firstSeq { return .gap(from: seq, to: buffer.firstSeq - 1) }
+            if seq < buffer.firstSeq {
+                return store != nil ? .stored(from: seq, through: buffer.firstSeq - 1) : .gap(from: seq, to: buffer.firstSeq - 1)
+            }
             if seq > buffer.lastSeq { return .caughtUp(ended: state.stoppedAt != nil) }
             return .batch(buffer.batch(containing: seq)!)
         }
@@ -368,14 +544,16 @@ public final class Worker: Sendable {
 
     /// The worker's current state.
     public func snapshot() -> WorkerSnapshot {
-        let (firstSeq, lastSeq, records, bytes, stoppedAt, dropped) = ring.withLock {
+        let (ringFirstSeq, lastSeq, records, bytes, stoppedAt, dropped) = ring.withLock {
             ($0.buffer.firstSeq, $0.buffer.lastSeq, $0.buffer.count, $0.buffer.recordBytes, $0.stoppedAt, $0.droppedBeforeRing)
         }
+        let ending = stoppedAt == nil ? nil : self.ending
         return WorkerSnapshot(
             id: id, state: stoppedAt == nil ? .running : .stopped, owner: owner, epoch: epoch,
-            firstSeq: firstSeq, lastSeq: lastSeq, ringRecords: records, ringBytes: bytes,
-            droppedBeforeRing: dropped,
-            subscribers: fanOut.subscriberCount, startedAt: startedAt, stoppedAt: stoppedAt)
+            firstSeq: store == nil ? ringFirstSeq : min(storedFirstSeq, ringFirstSeq), lastSeq: lastSeq,
+            ringRecords: records, ringBytes: bytes, droppedBeforeRing: dropped,
+            subscribers: fanOut.subscriberCount, startedAt: startedAt, stoppedAt: stoppedAt,
+            status: ending?.status ?? .running, exitCode: ending?.exitCode, reason: ending?.reason)
     }
 }
 
@@ -401,6 +579,13 @@ public struct WorkerLimits: Sendable {
         self.maxBatchBytes = maxBatchBytes
         self.minimumDrainInterval = minimumDrainInterval
     }
+
+    /// The most records queued for a drain before the oldest make way: the ring's size, and never
+    /// fewer than what HTTP publishers may have queued when they are paused (8,192, plus one read), so
+    /// that a publisher that can be slowed down never loses a record however small the ring.
+    public var queuedRecords: Int { max(ringRecords, 20_000) }
+    /// The most bytes queued for a drain (twice the ring's, at least 16 MiB).
+    public var queuedBytes: Int { max(ringBytes * 2, 16 << 20) }
 
     /// The problems of these limits, named `prefix` + property.
     public func check(prefix: String = "") -> ConfigurationCheck {

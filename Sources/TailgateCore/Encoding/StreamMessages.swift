@@ -3,7 +3,9 @@ import NIOCore
 /// The JSON of the stream's control messages (`hello`, `gap`, `end`); `logs` messages are `Batch`es.
 public enum StreamMessages {
     /// `{"type":"hello",…}`: always the first message of a stream.
-    public static func hello(_ worker: WorkerSnapshot, replayFrom: UInt64, serverTime: Timestamp = .now()) -> ByteBuffer {
+    /// `resumed`: whether a client's `epoch=E&since=S` resumed run E (`nil`: it gave no epoch), and why not.
+    public static func hello(_ worker: WorkerSnapshot, replayFrom: UInt64, resumed: (Bool, reason: String?)? = nil,
+                             serverTime: Timestamp = .now()) -> ByteBuffer {
         var buffer = ByteBufferAllocator().buffer(capacity: 256)
         buffer.writeStaticString("{\"type\":\"hello\",\"worker\":")
         buffer.writeJSONString(worker.id.rawValue)
@@ -19,6 +21,16 @@ public enum StreamMessages {
         buffer.writeJSONTimestamp(serverTime)
         buffer.writeStaticString(",\"epoch\":")
         buffer.writeJSONString(worker.epoch)
+        buffer.writeStaticString(",\"status\":\"")
+        buffer.writeString(worker.status.rawValue)
+        buffer.writeStaticString("\"")
+        if let (resumed, reason) = resumed {
+            buffer.writeStaticString(resumed ? ",\"resumed\":true" : ",\"resumed\":false")
+            if let reason {
+                buffer.writeStaticString(",\"reason\":")
+                buffer.writeJSONString(reason)
+            }
+        }
         buffer.writeStaticString("}")
         return buffer
     }
@@ -34,15 +46,21 @@ public enum StreamMessages {
         return buffer
     }
 
-    /// `{"type":"end","worker":ID,"last_seq":L,"reason":"worker stopped"}`.
-    public static func end(worker: WorkerID, lastSeq: UInt64, reason: String = Worker.defaultStopReason) -> ByteBuffer {
-        var buffer = ByteBufferAllocator().buffer(capacity: 128)
+    /// `{"type":"end","worker":ID,"last_seq":L,"reason":"worker stopped","epoch":E,"status":"stopped","exit_code":null}`.
+    public static func end(worker: WorkerID, lastSeq: UInt64, epoch: String, ending: RunEnding) -> ByteBuffer {
+        var buffer = ByteBufferAllocator().buffer(capacity: 160)
         buffer.writeStaticString("{\"type\":\"end\",\"worker\":")
         buffer.writeJSONString(worker.rawValue)
         buffer.writeStaticString(",\"last_seq\":")
         buffer.writeJSONInteger(lastSeq)
         buffer.writeStaticString(",\"reason\":")
-        buffer.writeJSONString(reason)
+        buffer.writeJSONString(ending.reason)
+        buffer.writeStaticString(",\"epoch\":")
+        buffer.writeJSONString(epoch)
+        buffer.writeStaticString(",\"status\":\"")
+        buffer.writeString(ending.status.rawValue)
+        buffer.writeStaticString("\",\"exit_code\":")
+        if let code = ending.exitCode { buffer.writeJSONInteger(code) } else { buffer.writeStaticString("null") }
         buffer.writeStaticString("}")
         return buffer
     }

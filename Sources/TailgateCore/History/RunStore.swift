@@ -68,6 +68,13 @@ public struct RunInfo: Sendable, Equatable {
         self.storedBytes = storedBytes
     }
 
+    /// A live worker's run as it stands now.
+    public init(snapshot: WorkerSnapshot, storedBytes: Int = 0) {
+        self.init(id: RunID(worker: snapshot.id, epoch: snapshot.epoch), owner: snapshot.owner, startedAt: snapshot.startedAt,
+                  stoppedAt: snapshot.stoppedAt, status: snapshot.status, exitCode: snapshot.exitCode, reason: snapshot.reason,
+                  firstSeq: snapshot.firstSeq, lastSeq: snapshot.lastSeq, storedBytes: storedBytes)
+    }
+
     /// How many records are stored.
     public var storedRecords: UInt64 { lastSeq >= firstSeq ? lastSeq - firstSeq + 1 : 0 }
 }

@@ -1,7 +1,8 @@
 import NIOCore
 import TailgateCore
 
-/// The read-only REST API: `/healthz`, `/api/workers`, `/api/workers/{id}`, `/api/stats`.
+/// The read-only REST API: `/healthz`, `/api/workers`, `/api/workers/{id}`, `/api/workers/{id}/runs`,
+/// `/api/workers/{id}/runs/{epoch}`, `/api/stats`.
 enum APIEndpoints {
     /// `GET /healthz`: `{"status":"ok"}`.
     static func health(_ request: Request) throws(GatewayError) -> HTTPResponse {
@@ -15,7 +16,18 @@ enum APIEndpoints {
     static func workerList(_ request: Request, gateway: GatewayContext) throws(GatewayError) -> HTTPResponse {
         try request.requireGET()
         let token = try requireRead(request, on: nil, gateway: gateway)
-        let snapshots = gateway.bus.allWorkers().filter { token?.covers($0.id) ?? true }.map { $0.snapshot() }
+        var snapshots = gateway.bus.allWorkers().filter { token?.covers($0.id) ?? true }.map { $0.snapshot() }
+        // Workers known only from their stored history: their newest run.
+        if let store = gateway.bus.store {
+            let live = Set(snapshots.map(\.id))
+            var newest: [WorkerID: RunInfo] = [:]
+            for run in store.allRuns() where !live.contains(run.id.worker) && (token?.covers(run.id.worker) ?? true) {
+                if let known = newest[run.id.worker], known.startedAt >= run.startedAt { continue }
+                newest[run.id.worker] = run
+            }
+            snapshots += newest.values.map(WorkerSnapshot.init(run:))
+            snapshots.sort { $0.id < $1.id }
+        }
         return .json(WorkerJSON.list(snapshots, streamBase: streamBase(request, gateway: gateway), pathPrefix: gateway.configuration.basePath))
     }
 
@@ -23,8 +35,44 @@ enum APIEndpoints {
     static func worker(_ request: Request, id: WorkerID, gateway: GatewayContext) throws(GatewayError) -> HTTPResponse {
         try request.requireGET()
         try requireRead(request, on: id, gateway: gateway)
-        guard let worker = gateway.bus.worker(id) else { throw GatewayError.workerNotFound(id) }
-        return .json(WorkerJSON.one(worker.snapshot(), streamBase: streamBase(request, gateway: gateway), pathPrefix: gateway.configuration.basePath))
+        let snapshot: WorkerSnapshot
+        if let worker = gateway.bus.worker(id) {
+            snapshot = worker.snapshot()
+        } else if let last = gateway.bus.store?.runs(of: id).first {
+            snapshot = WorkerSnapshot(run: last)
+        } else {
+            throw GatewayError.workerNotFound(id)
+        }
+        return .json(WorkerJSON.one(snapshot, streamBase: streamBase(request, gateway: gateway), pathPrefix: gateway.configuration.basePath))
+    }
+
+    /// `GET /api/workers/{id}/runs`: the worker's runs, newest first.
+    static func runs(_ request: Request, id: WorkerID, gateway: GatewayContext) throws(GatewayError) -> HTTPResponse {
+        try request.requireGET()
+        try requireRead(request, on: id, gateway: gateway)
+        let runs = knownRuns(of: id, gateway: gateway)
+        guard !runs.isEmpty else { throw GatewayError.workerNotFound(id) }
+        return .json(RunJSON.list(id, runs: runs, current: runs[0].id.epoch, pathPrefix: gateway.configuration.basePath))
+    }
+
+    /// `GET /api/workers/{id}/runs/{epoch}`.
+    static func run(_ request: Request, id: WorkerID, epoch: String, gateway: GatewayContext) throws(GatewayError) -> HTTPResponse {
+        try request.requireGET()
+        try requireRead(request, on: id, gateway: gateway)
+        let runs = knownRuns(of: id, gateway: gateway)
+        guard let run = runs.first(where: { $0.id.epoch == epoch }) else { throw GatewayError.runNotFound(id, epoch) }
+        return .json(RunJSON.one(run, current: run.id.epoch == runs[0].id.epoch, pathPrefix: gateway.configuration.basePath))
+    }
+
+    /// The worker's runs, newest first: the live one as the worker sees it, the others from the store.
+    static func knownRuns(of id: WorkerID, gateway: GatewayContext) -> [RunInfo] {
+        var runs = gateway.bus.store?.runs(of: id) ?? []
+        if let worker = gateway.bus.worker(id) {
+            let live = RunInfo(snapshot: worker.snapshot(), storedBytes: runs.first { $0.id.epoch == worker.epoch }?.storedBytes ?? 0)
+            runs.removeAll { $0.id.epoch == worker.epoch }
+            runs.insert(live, at: 0)
+        }
+        return runs
     }
 
     /// `GET /api/stats`: the gateway's counters.

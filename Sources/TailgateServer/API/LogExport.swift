@@ -1,16 +1,72 @@
 import NIOCore
 import TailgateCore
 
-/// `GET /api/workers/{id}/logs`: the ring's records as NDJSON (the stored bytes, one per line) or as
-/// console text (`timestamp LEVEL logger: message`).
-enum LogExport {
+/// `GET /api/workers/{id}/logs` and `GET /api/workers/{id}/runs/{epoch}/logs`: a run's records as
+/// NDJSON (the stored bytes, one per line) or as console text (`timestamp LEVEL logger: message`),
+/// filtered by seq, time and level.
+///
+/// The export is streamed: each `nextChunk` reads the next records — from the ring, or from the store
+/// off the loop when they left the ring — and renders about `chunkBytes` of output, so its memory does
+/// not depend on the run's size. The range is fixed when the request arrives (records published later
+/// are not included).
+final class LogExport {
     enum Format: String {
         case ndjson
         case text
     }
 
-    /// `GET /api/workers/{id}/logs?since=&limit=&format=&download=`.
-    static func respond(to request: Request, id: WorkerID, gateway: GatewayContext) throws(GatewayError) -> HTTPResponse {
+    /// What a record must be to be exported.
+    struct Filter {
+        /// ISO-8601 text of the earliest timestamp (inclusive) and the latest (exclusive): the records'
+        /// timestamps have this fixed-width form, so comparing the bytes compares the times.
+        var from: [UInt8]?
+        var to: [UInt8]?
+        var minimumLevel: LogLevel?
+
+        var isEmpty: Bool { from == nil && to == nil && minimumLevel == nil }
+
+        /// Whether `record` (its JSON, fields in the encoder's fixed order) passes.
+        func admits(_ record: ByteBuffer) -> Bool {
+            record.withUnsafeReadableBytes { raw in
+                let bytes = raw.bindMemory(to: UInt8.self)
+                guard let fields = RecordFields(bytes) else { return true }
+                if let from, fields.timestamp.lexicographicallyPrecedes(from) { return false }
+                if let to, !fields.timestamp.lexicographicallyPrecedes(to) { return false }
+                if let minimumLevel, let level = LogLevel(nameUTF8: fields.level), level < minimumLevel {
+                    return false
+                }
+                return true
+            }
+        }
+    }
+
+    let source: StreamSource
+    let format: Format
+    let filter: Filter
+    let headers: [(String, String)]
+    /// The next seq to read, and the last one of the export.
+    private var position: UInt64
+    private let lastSeq: UInt64
+    /// Records still to give (`limit`), and matching records still to skip (newest N with a filter).
+    private var remaining: Int?
+    private var toSkip: Int
+
+    static let chunkBytes = 256 << 10
+
+    private init(source: StreamSource, format: Format, filter: Filter, headers: [(String, String)], from: UInt64, through: UInt64,
+                 limit: Int?, skip: Int) {
+        self.source = source
+        self.format = format
+        self.filter = filter
+        self.headers = headers
+        self.position = from
+        self.lastSeq = through
+        self.remaining = limit
+        self.toSkip = skip
+    }
+
+    /// Checks the request and fixes what to export. `epoch`: a run by path; `nil`: the current run.
+    static func start(_ request: Request, id: WorkerID, run epoch: String?, gateway: GatewayContext) throws(GatewayError) -> LogExport {
         try request.requireGET()
         try APIEndpoints.requireRead(request, on: id, gateway: gateway)
         let target = request.target
@@ -24,41 +80,177 @@ enum LogExport {
         guard download == nil || download == "0" || download == "1" else {
             throw .badParameter("download", "expected 0 or 1")
         }
-        guard let worker = gateway.bus.worker(id) else { throw GatewayError.workerNotFound(id) }
-        var response = HTTPResponse(body: render(worker, since: since, limit: limit, format: format))
-        response.headers.add(name: "Content-Type", value: format == .ndjson ? "application/x-ndjson; charset=utf-8" : "text/plain; charset=utf-8")
-        response.headers.add(name: "Cache-Control", value: "no-store")
-        if download == "1" {
-            let name = "\(String(id.rawValue.map { $0 == ":" ? "_" : $0 })).\(format == .ndjson ? "ndjson" : "log")"
-            response.headers.add(name: "Content-Disposition", value: "attachment; filename=\"\(name)\"")
+        var filter = Filter()
+        for (name, keyPath) in [("from", \Filter.from), ("to", \Filter.to)] {
+            guard let text = target.value(name) else { continue }
+            guard let time = Timestamp(iso8601: text) else {
+                throw .badParameter(name, "expected an ISO-8601 time such as 2026-11-30T03:00:00Z")
+            }
+            filter[keyPath: keyPath] = Array(time.description.utf8)
         }
-        return response
-    }
-
-    /// The records after `since` (all held when `nil`), at most `limit` of them: the first ones after
-    /// `since`, or the newest ones when there is no `since`.
-    static func render(_ worker: Worker, since: UInt64?, limit: Int?, format: Format) -> ByteBuffer {
-        var records: [ByteBuffer] = []
-        worker.withRing { ring, _ in
-            var from = since.map { $0 + 1 } ?? ring.firstSeq
-            if since == nil, let limit, ring.count > limit { from = ring.lastSeq + 1 - UInt64(limit) }
-            records.reserveCapacity(min(ring.count, limit ?? ring.count))
-            ring.forEachRecord(from: from) { _, bytes in
-                records.append(bytes)
-                return limit.map { records.count < $0 } ?? true
+        if let text = target.value("level") {
+            guard let level = LogLevel(name: text) else {
+                throw .badParameter("level", "expected one of \(LogLevel.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            filter.minimumLevel = level
+        }
+        let source = try StreamEndpoint.source(id: id, run: epoch, gateway: gateway)
+        let snapshot = source.snapshot()
+        var from = max(snapshot.firstSeq, since.map { $0 + 1 } ?? 0)
+        var skip = 0
+        if since == nil, let limit {
+            if filter.isEmpty {
+                if snapshot.lastSeq + 1 - from > UInt64(limit) { from = snapshot.lastSeq + 1 - UInt64(limit) }
+            } else {
+                // The newest N matching: counted in a first pass over the run, see `countMatches`.
+                skip = -1
             }
         }
-        var out = ByteBufferAllocator().buffer(capacity: records.reduce(0) { $0 + $1.readableBytes + 1 })
-        for record in records {
+        var headers: [(String, String)] = [
+            ("Content-Type", format == .ndjson ? "application/x-ndjson; charset=utf-8" : "text/plain; charset=utf-8"),
+            ("Cache-Control", "no-store"),
+        ]
+        if download == "1" {
+            let name = String(id.rawValue.map { $0 == ":" ? "_" : $0 }) + (epoch.map { "-" + $0 } ?? "")
+            headers.append(("Content-Disposition", "attachment; filename=\"\(name).\(format == .ndjson ? "ndjson" : "log")\""))
+        }
+        return LogExport(source: source, format: format, filter: filter, headers: headers, from: from, through: snapshot.lastSeq,
+                         limit: limit, skip: skip)
+    }
+
+    /// The next piece of the body, or `nil` when the export is complete.
+    func nextChunk(on loop: EventLoop) -> EventLoopFuture<ByteBuffer?> {
+        if toSkip < 0 {
+            // Newest N with a filter: count the matches once, then skip all but the last N.
+            let start = position
+            return countMatches(from: start, counted: 0, on: loop).flatMap { count in
+                self.position = start
+                self.toSkip = max(0, count - (self.remaining ?? count))
+                return self.nextChunk(on: loop)
+            }
+        }
+        var out = ByteBufferAllocator().buffer(capacity: 4096)
+        return fill(&out, on: loop)
+    }
+
+    /// Whether every record of the export has been rendered.
+    var isDone: Bool { toSkip >= 0 && (position > lastSeq || remaining == 0) }
+
+    /// Renders records into `out` until it holds `chunkBytes` or the export is complete.
+    private func fill(_ out: inout ByteBuffer, on loop: EventLoop) -> EventLoopFuture<ByteBuffer?> {
+        var out = out
+        while !isDone && out.readableBytes < Self.chunkBytes {
+            switch readAvailable() {
+            case .batch(let batch):
+                render(batch, into: &out)
+            case .skip(let next):
+                position = next
+            case .store(let store, let through):
+                let sent = out
+                return store.read(source.runID, from: position, through: through, maxBytes: Self.chunkBytes, on: loop)
+                    .flatMapErrorThrowing { _ in StoredChunk.none }
+                    .flatMap { chunk in
+                        var out = sent
+                        switch chunk {
+                        case .records(let batch) where batch.firstSeq >= self.position:
+                            self.render(batch, into: &out)
+                        case .gap(_, let to) where to >= self.position:
+                            self.position = min(to, through) + 1
+                        default:
+                            self.position = through + 1
+                        }
+                        return self.fill(&out, on: loop)
+                    }
+            }
+        }
+        return loop.makeSucceededFuture(out.readableBytes > 0 ? out : nil)
+    }
+
+    private enum Step {
+        case batch(Batch)
+        case skip(to: UInt64)
+        case store(RunStore, through: UInt64)
+    }
+
+    /// What holds `position` now: a batch of the ring, the store, or nothing (retention or a failed
+    /// disk lost it: skip it).
+    private func readAvailable() -> Step {
+        switch source.read(at: position) {
+        case .batch(let batch): return .batch(batch)
+        case .gap(_, let to): return .skip(to: to + 1)
+        case .stored(_, let through):
+            guard let store = source.store else { return .skip(to: through + 1) }
+            return .store(store, through: min(through, lastSeq))
+        case .caughtUp: return .skip(to: lastSeq + 1)
+        }
+    }
+
+    /// Appends the records of `batch` from `position` on (no further than the export's range) that pass
+    /// the filter, and moves `position` past the batch.
+    private func render(_ batch: Batch, into out: inout ByteBuffer) {
+        var seq = max(position, batch.firstSeq)
+        let end = min(batch.lastSeq, lastSeq)
+        while seq <= end, remaining != 0 {
+            let record = batch.record(seq)
+            seq += 1
+            if !filter.isEmpty && !filter.admits(record) { continue }
+            if toSkip > 0 {
+                toSkip -= 1
+                continue
+            }
             switch format {
             case .ndjson:
                 out.writeImmutableBuffer(record)
                 out.writeStaticString("\n")
             case .text:
-                writeText(record, into: &out)
+                Self.writeText(record, into: &out)
+            }
+            if let count = remaining { remaining = count - 1 }
+        }
+        position = seq
+    }
+
+    /// Counts the records from `start` to the end of the range that pass the filter.
+    private func countMatches(from start: UInt64, counted: Int, on loop: EventLoop) -> EventLoopFuture<Int> {
+        var counted = counted
+        position = start
+        while position <= lastSeq {
+            switch readAvailable() {
+            case .batch(let batch):
+                counted += count(batch)
+            case .skip(let next):
+                position = next
+            case .store(let store, let through):
+                let sofar = counted
+                return store.read(source.runID, from: position, through: through, maxBytes: Self.chunkBytes, on: loop)
+                    .flatMapErrorThrowing { _ in StoredChunk.none }
+                    .flatMap { chunk in
+                        var total = sofar
+                        switch chunk {
+                        case .records(let batch) where batch.firstSeq >= self.position:
+                            total += self.count(batch)
+                        case .gap(_, let to) where to >= self.position:
+                            self.position = min(to, through) + 1
+                        default:
+                            self.position = through + 1
+                        }
+                        return self.countMatches(from: self.position, counted: total, on: loop)
+                    }
             }
         }
-        return out
+        return loop.makeSucceededFuture(counted)
+    }
+
+    private func count(_ batch: Batch) -> Int {
+        var seq = max(position, batch.firstSeq)
+        let end = min(batch.lastSeq, lastSeq)
+        var matches = 0
+        while seq <= end {
+            if filter.admits(batch.record(seq)) { matches += 1 }
+            seq += 1
+        }
+        position = seq
+        return matches
     }
 
     /// One console line: `2026-11-27T13:16:40.123456Z INFO    logger: message`.
@@ -78,5 +270,29 @@ enum LogExport {
         }
         out.writeString(value["message"]?.stringValue ?? "")
         out.writeStaticString("\n")
+    }
+}
+
+/// The timestamp and level of an encoded record, found by position: the encoder writes
+/// `{"seq":N,"timestamp":"…27 characters…","level":"NAME",…` in this order.
+struct RecordFields {
+    let timestamp: UnsafeBufferPointer<UInt8>
+    let level: UnsafeBufferPointer<UInt8>
+
+    init?(_ bytes: UnsafeBufferPointer<UInt8>) {
+        let timestampKey = Array(",\"timestamp\":\"".utf8)
+        let levelKey = Array("\",\"level\":\"".utf8)
+        var index = 7  // after {"seq":
+        while index < bytes.count, bytes[index] >= 0x30, bytes[index] <= 0x39 { index += 1 }
+        guard index + timestampKey.count + Timestamp.textLength + levelKey.count < bytes.count,
+              bytes[index..<index + timestampKey.count].elementsEqual(timestampKey) else { return nil }
+        let timestampStart = index + timestampKey.count
+        timestamp = UnsafeBufferPointer(rebasing: bytes[timestampStart..<timestampStart + Timestamp.textLength])
+        index = timestampStart + Timestamp.textLength
+        guard bytes[index..<index + levelKey.count].elementsEqual(levelKey) else { return nil }
+        let levelStart = index + levelKey.count
+        var levelEnd = levelStart
+        while levelEnd < bytes.count, bytes[levelEnd] != UInt8(ascii: "\"") { levelEnd += 1 }
+        level = UnsafeBufferPointer(rebasing: bytes[levelStart..<levelEnd])
     }
 }

@@ -36,7 +36,22 @@ enum StatisticsJSON {
             buffer.writeStaticString(":")
             buffer.writeJSONInteger(value)
         }
-        buffer.writeStaticString("}\n")
+        // The store's condition: `memory-only`, `ok` or `failed` with the last error.
+        let store = gateway.bus.store?.health() ?? StoreHealth(state: "memory-only")
+        buffer.writeStaticString(",\"stored_chunks_sent\":")
+        buffer.writeJSONInteger(statistics.storedChunks.load(ordering: .relaxed))
+        buffer.writeStaticString(",\"store\":{\"state\":")
+        buffer.writeJSONString(store.state)
+        buffer.writeStaticString(",\"last_error\":")
+        if let error = store.lastError { buffer.writeJSONString(error) } else { buffer.writeStaticString("null") }
+        for (name, value) in [("failed_writes", Int(store.failedWrites)), ("stored_bytes", store.storedBytes), ("runs", store.runs),
+                              ("write_queue", store.writeQueue)] {
+            buffer.writeStaticString(",")
+            buffer.writeJSONString(name)
+            buffer.writeStaticString(":")
+            buffer.writeJSONInteger(value)
+        }
+        buffer.writeStaticString("}}\n")
         return buffer
     }
 }

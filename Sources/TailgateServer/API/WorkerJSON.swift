@@ -36,6 +36,12 @@ enum WorkerJSON {
         buffer.writeJSONInteger(worker.ringBytes)
         buffer.writeStaticString(",\"records_dropped\":")
         buffer.writeJSONInteger(worker.droppedBeforeRing)
+        buffer.writeStaticString(",\"status\":\"")
+        buffer.writeString(worker.status.rawValue)
+        buffer.writeStaticString("\",\"exit_code\":")
+        if let code = worker.exitCode { buffer.writeJSONInteger(code) } else { buffer.writeStaticString("null") }
+        buffer.writeStaticString(",\"reason\":")
+        if let reason = worker.reason { buffer.writeJSONString(reason) } else { buffer.writeStaticString("null") }
         buffer.writeStaticString("}")
     }
 

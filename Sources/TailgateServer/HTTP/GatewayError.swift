@@ -35,6 +35,10 @@ public struct GatewayError: Error, Equatable, CustomStringConvertible {
         GatewayError(.notFound, "worker_not_found", "no worker '\(id)'")
     }
 
+    static func runNotFound(_ id: WorkerID, _ epoch: some StringProtocol) -> GatewayError {
+        GatewayError(.notFound, "run_not_found", "worker '\(id)' has no stored run '\(epoch.prefix(40))'")
+    }
+
     static func badParameter(_ name: String, _ why: String) -> GatewayError {
         GatewayError(.badRequest, "bad_parameter", "invalid '\(name)': \(why)")
     }

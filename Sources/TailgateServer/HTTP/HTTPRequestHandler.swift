@@ -176,6 +176,8 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 write(response, for: head, context: context)
             case .upgrade(let acceptance):
                 startStream(acceptance, head: head, context: context)
+            case .export(let export):
+                startExport(export, for: head, context: context)
             case .refuseNow, .ingest, nil:
                 break
             }
@@ -194,7 +196,7 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
             discardingBody = true
             closeAfterResponse = true
             write(.error(error), for: head, context: context)
-        case .respond, .upgrade:
+        case .respond, .upgrade, .export:
             self.decision = decision
         }
     }
@@ -224,7 +226,14 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
         ingest = nil
         ingestEnded = false
         request = nil
-        write(.json(session.summary()), for: head, context: context)
+        // The answer confirms the lines: it waits until the run's records so far are stored (those of
+        // this body, and any an earlier body of the publisher left in flight).
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        session.worker.whenStored(through: session.worker.lastPublishedSeq, on: context.eventLoop).whenComplete { _ in
+            let (handler, context) = loopBound.value
+            guard context.channel.isActive else { return }
+            handler.write(.json(session.summary()), for: head, context: context)
+        }
     }
 
     private func pauseReads(context: ChannelHandlerContext) {
@@ -266,6 +275,56 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    // MARK: Exports
+
+    /// Sends a logs export. One that fits in its first chunk is an ordinary response with a
+    /// `Content-Length`; a larger one is streamed chunked, each chunk read once the previous one has
+    /// been written (so a slow client holds one chunk, not the run).
+    private func startExport(_ export: LogExport, for request: HTTPRequestHead, context: ChannelHandlerContext) {
+        var headers = HTTPHeaders()
+        for (name, value) in export.headers { headers.add(name: name, value: value) }
+        let keepAlive = request.isKeepAlive && !closeAfterResponse
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        export.nextChunk(on: context.eventLoop).whenComplete { result in
+            let (handler, context) = loopBound.value
+            guard handler.context != nil, context.channel.isActive else { return }
+            switch result {
+            case .success(let chunk) where chunk == nil || export.isDone:
+                handler.write(HTTPResponse(status: .ok, headers: headers, body: chunk ?? ByteBuffer()), for: request, context: context)
+            case .success(let chunk):
+                headers.replaceOrAdd(name: "Connection", value: keepAlive ? "keep-alive" : "close")
+                context.write(handler.wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: .ok, headers: headers))), promise: nil)
+                if request.method == .HEAD {
+                    handler.finishResponse(keepAlive: keepAlive, context: context)
+                } else {
+                    handler.sendChunk(chunk!, of: export, keepAlive: keepAlive, context: context)
+                }
+            case .failure:
+                handler.write(.error(GatewayError(.internalServerError, "export_failed", "the records could not be read")), for: request, context: context)
+            }
+        }
+    }
+
+    /// Writes `chunk`, then reads and writes the next one, until the export is complete.
+    private func sendChunk(_ chunk: ByteBuffer, of export: LogExport, keepAlive: Bool, context: ChannelHandlerContext) {
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(chunk)))).flatMap {
+            export.nextChunk(on: loopBound.value.1.eventLoop)
+        }.whenComplete { result in
+            let (handler, context) = loopBound.value
+            guard handler.context != nil, context.channel.isActive else { return }
+            switch result {
+            case .success(let next?):
+                handler.sendChunk(next, of: export, keepAlive: keepAlive, context: context)
+            case .success(nil):
+                handler.finishResponse(keepAlive: keepAlive, context: context)
+            case .failure:
+                // The head has gone: the only way left to say the body is incomplete is to cut the connection.
+                context.close(promise: nil)
+            }
+        }
+    }
+
     // MARK: Responses
 
     private func write(_ response: HTTPResponse, for request: HTTPRequestHead, context: ChannelHandlerContext) {
@@ -280,6 +339,11 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if request.method != .HEAD && response.body.readableBytes > 0 {
             context.write(wrapOutboundOut(.body(.byteBuffer(response.body))), promise: nil)
         }
+        finishResponse(keepAlive: keepAlive, context: context)
+    }
+
+    /// Ends the response in progress; closes the connection after it unless it is kept alive.
+    private func finishResponse(keepAlive: Bool, context: ChannelHandlerContext) {
         let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
         if keepAlive {
             armTimeout(.head, context: context, after: gateway.configuration.keepAliveTimeout)

@@ -14,12 +14,20 @@ enum Route: Equatable {
     case worker(WorkerID)
     /// `GET /api/workers/{id}/logs`
     case workerLogs(WorkerID)
+    /// `GET /api/workers/{id}/runs`
+    case workerRuns(WorkerID)
+    /// `GET /api/workers/{id}/runs/{epoch}`
+    case workerRun(WorkerID, String)
+    /// `GET /api/workers/{id}/runs/{epoch}/logs`
+    case workerRunLogs(WorkerID, String)
     /// `POST` or `PUT /api/workers/{id}/records`
     case workerRecords(WorkerID)
     /// `POST /api/workers/{id}/stop`
     case workerStop(WorkerID)
     /// `GET /ws/workers/{id}` with a WebSocket upgrade
     case stream(WorkerID)
+    /// `GET /ws/workers/{id}/runs/{epoch}` with a WebSocket upgrade
+    case runStream(WorkerID, String)
     /// Any other path under `/api/`: 404.
     case unknownAPI
     /// A static file of the browser UI (the path as sent, not decoded).
@@ -36,7 +44,7 @@ enum Route: Equatable {
         case "/api/stats": self = .statistics
         default:
             if path.hasPrefix(Self.streamPathPrefix) {
-                self = .stream(try Self.workerID(path.dropFirst(Self.streamPathPrefix.count)))
+                self = try Self.streamRoute(path.dropFirst(Self.streamPathPrefix.count))
             } else if path.hasPrefix(Self.workersPathPrefix) {
                 self = try Self.workerRoute(path.dropFirst(Self.workersPathPrefix.count))
             } else if path.hasPrefix("/api/") {
@@ -47,17 +55,47 @@ enum Route: Equatable {
         }
     }
 
-    /// `{id}`, `{id}/logs`, `{id}/records`, `{id}/stop`.
+    /// `{id}`, `{id}/logs`, `{id}/records`, `{id}/stop`, `{id}/runs`, `{id}/runs/{epoch}`, `{id}/runs/{epoch}/logs`.
     private static func workerRoute(_ rest: Substring) throws(GatewayError) -> Route {
-        let parts = rest.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+        let parts = rest.split(separator: "/", omittingEmptySubsequences: false)
         let id = try workerID(parts[0])
-        switch parts.count > 1 ? parts[1] : "" {
-        case "": return .worker(id)
-        case "logs": return .workerLogs(id)
-        case "records": return .workerRecords(id)
-        case "stop": return .workerStop(id)
-        default: return .unknownAPI
+        switch parts.count {
+        case 1:
+            return .worker(id)
+        case 2:
+            switch parts[1] {
+            case "": return .worker(id)
+            case "logs": return .workerLogs(id)
+            case "records": return .workerRecords(id)
+            case "stop": return .workerStop(id)
+            case "runs": return .workerRuns(id)
+            default: return .unknownAPI
+            }
+        case 3 where parts[1] == "runs":
+            return .workerRun(id, try epoch(parts[2]))
+        case 4 where parts[1] == "runs" && parts[3] == "logs":
+            return .workerRunLogs(id, try epoch(parts[2]))
+        default:
+            return .unknownAPI
         }
+    }
+
+    /// `{id}` or `{id}/runs/{epoch}`.
+    private static func streamRoute(_ rest: Substring) throws(GatewayError) -> Route {
+        let parts = rest.split(separator: "/", omittingEmptySubsequences: false)
+        let id = try workerID(parts[0])
+        switch parts.count {
+        case 1: return .stream(id)
+        case 3 where parts[1] == "runs": return .runStream(id, try epoch(parts[2]))
+        default: throw GatewayError.badWorkerID(rest)
+        }
+    }
+
+    private static func epoch(_ text: Substring) throws(GatewayError) -> String {
+        guard RunID.isValidEpoch(text) else {
+            throw GatewayError(.badRequest, "bad_epoch", "'\(text.prefix(40))' is not the epoch of a run (1 to 32 characters of a-z and 0-9)")
+        }
+        return String(text)
     }
 
     private static func workerID(_ text: Substring) throws(GatewayError) -> WorkerID {

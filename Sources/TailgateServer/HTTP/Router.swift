@@ -12,6 +12,8 @@ enum RouteDecision {
     case ingest(IngestSession)
     /// Switch to a stream when the request has ended.
     case upgrade(StreamAcceptance)
+    /// Stream a logs export, chunk by chunk, when the request has ended.
+    case export(LogExport)
 }
 
 /// Routes every request: parses its target once, checks the connection's admission, and hands the
@@ -28,6 +30,14 @@ struct Router {
             switch request.route {
             case .stream(let id):
                 return .upgrade(try StreamEndpoint.accept(request, id: id, connection: connection, gateway: gateway))
+            case .runStream(let id, let epoch):
+                return .upgrade(try StreamEndpoint.accept(request, id: id, run: epoch, connection: connection, gateway: gateway))
+            case .workerRuns(let id):
+                return .respond(try APIEndpoints.runs(request, id: id, gateway: gateway))
+            case .workerRun(let id, let epoch):
+                return .respond(try APIEndpoints.run(request, id: id, epoch: epoch, gateway: gateway))
+            case .workerRunLogs(let id, let epoch):
+                return .export(try LogExport.start(request, id: id, run: epoch, gateway: gateway))
             case .workerRecords(let id):
                 guard request.method == .POST || request.method == .PUT else { throw GatewayError.methodNotAllowed("POST, PUT") }
                 return .ingest(try IngestEndpoint.open(request, id: id, gateway: gateway))
@@ -42,7 +52,7 @@ struct Router {
             case .worker(let id):
                 return .respond(try APIEndpoints.worker(request, id: id, gateway: gateway))
             case .workerLogs(let id):
-                return .respond(try LogExport.respond(to: request, id: id, gateway: gateway))
+                return .export(try LogExport.start(request, id: id, run: nil, gateway: gateway))
             case .unknownAPI:
                 throw GatewayError.notFound
             case .file(let path):

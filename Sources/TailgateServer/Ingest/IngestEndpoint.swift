@@ -21,6 +21,7 @@ enum IngestEndpoint {
             throw GatewayError(.unsupportedMediaType, "unsupported_media_type",
                                "send application/x-ndjson (one JSON record per line) or text/plain (one line per record)")
         }
+        let publisher = try numberedLines(request.headers)
         let worker: Worker
         do {
             worker = try gateway.bus.remoteWorker(id)
@@ -31,19 +32,61 @@ enum IngestEndpoint {
         } catch {
             throw ownedInProcess(id)
         }
-        return IngestSession(worker: worker, format: format, maxLineBytes: gateway.configuration.maxRecordBytes)
+        return IngestSession(worker: worker, format: format, maxLineBytes: gateway.configuration.maxRecordBytes, publisher: publisher)
     }
 
-    /// Ends a worker published from another process: its subscribers get `end`.
+    /// `Tailgate-Publisher` and `Tailgate-Offset` (exactly-once publishing): the publisher's id and the
+    /// offset of the body's first line, `nil` without them. 400 `bad_publisher` when malformed.
+    static func numberedLines(_ headers: HTTPHeaders) throws(GatewayError) -> (id: String, firstOffset: UInt64?)? {
+        let id = headers.first(name: "tailgate-publisher")
+        let offsetText = headers.first(name: "tailgate-offset")
+        guard let id else {
+            if offsetText != nil { throw badPublisher("Tailgate-Offset needs a Tailgate-Publisher header") }
+            return nil
+        }
+        guard WorkerID(id) != nil else {
+            throw badPublisher("Tailgate-Publisher must be 1-128 characters: letters, digits, '.', '_', ':' or '-', starting with a letter or digit")
+        }
+        guard let offsetText else { return (id, nil) }
+        guard offsetText.utf8.count <= 16, offsetText.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let offset = UInt64(offsetText),
+              offset >= 1, offset < 1 << 53
+        else {
+            throw badPublisher("Tailgate-Offset must be a whole number from 1 to 2^53-1, the offset of the body's first line")
+        }
+        return (id, offset)
+    }
+
+    static func badPublisher(_ message: String) -> GatewayError {
+        GatewayError(.badRequest, "bad_publisher", message)
+    }
+
+    /// Ends a worker published from another process: its subscribers get `end`, its run is stored as
+    /// `stopped`, or with `?exit_code=N` as `succeeded` (0) or `failed`; `?reason=` says why in words.
     static func stop(_ request: Request, id: WorkerID, gateway: GatewayContext) throws(GatewayError) -> HTTPResponse {
         guard request.method == .POST else { throw GatewayError.methodNotAllowed("POST") }
+        let target = request.target
+        var exitCode: Int?
+        if let text = target.value("exit_code") {
+            guard let code = Int32(text) else { throw .badParameter("exit_code", "expected a whole number (the program's exit status)") }
+            exitCode = Int(code)
+        }
+        let reason = target.value("reason") ?? exitCode.map { "exited with status \($0)" } ?? Worker.defaultStopReason
+        guard !reason.isEmpty, reason.count <= 200 else { throw .badParameter("reason", "expected 1 to 200 characters") }
         try authorizePublisher(request, id: id, gateway: gateway)
         guard let worker = gateway.bus.worker(id) else { throw GatewayError.workerNotFound(id) }
         guard worker.owner == .remote else { throw ownedInProcess(id) }
-        worker.stop()
+        let status: RunStatus = exitCode.map { $0 == 0 ? .succeeded : .failed } ?? .stopped
+        worker.stop(reason: reason, status: status, exitCode: exitCode)
+        let ending = worker.ending
         var body = ByteBuffer()
         body.writeStaticString("{\"stopped\":true,\"worker\":")
         body.writeJSONString(id.rawValue)
+        body.writeStaticString(",\"epoch\":")
+        body.writeJSONString(worker.epoch)
+        body.writeStaticString(",\"status\":\"")
+        body.writeString(ending.status.rawValue)
+        body.writeStaticString("\",\"exit_code\":")
+        if let code = ending.exitCode { body.writeJSONInteger(code) } else { body.writeStaticString("null") }
         body.writeStaticString("}\n")
         return .json(body)
     }

@@ -11,6 +11,11 @@ import TailgateCore
 /// Lines are split incrementally, so a body that stays open for hours publishes each line as soon as
 /// its newline arrives. A bad line is rejected and counted (its first few reasons are reported), the
 /// lines around it are published. A line over the size limit is rejected without being buffered.
+///
+/// A publisher that numbers its lines (`Tailgate-Publisher`, `Tailgate-Offset`: docs/PROTOCOL.md,
+/// "Publishing exactly once") has every line of the body — blank, rejected and oversized ones too —
+/// take the next offset; a line at or below the publisher's offset in the run is skipped as a
+/// duplicate, before it is decoded (and again under the worker's lock, against concurrent bodies).
 final class IngestSession {
     enum Format {
         case ndjson
@@ -25,6 +30,15 @@ final class IngestSession {
     let worker: Worker
     let format: Format
     let maxLineBytes: Int
+    /// The publisher numbering its lines, if any.
+    let publisher: String?
+    /// The offset the next line of the body takes.
+    private var nextOffset: UInt64
+    /// The publisher's offset in the run when the body began: lines up to it are duplicates.
+    private let knownOffset: UInt64
+    /// The last offset handed to the worker.
+    private var flushedOffset: UInt64
+    private(set) var duplicates = 0
     private(set) var accepted = 0
     private(set) var rejected = 0
     private(set) var firstSeq: UInt64?
@@ -37,10 +51,17 @@ final class IngestSession {
     private var stash = ByteBuffer()
     static let reportedErrors = 10
 
-    init(worker: Worker, format: Format, maxLineBytes: Int) {
+    /// `publisher`: the publisher's id and the offset of the body's first line (`nil`: right after
+    /// the publisher's offset in the run).
+    init(worker: Worker, format: Format, maxLineBytes: Int, publisher: (id: String, firstOffset: UInt64?)? = nil) {
         self.worker = worker
         self.format = format
         self.maxLineBytes = maxLineBytes
+        self.publisher = publisher?.id
+        let known = publisher.map { worker.publisherOffset($0.id) } ?? 0
+        knownOffset = known
+        nextOffset = publisher?.firstOffset ?? known + 1
+        flushedOffset = nextOffset - 1
         worker.publisherConnection(opened: true)
     }
 
@@ -86,6 +107,8 @@ final class IngestSession {
             }
             var piece = buffer.readSlice(length: newline - buffer.readerIndex)!
             buffer.moveReaderIndex(forwardBy: 1)
+            let offset = nextOffset
+            nextOffset += 1
             if discardingLongLine {
                 discardingLongLine = false
                 partial.clear()
@@ -105,7 +128,7 @@ final class IngestSession {
                 reject("line exceeds the limit of \(maxLineBytes) bytes")
                 continue
             }
-            publish(piece)
+            publish(piece, offset: offset)
             if decoded.count >= Self.recordsPerEnqueue, flush() >= queueLimit, buffer.readableBytes > 0 { return false }
         }
         flush()
@@ -117,22 +140,32 @@ final class IngestSession {
     private var decoded: [LogRecord] = []
     private var repeatedValues = RecordDecoder.RepeatedValues()
     private var decodedLines: [Int] = []
+    /// The offsets of `decoded`'s records (publishers that number their lines).
+    private var decodedOffsets: [UInt64] = []
     static let recordsPerEnqueue = 64
 
     /// Hands the decoded records to the worker; returns the worker's queue length.
     @discardableResult
     private func flush() -> Int {
-        guard !decoded.isEmpty else { return 0 }
-        let count = decoded.count
-        defer { decodedLines.removeAll(keepingCapacity: true) }
-        guard let (first, queued) = worker.enqueue(contentsOf: &decoded) else {
+        let lastOffset = nextOffset - 1
+        guard !decoded.isEmpty || (publisher != nil && lastOffset > flushedOffset) else { return 0 }
+        defer {
+            decodedLines.removeAll(keepingCapacity: true)
+            decodedOffsets.removeAll(keepingCapacity: true)
+        }
+        let lines = publisher.map { Worker.NumberedLines(publisher: $0, offsets: decodedOffsets, lastOffset: lastOffset) }
+        flushedOffset = lastOffset
+        guard let outcome = worker.enqueue(contentsOf: &decoded, lines: lines) else {
             for line in decodedLines { reject("worker '\(worker.id)' has stopped", line: line) }
             return 0
         }
-        accepted += count
-        if firstSeq == nil { firstSeq = first }
-        lastSeq = first + UInt64(count) - 1
-        return queued
+        accepted += outcome.published
+        duplicates += outcome.duplicates
+        if outcome.published > 0 {
+            if firstSeq == nil { firstSeq = outcome.firstSeq }
+            lastSeq = outcome.firstSeq + UInt64(outcome.published) - 1
+        }
+        return outcome.queued
     }
 
     private func appendPartial(_ piece: ByteBuffer) {
@@ -148,8 +181,12 @@ final class IngestSession {
         partial.writeBuffer(&piece)
     }
 
-    /// Decodes one line and queues its record for `flush` (or rejects it).
-    private func publish(_ line: ByteBuffer) {
+    /// Decodes one line and queues its record for `flush` (or rejects it, or skips it as a duplicate).
+    private func publish(_ line: ByteBuffer, offset: UInt64) {
+        if publisher != nil && offset <= knownOffset {
+            duplicates += 1
+            return
+        }
         var line = line
         if line.readableBytes > 0, line.getInteger(at: line.writerIndex - 1, as: UInt8.self) == UInt8(ascii: "\r") {
             line.moveWriterIndex(to: line.writerIndex - 1)
@@ -174,6 +211,7 @@ final class IngestSession {
             reject(rejection.message)
         } else {
             decodedLines.append(lineNumber)
+            if publisher != nil { decodedOffsets.append(offset) }
         }
     }
 
@@ -192,20 +230,29 @@ final class IngestSession {
 
     /// Publishes a last line that had no newline.
     func finish() {
-        if discardingLongLine || partial.readableBytes == 0 { return }
+        if discardingLongLine || partial.readableBytes == 0 {
+            if discardingLongLine { nextOffset += 1 }
+            flush()
+            return
+        }
         let last = partial
         partial = ByteBuffer()
-        publish(last)
+        let offset = nextOffset
+        nextOffset += 1
+        publish(last, offset: offset)
         flush()
     }
 
-    /// `{"accepted":N,"rejected":M,"first_seq":A,"last_seq":B,"errors":[…]}`.
+    /// `{"accepted":N,"rejected":M,"duplicates":D,"first_seq":A,"last_seq":B,"errors":[…],"epoch":E}`,
+    /// and `"publisher":P,"offset":K` for a publisher that numbers its lines.
     func summary() -> ByteBuffer {
         var out = ByteBufferAllocator().buffer(capacity: 256)
         out.writeStaticString("{\"accepted\":")
         out.writeJSONInteger(accepted)
         out.writeStaticString(",\"rejected\":")
         out.writeJSONInteger(rejected)
+        out.writeStaticString(",\"duplicates\":")
+        out.writeJSONInteger(duplicates)
         out.writeStaticString(",\"first_seq\":")
         if let firstSeq { out.writeJSONInteger(firstSeq) } else { out.writeStaticString("null") }
         out.writeStaticString(",\"last_seq\":")
@@ -219,7 +266,15 @@ final class IngestSession {
             out.writeJSONString(error.message)
             out.writeStaticString("}")
         }
-        out.writeStaticString("]}\n")
+        out.writeStaticString("],\"epoch\":")
+        out.writeJSONString(worker.epoch)
+        if let publisher {
+            out.writeStaticString(",\"publisher\":")
+            out.writeJSONString(publisher)
+            out.writeStaticString(",\"offset\":")
+            out.writeJSONInteger(worker.publisherOffset(publisher))
+        }
+        out.writeStaticString("}\n")
         return out
     }
 }

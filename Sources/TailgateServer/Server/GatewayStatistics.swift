@@ -13,6 +13,8 @@ public final class GatewayStatistics: Sendable {
     public let gaps = Atomic<Int>(0)
     /// Catch-up frames built for one subscriber because its cursor was inside a batch.
     public let partialFrames = Atomic<Int>(0)
+    /// Chunks of records read from the store for streams (replay beyond the ring).
+    public let storedChunks = Atomic<Int>(0)
     /// The most outbound bytes seen buffered for one stream (sampled whenever a stream pauses).
     public let maxBufferedBytesPerStream = Atomic<Int>(0)
     /// Streams closed with 1013 (stalled or unresponsive).

@@ -7,6 +7,8 @@ enum ReplayStart: Equatable {
     case after(UInt64)
     /// The newest N records (`?tail=`), 0 for live only.
     case tail(Int)
+    /// The run's first stored record (a client resumed a run that is not the current one).
+    case first
 
     /// The first seq to give (or gap), given the ring's bounds now.
     func replayFrom(firstSeq: UInt64, lastSeq: UInt64) -> UInt64 {
@@ -17,14 +19,18 @@ enum ReplayStart: Equatable {
         case .tail(let count):
             let available = lastSeq + 1 - firstSeq
             return lastSeq + 1 - min(UInt64(count), available)
+        case .first:
+            return firstSeq
         }
     }
 }
 
 /// A validated request to open a worker's stream.
 struct StreamRequest {
-    let worker: Worker
+    let source: StreamSource
     let start: ReplayStart
+    /// Whether the client's `epoch` was resumed, and why not (`nil`: it gave none).
+    let resumed: (Bool, reason: String?)?
     /// Who asked (through a trusted proxy: the real client).
     let client: ClientIdentity
     /// The token it showed, when auth is on: the stream closes with 1008 when it expires.
@@ -46,16 +52,18 @@ struct StreamAcceptance {
 /// token (401), `Origin` (403), token scope (403), the worker (404), then the limits (503): clients per
 /// address behind a proxy, subscribers per worker.
 enum StreamEndpoint {
-    static func accept(_ request: Request, id: WorkerID, connection: ConnectionState,
+    static func accept(_ request: Request, id: WorkerID, run epoch: String? = nil, connection: ConnectionState,
                        gateway: GatewayContext) throws(GatewayError) -> StreamAcceptance {
-        let stream = try validate(request, id: id, gateway: gateway)
+        let stream = try validate(request, id: id, run: epoch, gateway: gateway)
         let limiter = gateway.limiter
         if stream.client.viaTrustedProxy {
             if let refusal = limiter.reserveProxiedClient(stream.client.address) { throw refusal }
             connection.reservedClient = stream.client.address
         }
-        if let refusal = limiter.reserveSubscriber(of: stream.worker) { throw refusal }
-        connection.reservedWorker = stream.worker
+        if case .worker(let worker) = stream.source {
+            if let refusal = limiter.reserveSubscriber(of: worker) { throw refusal }
+            connection.reservedWorker = worker
+        }
         var headers = HTTPHeaders()
         var deflate: PerMessageDeflateParameters?
         if gateway.configuration.deflateEnabled,
@@ -67,11 +75,11 @@ enum StreamEndpoint {
         return StreamAcceptance(request: stream, deflate: deflate, responseHeaders: headers)
     }
 
-    /// Every check but the limits.
-    static func validate(_ request: Request, id: WorkerID, gateway: GatewayContext) throws(GatewayError) -> StreamRequest {
+    /// Every check but the limits. `epoch`: the run asked for by path (`/ws/workers/{id}/runs/{epoch}`).
+    static func validate(_ request: Request, id: WorkerID, run epoch: String? = nil, gateway: GatewayContext) throws(GatewayError) -> StreamRequest {
         let configuration = gateway.configuration
         let target = request.target
-        let start: ReplayStart
+        var start: ReplayStart
         if let since = try target.unsignedValue("since") {
             start = .after(since)
         } else if let tail = try target.unsignedValue("tail", max: 1_000_000_000) {
@@ -79,14 +87,42 @@ enum StreamEndpoint {
         } else {
             start = .tail(configuration.defaultTail)
         }
+        let resumeEpoch = target.value("epoch")
+        if let resumeEpoch, !RunID.isValidEpoch(resumeEpoch) {
+            throw .badParameter("epoch", "expected the epoch of a run (1 to 32 characters of a-z and 0-9)")
+        }
         guard request.method == .GET else { throw GatewayError.methodNotAllowed("GET") }
         try checkHandshake(request.headers)
         let token = try configuration.access.token(query: target, headers: request.headers)
         let client = request.client(trustedProxies: configuration.trustedProxies)
         try OriginPolicy(allowed: configuration.allowedOrigins).check(request.headers, host: client.host)
         try configuration.access.require(.read, on: id, token: token)
-        guard let worker = gateway.bus.worker(id) else { throw GatewayError.workerNotFound(id) }
-        return StreamRequest(worker: worker, start: start, client: client, token: token)
+        let source = try Self.source(id: id, run: epoch, gateway: gateway)
+        var resumed: (Bool, reason: String?)?
+        if let resumeEpoch {
+            if resumeEpoch == source.runID.epoch {
+                resumed = (true, nil)
+            } else {
+                resumed = (false, "run \(resumeEpoch) is not the current run of \(id) (it is \(source.runID.epoch))")
+                start = .first
+            }
+        }
+        return StreamRequest(source: source, start: start, resumed: resumed, client: client, token: token)
+    }
+
+    /// What the stream follows: the worker's live run, else its last stored run; with `epoch`, that run.
+    static func source(id: WorkerID, run epoch: String?, gateway: GatewayContext) throws(GatewayError) -> StreamSource {
+        let live = gateway.bus.worker(id)
+        if let epoch {
+            if let live, live.epoch == epoch { return .worker(live) }
+            guard RunID.isValidEpoch(epoch), let store = gateway.bus.store, let run = store.run(RunID(worker: id, epoch: epoch)) else {
+                throw GatewayError.runNotFound(id, epoch)
+            }
+            return .storedRun(run, store)
+        }
+        if let live { return .worker(live) }
+        if let store = gateway.bus.store, let last = store.runs(of: id).first { return .storedRun(last, store) }
+        throw GatewayError.workerNotFound(id)
     }
 
     /// RFC 6455 §4.2.1: a GET with `Upgrade: websocket`, `Connection: upgrade`, a key and version 13.

@@ -8,7 +8,10 @@ import TailgateCore
 /// While the connection is writable and the cursor is at the head, live batches go out as they come,
 /// the same framed bytes as for every other subscriber. When the connection stops being writable the
 /// session stops writing; once writable again it catches up from the ring (with a `gap` when the
-/// ring has moved past the cursor). So the seqs it sends are always `replay_from, replay_from + 1, …`.
+/// ring has moved past the cursor). Records that left the ring are read from the store, a chunk at a
+/// time, off the loop (the session waits for each chunk before it reads on); a stream of a stored run
+/// that has ended reads only from the store and then ends. So the seqs it sends are always
+/// `replay_from, replay_from + 1, …`.
 ///
 /// It writes framed bytes itself (there is no frame encoder in the pipeline) and sits last in the
 /// pipeline, after the frame decoder.
@@ -22,12 +25,15 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
         case live
         /// Behind the head: catching up from the ring whenever writable.
         case behind
+        /// Waiting for a chunk read from the store.
+        case reading
         /// A close frame was sent; waiting for the client's.
         case closing
     }
 
-    let worker: Worker
+    let source: StreamSource
     private let start: ReplayStart
+    private let resumed: (Bool, reason: String?)?
     private let rendering: BatchRendering
     private let configuration: ServerConfiguration
     private let registry: SessionRegistry
@@ -46,10 +52,11 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
     /// Unix seconds when the client's access token expires (auth on): the stream closes with 1008 then.
     private let tokenExpiry: Int64?
 
-    init(worker: Worker, start: ReplayStart, rendering: BatchRendering, tokenExpiry: Int64?, inbound: InboundMessages, configuration: ServerConfiguration,
-         registry: SessionRegistry, statistics: GatewayStatistics) {
-        self.worker = worker
+    init(source: StreamSource, start: ReplayStart, resumed: (Bool, reason: String?)?, rendering: BatchRendering, tokenExpiry: Int64?,
+         inbound: InboundMessages, configuration: ServerConfiguration, registry: SessionRegistry, statistics: GatewayStatistics) {
+        self.source = source
         self.start = start
+        self.resumed = resumed
         self.rendering = rendering
         self.inbound = inbound
         self.tokenExpiry = tokenExpiry
@@ -63,10 +70,10 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         writable = context.channel.isWritable
-        let snapshot = worker.snapshot()
+        let snapshot = source.snapshot()
         nextSeq = start.replayFrom(firstSeq: snapshot.firstSeq, lastSeq: snapshot.lastSeq)
-        writeControl(StreamMessages.hello(snapshot, replayFrom: nextSeq))
-        worker.fanOut.add(self, rendering: rendering, on: context.eventLoop)
+        writeControl(StreamMessages.hello(snapshot, replayFrom: nextSeq, resumed: resumed))
+        if case .worker(let worker) = source { worker.fanOut.add(self, rendering: rendering, on: context.eventLoop) }
         registry.add(self)
         phase = .behind
         catchUp()
@@ -90,7 +97,7 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
     private func detach() {
         guard attached, let context else { return }
         attached = false
-        worker.fanOut.remove(self, on: context.eventLoop)
+        if case .worker(let worker) = source { worker.fanOut.remove(self, on: context.eventLoop) }
         registry.remove(self)
     }
 
@@ -143,7 +150,7 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
             }
         }
         while writable {
-            switch worker.read(at: nextSeq) {
+            switch source.read(at: nextSeq) {
             case .gap(let from, let to):
                 nextSeq = to + 1
                 writeControl(StreamMessages.gap(from: from, to: to))
@@ -158,9 +165,12 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
                 }
                 nextSeq = batch.lastSeq + 1
                 context.write(wrapOutboundOut(bytes), promise: nil)
+            case .stored(let from, let through):
+                readStored(from: from, through: through, context: context)
+                return
             case .caughtUp(let ended):
                 if ended {
-                    writeControl(StreamMessages.end(worker: worker.id, lastSeq: nextSeq - 1, reason: worker.stopReason))
+                    writeControl(StreamMessages.end(worker: source.workerID, lastSeq: nextSeq - 1, epoch: source.runID.epoch, ending: source.ending))
                     close(code: .normalClosure, reason: "worker stopped")
                 } else {
                     phase = .live
@@ -169,6 +179,42 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
             }
             wrote = true
         }
+    }
+
+    /// The most bytes of one chunk read from the store: what a session holds besides its socket buffer.
+    static let storedChunkBytes = 64 << 10
+
+    /// Reads the next chunk of records that left the ring from the store; catching up goes on when it comes.
+    private func readStored(from: UInt64, through: UInt64, context: ChannelHandlerContext) {
+        guard let store = source.store else { return }
+        phase = .reading
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        store.read(source.runID, from: from, through: through, maxBytes: Self.storedChunkBytes, on: context.eventLoop).whenComplete { result in
+            loopBound.value.storedChunkArrived(result, from: from, through: through)
+        }
+    }
+
+    private func storedChunkArrived(_ result: Result<StoredChunk, Error>, from: UInt64, through: UInt64) {
+        guard phase == .reading, let context, nextSeq == from else { return }
+        phase = .behind
+        switch result {
+        case .success(.records(let batch)) where batch.firstSeq == from:
+            let bytes = rendering.bytes(for: batch)
+            nextSeq = batch.lastSeq + 1
+            context.write(wrapOutboundOut(bytes), promise: nil)
+            statistics.storedChunks.add(1, ordering: .relaxed)
+        case .success(.gap(_, let to)) where to >= from:
+            nextSeq = min(to, through) + 1
+            writeControl(StreamMessages.gap(from: from, to: nextSeq - 1))
+            statistics.gaps.add(1, ordering: .relaxed)
+        default:
+            // Nothing stored from `from` (a failed disk lost it), or the read failed: an explicit gap.
+            nextSeq = through + 1
+            writeControl(StreamMessages.gap(from: from, to: through))
+            statistics.gaps.add(1, ordering: .relaxed)
+        }
+        context.flush()
+        catchUp()
     }
 
     private func sampleBufferedBytes() {

@@ -55,7 +55,7 @@ struct StreamUpgrade {
             rendering = PlainFrameRendering()
         }
         let session = StreamSession(
-            worker: request.worker, start: request.start, rendering: rendering, tokenExpiry: request.token?.expiresAt,
+            source: request.source, start: request.start, resumed: request.resumed, rendering: rendering, tokenExpiry: request.token?.expiresAt,
             inbound: InboundMessages(maxBytes: configuration.maxInboundMessageBytes, deflate: acceptance.deflate),
             configuration: configuration, registry: gateway.registry(for: channel.eventLoop),
             statistics: gateway.statistics)

@@ -23,7 +23,9 @@ struct PipeCommand: ParsableCommand {
             end the input in the same way, and tailgate then exits with 128 + the signal.
 
             Reconnection, buffering (--buffer-lines), the "N lines dropped while the gateway was \
-            unreachable" record and the no-duplicates rule are those of `tailgate run`.
+            unreachable" record and the exactly-once rule (numbered lines, kept until the gateway has \
+            them on disk) are those of `tailgate run`. The worker is stopped without an exit status: its \
+            run ends "stopped".
 
             Exit status: 0 when every line was published; 1 when some could not be delivered within \
             --drain-timeout; 2 when the gateway refuses to publish (4xx: 403, 409).
@@ -40,7 +42,7 @@ struct PipeCommand: ParsableCommand {
     var echo = false
 
     func run() throws {
-        let publisher = options.makePublisher()
+        let publisher = options.makePublisher(idPrefix: "pipe")
         if let refusal = publisher.preflight() {
             printError("tailgate: \(refusal)")
             throw ExitCode(2)
@@ -56,7 +58,7 @@ struct PipeCommand: ParsableCommand {
         reader.start { wakeUp.signal() }
         wakeUp.wait()  // input ended, a signal came, or the gateway refused
         if case .refused = publisher.outcome { throw ExitCode(2) }
-        publisher.finish(stopWorker: stopAtEOF)
+        publisher.finish(stop: stopAtEOF ? .plain : nil)
         let delivered = options.drain(publisher)
         if case .refused = publisher.outcome { throw ExitCode(2) }
         if let signalNumber = received.value { throw ExitCode(128 + signalNumber) }

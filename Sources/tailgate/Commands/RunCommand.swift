@@ -23,14 +23,16 @@ struct RunCommand: ParsableCommand {
 
             SIGINT, SIGTERM, SIGHUP and SIGQUIT are forwarded to the program. When it ends, a last record \
             says "process exited with status N" (ERROR when N is not 0) or "process killed by signal S"; \
-            the worker is stopped (its subscribers get "end"), and tailgate exits with the program's \
-            status (128+S when killed by signal S).
+            the worker is stopped with the program's exit status (POST /api/workers/<id>/stop?exit_code=N, \
+            128+S when killed by signal S), so its run ends "succeeded" (0) or "failed" and its subscribers \
+            get "end"; tailgate exits with the same status.
 
-            If the gateway is unreachable or restarts, tailgate reconnects (backoff up to 3 s) and keeps \
-            up to --buffer-lines lines meanwhile; the lines beyond are counted and published as one \
-            WARNING record, "N lines dropped while the gateway was unreachable", once it is back. No line \
-            is published twice: lines whose receipt cannot be confirmed after a broken connection are \
-            reported in a WARNING record instead of being sent again.
+            Every line is published exactly once, across broken connections and gateway restarts: \
+            tailgate numbers the lines it sends (Tailgate-Publisher, Tailgate-Offset) and keeps each \
+            one until the gateway's answer says it is on disk; after reconnecting (backoff up to 3 s) it \
+            asks the gateway which line it has last and sends the rest. Up to --buffer-lines lines are \
+            kept meanwhile; the lines beyond are counted and published as one WARNING record, "N lines \
+            dropped while the gateway was unreachable", once it is back.
 
             Exit status: the program's; 2 when the gateway refuses to publish (4xx: 403 not allowed to \
             publish, 409 the id belongs to an in-process worker) before the program starts (it is then \
@@ -53,7 +55,7 @@ struct RunCommand: ParsableCommand {
     }
 
     func run() throws {
-        let publisher = options.makePublisher()
+        let publisher = options.makePublisher(idPrefix: "run")
         if let refusal = publisher.preflight() {
             printError("tailgate: \(refusal)")
             throw ExitCode(2)
@@ -67,7 +69,7 @@ struct RunCommand: ParsableCommand {
             printError("tailgate: \(message)")
             publisher.queue.appendNotice(.notice(.error, message, metadata: [("exit_status", String(error.shellStatus))]))
             publisher.start()
-            publisher.finish(stopWorker: true)
+            publisher.finish(stop: WorkerStop(exitCode: error.shellStatus, reason: message))
             _ = options.drain(publisher)
             throw ExitCode(error.shellStatus)
         }
@@ -84,15 +86,18 @@ struct RunCommand: ParsableCommand {
             printError("tailgate: the program's \(reader.stream) is still open (held by a process it started); not waiting for it")
         }
         let exitRecord: OutgoingRecord
+        let stop: WorkerStop
         switch termination {
         case .exited(let status):
             exitRecord = .notice(status == 0 ? .info : .error, "process exited with status \(status)", metadata: [("exit_status", String(status))])
+            stop = WorkerStop(exitCode: status)  // the gateway's reason: "exited with status N"
         case .signalled(let signal):
             let name = ChildProcess.name(ofSignal: signal).map { " (\($0))" } ?? ""
             exitRecord = .notice(.error, "process killed by signal \(signal)\(name)", metadata: [("signal", String(signal))])
+            stop = WorkerStop(exitCode: termination.shellStatus, reason: "killed by signal \(signal)\(name)")
         }
         publisher.queue.appendNotice(exitRecord)
-        publisher.finish(stopWorker: true)
+        publisher.finish(stop: stop)
         let delivered = options.drain(publisher)
         var status = termination.shellStatus
         if case .refused = publisher.outcome, status == 0 { status = 2 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Dispatch
 import Logging
 import NIOCore
@@ -6,6 +7,7 @@ import NIOPosix
 import TailgateCore
 import TailgateDemo
 import TailgateServer
+import TailgateStore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -48,6 +50,25 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(name: .customLong("ring-memory-total"), help: "Record bytes all rings together keep (e.g. 1GiB; 0: no total). Over it the oldest stopped workers go first, then each ring is trimmed to an equal share.", transform: ByteSize.parse)
     var ringMemoryTotal = 1 << 30
+
+    @Option(name: .customLong("data-dir"), help: ArgumentHelp(
+        "Folder where every run's records are kept (created when missing).",
+        discussion: "Runs survive restarts and stay readable after their worker stops, until --retain-days or --retain-bytes removes them."))
+    var dataDir = "./tailgate-data"
+
+    @Flag(name: .customLong("memory-only"), help: "Keep no history on disk: records live only in the rings (lost on restart).")
+    var memoryOnly = false
+
+    @Option(name: .customLong("fsync"), help: ArgumentHelp(
+        "When written records are forced to disk: interval (every second), always (before a publisher is answered) or never.",
+        discussion: "What a publisher was told survives a kill -9 of the gateway with any setting; this only matters if the machine crashes."))
+    var fsync = FsyncPolicy.interval
+
+    @Option(name: .customLong("retain-days"), help: "Days a finished run is kept on disk (0: no age limit).")
+    var retainDays: Double = 14
+
+    @Option(name: .customLong("retain-bytes"), help: "Most bytes of history kept on disk, e.g. 10GiB (0: no limit); over it the oldest runs go first.", transform: ByteSize.parse)
+    var retainBytes = 10 << 30
 
     @Option(name: .customLong("default-tail"), help: "Records replayed to a subscriber that gives neither since nor tail.")
     var defaultTail = 1000
@@ -122,8 +143,10 @@ struct ServeCommand: AsyncParsableCommand {
                                 ("--publisher-idle-timeout", publisherIdleTimeout)] where seconds < 0 || seconds > 365 * 86_400 {
             throw ValidationError("\(flag) must be between 0 and \(365 * 86_400) seconds")
         }
+        guard retainDays >= 0 && retainDays <= 36_500 else { throw ValidationError("--retain-days must be between 0 and 36500") }
         _ = try serverConfiguration()
         _ = try busConfiguration()
+        _ = try storeConfiguration()
     }
 
     /// The library setting each flag sets, for error messages.
@@ -135,6 +158,7 @@ struct ServeCommand: AsyncParsableCommand {
         "maxRecordBytes": "--max-record-bytes", "basePath": "--base-path", "retention": "--retention",
         "workerLimits.ringRecords": "--ring-records", "workerLimits.ringBytes": "--ring-bytes",
         "maxWorkers": "--max-workers", "idleStop": "--idle-stop", "ringMemoryTotal": "--ring-memory-total",
+        "directory": "--data-dir", "retainAge": "--retain-days", "retainBytes": "--retain-bytes",
     ]
 
     /// A library `ConfigurationError` in the command line's words: its first problem, under its flag.
@@ -202,13 +226,38 @@ struct ServeCommand: AsyncParsableCommand {
         return configuration
     }
 
+    /// The store's settings, `nil` with `--memory-only`.
+    func storeConfiguration() throws -> StoreConfiguration? {
+        guard !memoryOnly else { return nil }
+        let configuration = StoreConfiguration(directory: dataDir, fsync: fsync,
+                                               retainAge: retainDays > 0 ? .nanoseconds(Int64(retainDays * 86_400 * 1e9)) : nil,
+                                               retainBytes: retainBytes > 0 ? retainBytes : nil)
+        do {
+            try configuration.validate()
+        } catch {
+            throw Self.flagError(error)
+        }
+        return configuration
+    }
+
     func run() async throws {
         let configuration = try serverConfiguration()
         let signals = SignalWatcher.firstOf([SIGINT, SIGTERM])
         var logger = Logger(label: "tailgate")
         logger.logLevel = .info
         let group = MultiThreadedEventLoopGroup(numberOfThreads: eventLoops)
-        let bus = try LogBus(configuration: try busConfiguration(), eventLoopGroup: group)
+        var store: FileRunStore?
+        if let storeConfiguration = try storeConfiguration() {
+            do {
+                // Opening is told by the start-up line; the store logs its trouble (notice and above).
+                var storeLogger = logger
+                storeLogger.logLevel = .notice
+                store = try FileRunStore(configuration: storeConfiguration, logger: storeLogger)
+            } catch {
+                throw ValidationError("--data-dir \(dataDir): \(error)")
+            }
+        }
+        let bus = try LogBus(configuration: try busConfiguration(), eventLoopGroup: group, store: store)
         let server: GatewayServer
         do {
             server = try await GatewayServer.start(configuration: configuration, bus: bus, group: group, logger: logger)
@@ -225,6 +274,12 @@ struct ServeCommand: AsyncParsableCommand {
         line += configuration.access.isEnabled ? ", auth on (tokens required)" : ", auth off"
         line += ", \(eventLoops) event loop\(eventLoops == 1 ? "" : "s")"
         if demo > 0 { line += ", \(demo) demo worker\(demo == 1 ? "" : "s") at \(Int(demoRate))/s" }
+        if let store {
+            let health = store.health()
+            line += ", history in \(Self.absolutePath(dataDir)) (\(health.runs) run\(health.runs == 1 ? "" : "s"), fsync \(fsync.rawValue))"
+        } else {
+            line += ", history in memory only"
+        }
         print(line)
         fflush(nil)
 
@@ -233,7 +288,18 @@ struct ServeCommand: AsyncParsableCommand {
         fflush(nil)
         fleet?.pause()
         await server.shutdown()
+        // In-process runs end as interrupted; the store writes what it holds and closes.
+        bus.close()
         try? await demoGroup.shutdownGracefully()
         try? await group.shutdownGracefully()
     }
+
+    /// `path` made absolute against the working directory, for the start-up line.
+    static func absolutePath(_ path: String) -> String {
+        guard !path.hasPrefix("/") else { return path }
+        let directory = FileManager.default.currentDirectoryPath
+        return directory + "/" + (path.hasPrefix("./") ? String(path.dropFirst(2)) : path)
+    }
 }
+
+extension FsyncPolicy: ExpressibleByArgument {}

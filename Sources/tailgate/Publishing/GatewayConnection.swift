@@ -104,9 +104,10 @@ final class GatewayConnection {
 
     // MARK: Requests
 
-    /// Sends a request with a complete body and reads the answer.
-    func request(_ method: String, _ path: String, body: [UInt8] = [], contentType: String? = nil) throws(ConnectionFailure) -> HTTPAnswer {
-        var head = "\(method) \(address.pathPrefix)\(path) HTTP/1.1\r\nHost: \(address.hostHeader)\r\nUser-Agent: tailgate\r\n"
+    /// Sends a request with a complete body and reads the answer; `headers` are added to the head.
+    func request(_ method: String, _ path: String, body: [UInt8] = [], contentType: String? = nil,
+                 headers: [(name: String, value: String)] = []) throws(ConnectionFailure) -> HTTPAnswer {
+        var head = requestHead(method, path, headers: headers)
         if let contentType { head += "Content-Type: \(contentType)\r\n" }
         if method != "GET" || !body.isEmpty { head += "Content-Length: \(body.count)\r\n" }
         head += "\r\n"
@@ -115,10 +116,17 @@ final class GatewayConnection {
     }
 
     /// Starts a request whose body follows in chunks (`sendChunk`, then `finishBody`).
-    func startStreamingRequest(_ method: String, _ path: String, contentType: String) throws(ConnectionFailure) {
-        let head = "\(method) \(address.pathPrefix)\(path) HTTP/1.1\r\nHost: \(address.hostHeader)\r\nUser-Agent: tailgate\r\n"
+    func startStreamingRequest(_ method: String, _ path: String, contentType: String,
+                               headers: [(name: String, value: String)] = []) throws(ConnectionFailure) {
+        let head = requestHead(method, path, headers: headers)
             + "Content-Type: \(contentType)\r\nTransfer-Encoding: chunked\r\n\r\n"
         try send(Array(head.utf8))
+    }
+
+    private func requestHead(_ method: String, _ path: String, headers: [(name: String, value: String)]) -> String {
+        var head = "\(method) \(address.pathPrefix)\(path) HTTP/1.1\r\nHost: \(address.hostHeader)\r\nUser-Agent: tailgate\r\n"
+        for header in headers { head += "\(header.name): \(header.value)\r\n" }
+        return head
     }
 
     /// Sends one chunk of the body (not empty).

@@ -3,29 +3,48 @@ import NIOCore
 import Synchronization
 import TailgateCore
 
-/// Publishes the queue's records into one worker over a streamed NDJSON body, reconnecting when the
-/// gateway goes away, and never sending a record twice.
+/// Publishes the queue's records into one worker over streamed NDJSON bodies, reconnecting when the
+/// gateway goes away, so that every line is published exactly once — across broken connections and
+/// gateway restarts, `kill -9` included (docs/PROTOCOL.md, "Publishing exactly once").
 ///
-/// **Acknowledgements.** Records go out in bodies of `POST /api/workers/{id}/records`, each record as
-/// soon as it is read. A body is ended after `idleSeconds` without input, after `maxBodySeconds`, after
-/// `maxBodyRecords`, or when input ends; the gateway's answer (`accepted`, `rejected`, `last_seq`)
-/// acknowledges it. Only the records of the current body are ever unacknowledged.
+/// **Numbering.** The process names itself with a random publisher id (`Settings.publisher`), and the
+/// queue numbers its entries 1, 2, 3, … as they are appended (a drop marker and tailgate's own notices
+/// are entries too). Every body of `POST /api/workers/{id}/records` carries `Tailgate-Publisher: <id>`
+/// and `Tailgate-Offset: N`, the offset of its first entry; its lines — exactly one NDJSON line per
+/// entry, never a blank one — have the offsets N, N+1, …. The gateway keeps, per run and publisher, the
+/// highest offset it has taken (published or rejected) and skips any line at or below it.
 ///
-/// **Attaching.** On every new connection the publisher first sends an empty body (which creates the
-/// worker, and is refused with 403/409 before any record is at stake), then reads the worker's `epoch`
-/// and `last_seq`: the incarnation its records are about to enter, and the seq they will follow.
+/// **Bodies and answers.** Entries are sent as soon as they are read. A body is ended after
+/// `idleSeconds` without input, after `maxBodySeconds`, after `maxBodyRecords`, or when input ends. The
+/// gateway answers once the body's records are written to disk, with the run's `epoch` and the
+/// publisher's `offset` K; the entries up to K are then removed from the queue. Until an answer covers
+/// them, sent entries stay in the queue (beside the `capacity` lines waiting to be sent), so that they
+/// survive a broken connection or a gateway killed with `kill -9`. An answer that does not cover its
+/// body (it went partly into another run) counts as a broken connection.
 ///
-/// **When a connection dies with a body unacknowledged**, the publisher reconnects and asks: if the
-/// worker still has that epoch, it reads the ring after that seq and finds its records there by
-/// timestamp, level, message and stream (the gateway publishes a body's lines in order, so those
-/// received are a prefix); the rest were not received and are sent again. If the epoch differs (the
-/// gateway restarted, or the worker was stopped) nothing can be known: those records are not re-sent
-/// but counted in a `WARNING` record ("N lines could not be confirmed…"). A duplicate is never risked;
-/// a possible loss is always reported.
+/// **Attaching.** Every new connection starts with an empty body that names the publisher: it creates
+/// the worker (or continues its run after a gateway restart), and is refused with a 4xx before any line
+/// is at stake. Its answer's K is the last line the gateway has: entries up to K are removed, and the
+/// next body starts at K+1 with every entry still held, whatever was sent on a broken connection.
+///
+/// **A new run.** When an answer's `epoch` differs from the one seen before, the worker started a new
+/// run (it was stopped, or stopped as idle, while the publisher was away). Offsets start again in it
+/// (K is 0), so every entry held is sent into the new run.
+///
+/// **A gateway that reports no offset** (older than this protocol): a body's answer confirms the body,
+/// and after a broken connection every entry held is sent again — lines may then be published twice,
+/// which is reported once.
+///
+/// **Stopping.** Once input has ended and every entry is confirmed, the worker is stopped as
+/// `finish(stop:)` asked: `POST /api/workers/{id}/stop`, with `?exit_code=N` (and `reason=`) when the
+/// program had an exit status. On a new connection the publisher attaches first, so that a run left
+/// open by a gateway restart is continued, then stopped.
 final class GatewayPublisher: Sendable {
     struct Settings: Sendable {
         var gateway: GatewayAddress
         var worker: WorkerID
+        /// This process's name in `Tailgate-Publisher`.
+        var publisher: PublisherID
         var idleSeconds = 1.0
         var maxBodySeconds = 5.0
         var maxBodyRecords = 2000
@@ -45,7 +64,7 @@ final class GatewayPublisher: Sendable {
 
     let settings: Settings
     let queue: OutgoingQueue
-    private let state = Lock<(outcome: Outcome, stopWorker: Bool, unconfirmed: Int)>((.running, false, 0))
+    private let state = Lock<(outcome: Outcome, stop: WorkerStop?)>((.running, nil))
     private let done = DispatchSemaphore(value: 0)
 
     init(settings: Settings, queue: OutgoingQueue) {
@@ -55,6 +74,7 @@ final class GatewayPublisher: Sendable {
 
     private var recordsPath: String { "/api/workers/\(settings.worker.rawValue)/records" }
     private var workerPath: String { "/api/workers/\(settings.worker.rawValue)" }
+    private var publisherHeader: (name: String, value: String) { ("Tailgate-Publisher", settings.publisher.rawValue) }
 
     // MARK: Control
 
@@ -64,7 +84,7 @@ final class GatewayPublisher: Sendable {
     func preflight() -> String? {
         do {
             let connection = try GatewayConnection(to: settings.gateway, timeout: 3, ioTimeout: 10)
-            let answer = try connection.request("POST", recordsPath, contentType: "application/x-ndjson")
+            let answer = try connection.request("POST", recordsPath, contentType: "application/x-ndjson", headers: [publisherHeader])
             if (400...499).contains(answer.status) { return refusal(answer) }
         } catch {
             report("gateway \(settings.gateway) unreachable (\(error)); buffering up to \(queue.capacity) lines and retrying")
@@ -83,9 +103,9 @@ final class GatewayPublisher: Sendable {
         }
     }
 
-    /// Input has ended: deliver what is left, then (when `stopWorker`) stop the worker.
-    func finish(stopWorker: Bool) {
-        state.withLock { $0.stopWorker = stopWorker }
+    /// Input has ended: deliver what is left, then stop the worker as `stop` says (`nil`: leave it running).
+    func finish(stop: WorkerStop?) {
+        state.withLock { $0.stop = stop }
         queue.close()
     }
 
@@ -100,63 +120,43 @@ final class GatewayPublisher: Sendable {
 
     // MARK: The publishing loop
 
-    /// The records of a body not acknowledged when its connection died.
-    private struct Unacknowledged {
-        var records: [OutgoingRecord]
-        var epoch: String
-        var afterSeq: UInt64
-
-        static let none = Unacknowledged(records: [], epoch: "", afterSeq: 0)
-    }
-
-    private struct Attachment {
-        var connection: GatewayConnection
-        var epoch: String
-        var lastSeq: UInt64
+    /// What the publisher knows of the gateway across connections.
+    private struct Progress {
+        /// The run the last answer was about; `nil` before the first.
+        var epoch: String?
+        /// Whether the gateway's answers lack `offset` (reported once).
+        var offsetsMissing = false
     }
 
     private func publish() -> Outcome {
-        var attachment: Attachment?
-        var unacknowledged: Unacknowledged?
+        var connection: GatewayConnection?
+        var progress = Progress()
         var backoff = settings.firstBackoff
         var unreachableSince: Double?
         while true {
-            let (pending, closed) = queue.status
-            if unacknowledged == nil && pending == 0 {
-                if closed { break }
+            let status = queue.status
+            if status.held == 0 {
+                if status.closed { break }
                 queue.waitForEntries(timeout: nil)
                 continue
             }
             do throws(PublishFailure) {
-                if attachment == nil || attachment!.connection.isStale || MonotonicClock.now - attachment!.connection.idleSince > 30 {
-                    attachment = nil
-                    attachment = try attach()
+                if connection == nil || connection!.isStale || MonotonicClock.now - connection!.idleSince > 30 {
+                    connection = nil
+                    connection = try attach(&progress)
                     if let since = unreachableSince {
                         report("gateway \(settings.gateway) reachable again after \(String(format: "%.1f", MonotonicClock.now - since)) s")
                         unreachableSince = nil
                     }
                     backoff = settings.firstBackoff
                 }
-                if let lost = unacknowledged {
-                    try resolve(lost, with: &attachment!)
-                    unacknowledged = nil
-                    continue
-                }
-                try sendBody(with: &attachment!)
+                try sendBody(on: connection!, &progress)
             } catch {
                 switch error {
                 case .refused(let message):
                     return .refused(message)
-                case .broken(let description, let unsent):
-                    attachment = nil
-                    if !unsent.records.isEmpty {
-                        if var earlier = unacknowledged {
-                            earlier.records += unsent.records  // same epoch and start: resolved together
-                            unacknowledged = earlier
-                        } else {
-                            unacknowledged = unsent
-                        }
-                    }
+                case .broken(let description):
+                    connection = nil
                     if unreachableSince == nil {
                         unreachableSince = MonotonicClock.now
                         report("gateway \(settings.gateway): \(description); retrying (buffering up to \(queue.capacity) lines)")
@@ -168,20 +168,27 @@ final class GatewayPublisher: Sendable {
                 }
             }
         }
-        if state.withLock({ $0.stopWorker }) {
+        if let stop = state.withLock({ $0.stop }) {
             while true {
                 do throws(PublishFailure) {
-                    if attachment == nil || attachment!.connection.isStale { attachment = try attach(createWorker: false) }
-                    let answer = try call { () throws(ConnectionFailure) in
-                        try attachment!.connection.request("POST", workerPath + "/stop")
+                    // A new connection attaches first: after a gateway restart, that continues the run to stop.
+                    if connection == nil || connection!.isStale || MonotonicClock.now - connection!.idleSince > 30 {
+                        connection = nil
+                        connection = try attach(&progress)
                     }
-                    if answer.status >= 500 { throw PublishFailure.broken("\(answer.status) from the gateway", .none) }
+                    let open = connection!
+                    let answer = try call { () throws(ConnectionFailure) in try open.request("POST", workerPath + "/stop" + stop.query) }
+                    if answer.status >= 500 { throw PublishFailure.broken("\(answer.status) from the gateway") }
                     if answer.status == 403 || answer.status == 409 { return .refused(refusal(answer)) }
-                    if settings.verbose { report("worker '\(settings.worker)' stopped (\(answer.status))") }
+                    if answer.status != 200 {
+                        report("stopping worker '\(settings.worker)' failed (\(answer.status)): \(answer.text.prefix(300).trimmingCharacters(in: .whitespacesAndNewlines))")
+                    } else if settings.verbose {
+                        report("worker '\(settings.worker)' stopped: \(answer.text.prefix(300).trimmingCharacters(in: .whitespacesAndNewlines))")
+                    }
                     break
                 } catch {
                     if case .refused(let message) = error { return .refused(message) }
-                    attachment = nil
+                    connection = nil
                     Thread.sleep(forTimeInterval: backoff)
                     backoff = min(backoff * 2, settings.maxBackoff)
                 }
@@ -193,55 +200,54 @@ final class GatewayPublisher: Sendable {
     private enum PublishFailure: Error {
         /// A 4xx answer: publishing cannot go on.
         case refused(String)
-        /// The gateway could not be reached or the connection broke; `unsent` were sent, unacknowledged.
-        case broken(String, Unacknowledged)
+        /// The gateway could not be reached, the connection broke, or an answer made no sense: the
+        /// entries not confirmed are sent again on a new connection.
+        case broken(String)
     }
 
     private func call<T>(_ body: () throws(ConnectionFailure) -> T) throws(PublishFailure) -> T {
         do {
             return try body()
         } catch {
-            throw .broken(error.description, .none)
+            throw .broken(error.description)
         }
     }
 
-    /// Opens a connection, creates the worker (an empty body) and reads its epoch and last seq.
-    private func attach(createWorker: Bool = true) throws(PublishFailure) -> Attachment {
+    /// Opens a connection and names the publisher with an empty body; removes the entries the gateway
+    /// has, and makes the others the next to send.
+    private func attach(_ progress: inout Progress) throws(PublishFailure) -> GatewayConnection {
         let connection = try call { () throws(ConnectionFailure) in try GatewayConnection(to: settings.gateway) }
-        if !createWorker { return Attachment(connection: connection, epoch: "", lastSeq: 0) }
-        for _ in 0..<3 {
-            let created = try call { () throws(ConnectionFailure) in
-                try connection.request("POST", recordsPath, contentType: "application/x-ndjson")
-            }
-            if (400...499).contains(created.status) { throw .refused(refusal(created)) }
-            if created.status >= 300 { throw .broken("\(created.status) from the gateway", .none) }
-            let answer = try call { () throws(ConnectionFailure) in try connection.request("GET", workerPath) }
-            guard answer.status == 200, let worker = try? JSONParser.parse(answer.text),
-                  let epoch = worker["epoch"]?.stringValue, let lastSeq = worker["last_seq"]?.intValue else {
-                throw .broken("unexpected answer to GET \(workerPath): \(answer.status)", .none)
-            }
-            // Stopped between the two requests: the next body would make a new incarnation. Again.
-            if worker["state"]?.stringValue != "running" { continue }
-            if settings.verbose { report("attached to worker '\(settings.worker)' (epoch \(epoch), last seq \(lastSeq))") }
-            return Attachment(connection: connection, epoch: epoch, lastSeq: UInt64(max(0, lastSeq)))
+        let answer = try call { () throws(ConnectionFailure) in
+            try connection.request("POST", recordsPath, contentType: "application/x-ndjson", headers: [publisherHeader])
         }
-        throw .broken("worker '\(settings.worker)' keeps being stopped", .none)
+        if (400...499).contains(answer.status) { throw .refused(refusal(answer)) }
+        guard answer.status == 200, let summary = try? JSONParser.parse(answer.text) else {
+            throw .broken("unexpected answer \(answer.status) to the publisher's first, empty body")
+        }
+        let confirmed = apply(summary, &progress)?.removed ?? 0
+        queue.rewind()
+        if settings.verbose {
+            let held = queue.status.held
+            report("attached to worker '\(settings.worker)' as publisher \(settings.publisher) (epoch \(progress.epoch ?? "unknown")): "
+                + "\(confirmed) line\(confirmed == 1 ? "" : "s") confirmed, \(held) to send from offset \(queue.nextUnsentOffset)")
+        }
+        return connection
     }
 
-    /// Sends one body of records, as they come, and handles its acknowledgement.
-    private func sendBody(with attachment: inout Attachment) throws(PublishFailure) {
-        let connection = attachment.connection
-        var body = Unacknowledged(records: [], epoch: attachment.epoch, afterSeq: attachment.lastSeq)
-        func broken(_ error: ConnectionFailure) -> PublishFailure { .broken(error.description, body) }
-        do {
-            try connection.startStreamingRequest("POST", recordsPath, contentType: "application/x-ndjson")
-        } catch {
-            throw broken(error)
+    /// Sends one body of entries, as they come, and removes them from the queue once the answer covers them.
+    private func sendBody(on connection: GatewayConnection, _ progress: inout Progress) throws(PublishFailure) {
+        let firstOffset = queue.nextUnsentOffset
+        try call { () throws(ConnectionFailure) in
+            try connection.startStreamingRequest("POST", recordsPath, contentType: "application/x-ndjson",
+                                                 headers: [publisherHeader, ("Tailgate-Offset", String(firstOffset))])
         }
         let started = MonotonicClock.now
         var lastInput = started
-        while body.records.count < settings.maxBodyRecords {
-            let entries = queue.take(max: min(256, settings.maxBodyRecords - body.records.count))
+        var sent = 0
+        var lastOffset = firstOffset - 1
+        var carriesProgramLines = false
+        while sent < settings.maxBodyRecords {
+            let entries = queue.take(max: min(256, settings.maxBodyRecords - sent))
             if entries.isEmpty {
                 let now = MonotonicClock.now
                 let remaining = min(settings.idleSeconds - (now - lastInput), settings.maxBodySeconds - (now - started))
@@ -249,38 +255,37 @@ final class GatewayPublisher: Sendable {
                 queue.waitForEntries(timeout: remaining)
                 continue
             }
-            var chunk = ByteBufferBuilder()
+            var chunk = ByteBuffer()
             for entry in entries {
-                let record = entry.record
-                body.records.append(record)
-                chunk.append(record)
+                entry.record.writeNDJSON(into: &chunk)
+                carriesProgramLines = carriesProgramLines || entry.isProgramLine
             }
+            sent += entries.count
+            lastOffset = entries[entries.count - 1].offset
             lastInput = MonotonicClock.now
-            do {
-                try connection.sendChunk(chunk.bytes)
-            } catch {
-                throw broken(error)
-            }
+            try call { () throws(ConnectionFailure) in try connection.sendChunk(Array(chunk.readableBytesView)) }
         }
-        let answer: HTTPAnswer
-        do {
-            answer = try connection.finishBody()
-        } catch {
-            throw broken(error)
-        }
+        let answer = try call { () throws(ConnectionFailure) in try connection.finishBody() }
         if (400...499).contains(answer.status) {
-            // Refused at the request head: none of the body's records was published.
+            // Refused at the request head: none of the body's lines was taken.
             throw .refused(refusal(answer))
         }
         guard answer.status == 200, let summary = try? JSONParser.parse(answer.text),
               let accepted = summary["accepted"]?.intValue, let rejected = summary["rejected"]?.intValue else {
-            // A proxy's 5xx, say: whatever was received is found out after reconnecting.
-            throw .broken("unexpected answer \(answer.status) to the records body", body)
+            // A proxy's 5xx, say: the next connection's first answer tells what the gateway has.
+            throw .broken("unexpected answer \(answer.status) to a body of \(sent) lines")
         }
-        if let lastSeq = summary["last_seq"]?.intValue { attachment.lastSeq = UInt64(lastSeq) }
+        var covered = lastOffset
+        if let applied = apply(summary, &progress) {
+            covered = applied.covered
+        } else {
+            queue.confirm(through: lastOffset)  // no offsets: the answer itself says the body arrived
+        }
         if settings.verbose {
-            let range = summary["first_seq"]?.intValue.map { "seq \($0)-\(attachment.lastSeq)" } ?? "no seq"
-            report("acknowledged \(accepted) of \(body.records.count) lines (\(range))")
+            let seqs = summary["first_seq"]?.intValue.map { "seq \($0)-\(summary["last_seq"]?.intValue ?? $0)" } ?? "no seq"
+            let duplicates = summary["duplicates"]?.intValue ?? 0
+            report("acknowledged \(accepted) of \(sent) lines (\(seqs); offsets \(firstOffset)-\(lastOffset)"
+                + (duplicates > 0 ? ", \(duplicates) already published" : "") + ")")
         }
         if rejected > 0 {
             var reasons: [String] = []
@@ -290,60 +295,33 @@ final class GatewayPublisher: Sendable {
             let message = "\(rejected) line\(rejected == 1 ? "" : "s") rejected by the gateway: \(reasons.joined(separator: "; "))"
             report(message)
             // Not for a body of notices only: a notice that is itself rejected must not loop.
-            if body.records.contains(where: { $0.loggerName.isEmpty }) {
+            if carriesProgramLines {
                 queue.appendNotice(.notice(.warning, String(message.prefix(400)), metadata: [("rejected", String(rejected))]))
             }
         }
+        if sent > 0 && covered < lastOffset {
+            // The body went (in part) into another run than the one attached to: the next connection
+            // starts again from what the gateway has.
+            throw .broken("the gateway has lines up to offset \(covered) of a body of offsets \(firstOffset)-\(lastOffset)")
+        }
     }
 
-    /// Finds out which records of a body cut off with its connection reached the worker; sends the others again.
-    private func resolve(_ lost: Unacknowledged, with attachment: inout Attachment) throws(PublishFailure) {
-        guard attachment.epoch == lost.epoch else {
-            queue.putBack([unconfirmed(lost.records.count, reason: "the gateway restarted or the worker was stopped before their receipt was confirmed")])
-            return
-        }
-        let path = workerPath + "/logs?since=\(lost.afterSeq)"
-        let connection = attachment.connection
-        let answer = try call { () throws(ConnectionFailure) in try connection.request("GET", path) }
-        guard answer.status == 200 else {
-            queue.putBack([unconfirmed(lost.records.count, reason: "the gateway could not be asked about them (\(answer.status))")])
-            return
-        }
-        var stored: [JSONValue] = []
-        for line in answer.text.split(separator: "\n") {
-            if let value = try? JSONParser.parse(String(line)) { stored.append(value) }
-        }
-        var next = 0       // records before `next` are known to have been received
-        var matched = 0
-        for record in stored {
-            guard next < lost.records.count else { break }
-            if let index = lost.records[next...].firstIndex(where: { $0.isStored(as: record) }) {
-                next = index + 1
-                matched += 1
+    /// Applies an answer's `epoch` and `offset` K: notes a new run, and removes the entries up to K
+    /// from the queue. Returns K and how many entries went; `nil` when the answer has no offset.
+    private func apply(_ summary: JSONValue, _ progress: inout Progress) -> (covered: UInt64, removed: Int)? {
+        guard let epoch = summary["epoch"]?.stringValue, let offset = summary["offset"]?.intValue, offset >= 0 else {
+            if !progress.offsetsMissing {
+                progress.offsetsMissing = true
+                report("gateway \(settings.gateway) reports no publisher offsets (an older version): lines being sent when a connection breaks are sent again and may be published twice")
             }
+            return nil
         }
-        let evicted = stored.first?["seq"]?.intValue.map { UInt64($0) > lost.afterSeq + 1 } ?? false
-        if next == 0 && evicted {
-            queue.putBack([unconfirmed(lost.records.count, reason: "the worker's ring no longer holds the records they would follow")])
-            return
+        if let previous = progress.epoch, previous != epoch, settings.verbose {
+            report("worker '\(settings.worker)' started a new run (epoch \(epoch), was \(previous)); offsets start again in it, the \(queue.status.held) lines held go into it")
         }
-        var front: [OutgoingRecord] = []
-        if next > matched {
-            front.append(unconfirmed(next - matched, reason: "the gateway did not keep them (rejected or evicted)"))
-        }
-        let resend = Array(lost.records[next...])
-        if settings.verbose {
-            report("after reconnecting: \(matched) unacknowledged lines had been received, \(resend.count) are sent again")
-        }
-        queue.putBack(front + resend)
-    }
-
-    /// Counts and reports records whose receipt cannot be known; returns the notice to publish first.
-    private func unconfirmed(_ count: Int, reason: String) -> OutgoingRecord {
-        state.withLock { $0.unconfirmed += count }
-        let message = "\(count) line\(count == 1 ? "" : "s") may be missing: \(count == 1 ? "it was" : "they were") being sent when the connection to the gateway broke, and \(reason)"
-        report(message)
-        return .notice(.warning, message, metadata: [("unconfirmed", String(count))])
+        progress.epoch = epoch
+        let covered = UInt64(offset)
+        return (covered, queue.confirm(through: covered))
     }
 
     private func refusal(_ answer: HTTPAnswer) -> String {
@@ -354,11 +332,4 @@ final class GatewayPublisher: Sendable {
     private func report(_ message: String) {
         printError("tailgate: \(message)")
     }
-}
-
-/// Bytes of NDJSON records for one chunk.
-private struct ByteBufferBuilder {
-    private var buffer = ByteBuffer()
-    mutating func append(_ record: OutgoingRecord) { record.writeNDJSON(into: &buffer) }
-    var bytes: [UInt8] { Array(buffer.readableBytesView) }
 }

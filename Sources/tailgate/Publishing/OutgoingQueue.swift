@@ -2,37 +2,77 @@ import Dispatch
 import Synchronization
 import TailgateCore
 
-/// The lines waiting for the gateway: bounded, never blocking the reader, never losing silently.
+/// The lines on their way to the gateway, numbered: bounded, never blocking the reader, never losing
+/// silently, and holding every line until the gateway has confirmed it.
 ///
-/// Readers `append` lines; the publisher `take`s them. When `capacity` lines wait already, a new line is
-/// not kept but counted in a drop marker at its place in the order, which the publisher sends as one
-/// `WARNING` record ("N lines dropped while the gateway was unreachable"). Tailgate's own notices
-/// (exit status, unconfirmed lines) are always kept.
+/// Every entry gets the next **offset** (1, 2, 3, … for the process's life) when it is appended, so the
+/// entries held always have consecutive offsets. The publisher `take`s entries to send (a cursor moves
+/// past them), removes them with `confirm(through:)` once an answer says the gateway has them, and
+/// `rewind`s the cursor to the oldest entry held when a connection broke with entries unconfirmed.
+///
+/// When `capacity` program lines wait to be sent already, a new line is not kept but counted in a drop
+/// marker at its place in the order — one entry, one offset — which is sent as one `WARNING` record
+/// ("N lines dropped while the gateway was unreachable"). Besides those, the queue holds the entries
+/// sent and not yet confirmed (one body: at most `GatewayPublisher.Settings.maxBodyRecords`), so what
+/// it holds stays bounded. Tailgate's own notices (the exit status, rejected lines) are always kept.
 final class OutgoingQueue: Sendable {
-    enum Entry: Sendable {
-        case record(OutgoingRecord)
-        /// `count` lines did not fit, the first of them read at `since`.
-        case dropped(count: Int, since: Timestamp)
+    /// One numbered entry.
+    struct Entry: Sendable {
+        enum Content: Sendable {
+            case record(OutgoingRecord)
+            /// `count` lines did not fit, the first of them read at `since`.
+            case dropped(count: Int, since: Timestamp)
+        }
+
+        var offset: UInt64
+        var content: Content
 
         /// The record to send for this entry.
         var record: OutgoingRecord {
-            switch self {
+            switch content {
             case .record(let record): record
             case .dropped(let count, let since): .dropped(count, at: since)
             }
         }
+
+        /// Whether it is a line of the program's output (which counts against `capacity`).
+        var isProgramLine: Bool {
+            if case .record(let record) = content { return record.loggerName.isEmpty }
+            return false
+        }
+    }
+
+    /// How much the queue holds.
+    struct Status {
+        /// Entries not yet confirmed by the gateway (sent or not).
+        var held: Int
+        /// Entries not yet sent on the current connection.
+        var unsent: Int
+        /// Whether input has ended.
+        var closed: Bool
     }
 
     private struct State {
+        /// `entries[head...]` are held; `entries[cursor...]` are not sent yet.
         var entries: [Entry] = []
         var head = 0
+        var cursor = 0
+        /// Program lines not sent yet (`entries[cursor...]`).
         var lines = 0
+        /// The offset the next appended entry gets.
+        var nextOffset: UInt64 = 1
+        /// The highest offset ever sent: a drop marker sent once is never counted up again.
+        var highestSent: UInt64 = 0
         var closed = false
         var waiting = false
-        var droppedTotal = 0
+
+        mutating func append(_ content: Entry.Content) {
+            entries.append(Entry(offset: nextOffset, content: content))
+            nextOffset += 1
+        }
     }
 
-    /// The most program lines kept.
+    /// The most program lines waiting to be sent.
     let capacity: Int
     private let state = Lock(State())
     private let wakeUp = DispatchSemaphore(value: 0)
@@ -45,15 +85,15 @@ final class OutgoingQueue: Sendable {
     func append(_ record: OutgoingRecord) {
         state.withLock { state in
             if state.lines >= capacity {
-                state.droppedTotal += 1
-                if case .dropped(let count, let since)? = state.entries.last, state.entries.count > state.head {
-                    state.entries[state.entries.count - 1] = .dropped(count: count + 1, since: since)
+                if let last = state.entries.last, state.entries.count > state.head, last.offset > state.highestSent,
+                   case .dropped(let count, let since) = last.content {
+                    state.entries[state.entries.count - 1].content = .dropped(count: count + 1, since: since)
                 } else {
-                    state.entries.append(.dropped(count: 1, since: record.timestamp))
+                    state.append(.dropped(count: 1, since: record.timestamp))
                 }
             } else {
                 state.lines += 1
-                state.entries.append(.record(record))
+                state.append(.record(record))
             }
             wakeWaiter(&state)
         }
@@ -62,17 +102,8 @@ final class OutgoingQueue: Sendable {
     /// Adds a notice of tailgate's own; it is kept whatever the capacity.
     func appendNotice(_ record: OutgoingRecord) {
         state.withLock { state in
-            state.entries.append(.record(record))
+            state.append(.record(record))
             wakeWaiter(&state)
-        }
-    }
-
-    /// Puts records back at the front, in order (those the gateway was shown not to have received).
-    func putBack(_ records: [OutgoingRecord]) {
-        guard !records.isEmpty else { return }
-        state.withLock { state in
-            state.entries.replaceSubrange(state.head..<state.head, with: records.map { .record($0) })
-            state.lines += records.filter { $0.loggerName.isEmpty }.count
         }
     }
 
@@ -84,38 +115,66 @@ final class OutgoingQueue: Sendable {
         }
     }
 
-    /// Up to `max` entries, oldest first, without waiting.
+    /// The offset of the next entry `take` returns (of the next one appended, when none waits).
+    var nextUnsentOffset: UInt64 {
+        state.withLock { $0.cursor < $0.entries.count ? $0.entries[$0.cursor].offset : $0.nextOffset }
+    }
+
+    /// Up to `max` entries not sent yet, oldest first, without waiting; they stay held until confirmed.
     func take(max: Int) -> [Entry] {
         state.withLock { state in
-            let count = min(max, state.entries.count - state.head)
+            let count = min(max, state.entries.count - state.cursor)
             guard count > 0 else { return [] }
-            let taken = Array(state.entries[state.head..<state.head + count])
-            state.head += count
-            for case .record(let record) in taken where record.loggerName.isEmpty { state.lines -= 1 }
-            if state.head == state.entries.count {
-                state.entries.removeAll(keepingCapacity: true)
-                state.head = 0
-            } else if state.head > 4096 && state.head * 2 > state.entries.count {
-                state.entries.removeFirst(state.head)
-                state.head = 0
-            }
+            let taken = Array(state.entries[state.cursor..<state.cursor + count])
+            state.cursor += count
+            state.lines -= taken.count(where: { $0.isProgramLine })
+            state.highestSent = Swift.max(state.highestSent, taken[taken.count - 1].offset)
             return taken
         }
     }
 
-    /// Whether entries wait, and whether input has ended.
-    var status: (pending: Int, closed: Bool) {
-        state.withLock { ($0.entries.count - $0.head, $0.closed) }
+    /// Forgets the entries with offsets up to `offset` (the gateway has them); returns how many.
+    @discardableResult
+    func confirm(through offset: UInt64) -> Int {
+        state.withLock { state in
+            guard state.head < state.entries.count, offset >= state.entries[state.head].offset else { return 0 }
+            let count = Int(min(offset - state.entries[state.head].offset + 1, UInt64(state.entries.count - state.head)))
+            if state.head + count > state.cursor {
+                state.lines -= state.entries[state.cursor..<state.head + count].count(where: { $0.isProgramLine })
+            }
+            state.head += count
+            state.cursor = Swift.max(state.cursor, state.head)
+            if state.head == state.entries.count {
+                state.entries.removeAll(keepingCapacity: true)
+                state.head = 0
+                state.cursor = 0
+            } else if state.head > 4096 && state.head * 2 > state.entries.count {
+                state.entries.removeFirst(state.head)
+                state.cursor -= state.head
+                state.head = 0
+            }
+            return count
+        }
     }
 
-    /// Lines dropped in all so far.
-    var droppedTotal: Int { state.withLock { $0.droppedTotal } }
+    /// Makes every entry held unsent again (a new connection starts from the oldest unconfirmed line).
+    func rewind() {
+        state.withLock { state in
+            state.lines += state.entries[state.head..<state.cursor].count(where: { $0.isProgramLine })
+            state.cursor = state.head
+        }
+    }
 
-    /// Waits until an entry is added or input ends, at most `timeout` seconds (`nil`: no limit).
-    /// Returns at once when entries wait or input has ended.
+    /// What the queue holds, and whether input has ended.
+    var status: Status {
+        state.withLock { Status(held: $0.entries.count - $0.head, unsent: $0.entries.count - $0.cursor, closed: $0.closed) }
+    }
+
+    /// Waits until an entry to send is added or input ends, at most `timeout` seconds (`nil`: no limit).
+    /// Returns at once when unsent entries wait or input has ended.
     func waitForEntries(timeout: Double?) {
         let mustWait = state.withLock { state -> Bool in
-            if state.entries.count > state.head || state.closed { return false }
+            if state.entries.count > state.cursor || state.closed { return false }
             state.waiting = true
             return true
         }

@@ -2,11 +2,10 @@ import NIOCore
 import TailgateCore
 
 /// One record on its way to the gateway: a line of a program's output, or a notice of tailgate's own
-/// (the exit status, lines dropped, lines that could not be confirmed).
+/// (the exit status, lines dropped, lines rejected).
 ///
-/// Its timestamp is the moment the line was read, so lines buffered while the gateway was away keep
-/// their time, and — with the message — it identifies the record when the gateway must be asked
-/// whether it received it (see `GatewayPublisher`).
+/// Its timestamp is the moment the line was read, so lines buffered while the gateway was away (or sent
+/// again after a broken connection) keep their time.
 struct OutgoingRecord: Sendable, Equatable {
     var timestamp: Timestamp
     var level: LogLevel
@@ -62,15 +61,5 @@ struct OutgoingRecord: Sendable, Equatable {
             buffer.writeStaticString("}")
         }
         buffer.writeStaticString("}\n")
-    }
-
-    /// Whether `stored`, a record read back from the gateway's ring, is this record.
-    func isStored(as stored: JSONValue) -> Bool {
-        guard stored["message"]?.stringValue == message,
-              stored["level"]?.stringValue == level.rawValue,
-              let text = stored["timestamp"]?.stringValue, Timestamp(iso8601: text) == timestamp
-        else { return false }
-        for item in metadata where stored["metadata"]?[item.key]?.stringValue != item.value { return false }
-        return true
     }
 }

@@ -23,7 +23,7 @@ struct PublishOptions: ParsableArguments {
         "Longest line published whole; the rest of a longer line is cut (and the cut noted at its end).", valueName: "bytes"))
     var maxLineBytes = 16 << 10
 
-    @Flag(help: "Report connections, acknowledgements and retries on standard error.")
+    @Flag(help: "Report connections, acknowledgements (with line offsets) and retries on standard error.")
     var verbose = false
 
     func validate() throws {
@@ -38,9 +38,11 @@ struct PublishOptions: ParsableArguments {
         guard maxLineBytes >= 64 else { throw ValidationError("--max-line-bytes must be at least 64") }
     }
 
-    /// The publisher these options describe, over a new queue.
-    func makePublisher() -> GatewayPublisher {
-        var settings = GatewayPublisher.Settings(gateway: GatewayAddress(gateway)!, worker: WorkerID(worker)!)
+    /// The publisher these options describe, over a new queue; its publisher id is `prefix-` and 12
+    /// random characters.
+    func makePublisher(idPrefix prefix: String) -> GatewayPublisher {
+        var settings = GatewayPublisher.Settings(gateway: GatewayAddress(gateway)!, worker: WorkerID(worker)!,
+                                                 publisher: .random(prefix: prefix))
         settings.verbose = verbose
         return GatewayPublisher(settings: settings, queue: OutgoingQueue(capacity: bufferLines))
     }
@@ -52,12 +54,12 @@ struct PublishOptions: ParsableArguments {
         case .delivered:
             return true
         case .refused:
-            let left = publisher.queue.status.pending
+            let left = publisher.queue.status.held
             if left > 0 { printError("tailgate: \(left) line\(left == 1 ? "" : "s") not published") }
             return false
         case .running:
-            let left = publisher.queue.status.pending
-            printError("tailgate: gateway \(gateway) still unreachable after --drain-timeout \(drainTimeout) s: \(left) line\(left == 1 ? "" : "s") not published")
+            let left = publisher.queue.status.held
+            printError("tailgate: gateway \(gateway) still unreachable after --drain-timeout \(drainTimeout) s: \(left) line\(left == 1 ? "" : "s") not published (or not confirmed)")
             return false
         }
     }

@@ -94,6 +94,52 @@ struct IngestSessionTests {
         #expect(session.accepted == 500)
     }
 
+    @Test("numbered lines: every line takes an offset (blank, bad and long ones too); lines at or below the publisher's offset are duplicates")
+    func numberedLines() throws {
+        let gateway = try EmbeddedGateway()
+        let worker = try gateway.bus.remoteWorker(WorkerID("job")!)
+        let first = IngestSession(worker: worker, format: .ndjson, maxLineBytes: 40, publisher: ("p1", 1))
+        var body = ByteBuffer(string: "{\"message\":\"1\"}\n\n{\"message\":\"3\"}\nnope\n" + String(repeating: "x", count: 50) + "\n{\"message\":\"6\"}")
+        #expect(first.consume(&body, queueLimit: 1000))
+        first.finish()
+        #expect(first.accepted == 3 && first.rejected == 2 && first.duplicates == 0)
+        #expect(worker.publisherOffset("p1") == 6)
+        // The publisher resends from offset 5: 5 and 6 are duplicates, 7 is new.
+        let second = IngestSession(worker: worker, format: .ndjson, maxLineBytes: 40, publisher: ("p1", 5))
+        var again = ByteBuffer(string: "nope\n{\"message\":\"6\"}\n{\"message\":\"7\"}\n")
+        #expect(second.consume(&again, queueLimit: 1000))
+        second.finish()
+        #expect(second.accepted == 1 && second.duplicates == 2 && second.rejected == 0)
+        #expect(worker.publisherOffset("p1") == 7)
+        #expect(messages(gateway, second) == ["1", "3", "6", "7"])
+        let summary = try JSONParser.parse(String(buffer: second.summary()))
+        #expect(summary["offset"]?.intValue == 7 && summary["publisher"]?.stringValue == "p1" && summary["duplicates"]?.intValue == 2)
+        #expect(summary["epoch"]?.stringValue == worker.epoch)
+        // Without an offset a body goes on after the publisher's; another publisher has its own offsets.
+        let third = IngestSession(worker: worker, format: .text, maxLineBytes: 40, publisher: ("p1", nil))
+        var text = ByteBuffer(string: "eight\n")
+        #expect(third.consume(&text, queueLimit: 1000))
+        #expect(worker.publisherOffset("p1") == 8 && third.accepted == 1)
+        let other = IngestSession(worker: worker, format: .text, maxLineBytes: 40, publisher: ("p2", 1))
+        var line = ByteBuffer(string: "x\n")
+        #expect(other.consume(&line, queueLimit: 1000))
+        #expect(worker.publisherOffset("p2") == 1 && other.duplicates == 0)
+    }
+
+    @Test("duplicates are caught under the worker's lock too: two bodies of one publisher racing over the same lines")
+    func concurrentDuplicates() throws {
+        let gateway = try EmbeddedGateway()
+        let worker = try gateway.bus.remoteWorker(WorkerID("job")!)
+        let one = IngestSession(worker: worker, format: .text, maxLineBytes: 40, publisher: ("p", 1))
+        let two = IngestSession(worker: worker, format: .text, maxLineBytes: 40, publisher: ("p", 1))
+        var a = ByteBuffer(string: "a\nb\nc\n")
+        var b = ByteBuffer(string: "a\nb\nc\nd\n")
+        #expect(one.consume(&a, queueLimit: 1000))
+        #expect(two.consume(&b, queueLimit: 1000))
+        #expect(one.accepted == 3 && two.accepted == 1 && two.duplicates == 3)
+        #expect(messages(gateway, two) == ["a", "b", "c", "d"])
+    }
+
     @Test("a worker's queue releases whoever waits for it at its next drain, not before")
     func whenQueueBelow() throws {
         let gateway = try EmbeddedGateway()

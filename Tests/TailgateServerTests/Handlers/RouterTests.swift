@@ -19,6 +19,11 @@ struct RouterTests {
         ("/api/workers/demo-1/other", .unknownAPI),
         ("/api/other", .unknownAPI),
         ("/ws/workers/002050.SZ", .stream(WorkerID("002050.SZ")!)),
+        ("/ws/workers/002050.SZ/runs/2guf0x", .runStream(WorkerID("002050.SZ")!, "2guf0x")),
+        ("/api/workers/demo-1/runs", .workerRuns(WorkerID("demo-1")!)),
+        ("/api/workers/demo-1/runs/abc123", .workerRun(WorkerID("demo-1")!, "abc123")),
+        ("/api/workers/demo-1/runs/abc123/logs", .workerRunLogs(WorkerID("demo-1")!, "abc123")),
+        ("/api/workers/demo-1/runs/abc123/other", .unknownAPI),
         ("/", .file("/")),
         ("/console.html", .file("/console.html")),
     ])
@@ -30,6 +35,17 @@ struct RouterTests {
     func badWorkerID(path: String) {
         #expect(throws: GatewayError.self) { try Route(path: path[...]) }
         do { _ = try Route(path: path[...]) } catch { #expect(error.code == "bad_worker_id" && error.status == .badRequest) }
+    }
+
+    @Test("a malformed epoch is a 400 bad_epoch", arguments: ["/api/workers/w/runs/ABC", "/api/workers/w/runs/", "/ws/workers/w/runs/a-b",
+                                                              "/api/workers/w/runs/\(String(repeating: "a", count: 33))/logs"])
+    func badEpoch(path: String) {
+        do {
+            _ = try Route(path: path[...])
+            Issue.record("\(path) was accepted")
+        } catch {
+            #expect(error.code == "bad_epoch" && error.status == .badRequest)
+        }
     }
 
     @Test("requests get their endpoint's answer", arguments: [
@@ -140,7 +156,7 @@ struct RouterTests {
         var written = try channel.written()
         let response = try #require(WrittenResponse.read(from: &written))
         #expect(response.status == 200)
-        #expect(response.body.hasPrefix("{\"accepted\":2,\"rejected\":1,\"first_seq\":1,\"last_seq\":2,"))
+        #expect(response.body.hasPrefix("{\"accepted\":2,\"rejected\":1,\"duplicates\":0,\"first_seq\":1,\"last_seq\":2,"))
         #expect(gateway.bus.worker(WorkerID("job-1")!)?.snapshot().lastSeq == 2)
     }
 

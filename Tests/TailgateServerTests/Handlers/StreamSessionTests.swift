@@ -20,7 +20,7 @@ private struct SessionHarness {
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 40_000)).wait()
         let context = gateway.context
         let session = StreamSession(
-            worker: worker, start: start, rendering: PlainFrameRendering(), tokenExpiry: nil,
+            source: .worker(worker), start: start, resumed: nil, rendering: PlainFrameRendering(), tokenExpiry: nil,
             inbound: InboundMessages(maxBytes: context.configuration.maxInboundMessageBytes, deflate: nil),
             configuration: context.configuration, registry: context.registries[0], statistics: context.statistics)
         try channel.pipeline.syncOperations.addHandlers([

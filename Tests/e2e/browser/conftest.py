@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.error
@@ -41,6 +43,8 @@ class BrowserGateway:
     def __init__(self, args: list[str], prefer_release: bool = False):
         self.args = args
         self.prefer_release = prefer_release
+        # History in a folder of its own, kept across restart() (removed by stop_for_good()).
+        self.data_dir = None if "--memory-only" in args or "--data-dir" in args else tempfile.mkdtemp(prefix="tailgate-browser-")
         self.port: int | None = None
         self.proc: subprocess.Popen | None = None
         self.output: list[str] = []
@@ -49,6 +53,8 @@ class BrowserGateway:
     def start(self) -> None:
         port = str(self.port) if self.port else "0"
         command = [str(tailgate_binary(self.prefer_release)), "serve", "--port", port, "--public-dir", str(PUBLIC), *self.args]
+        if self.data_dir:
+            command += ["--data-dir", self.data_dir]
         deadline = time.monotonic() + 20
         while True:
             self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
@@ -111,6 +117,8 @@ def browser_gateway():
     yield start
     for gateway in started:
         gateway.stop(grace=0.5)
+        if gateway.data_dir:
+            shutil.rmtree(gateway.data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

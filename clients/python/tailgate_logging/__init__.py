@@ -1,4 +1,6 @@
-"""Publish Python `logging` records to a Tailgate gateway, which streams them live to browsers.
+"""Publish Python `logging` records to a Tailgate gateway, which streams them live to browsers. Each
+record the gateway confirms is in the worker's history exactly once, across broken connections and
+gateway restarts (see `handler`'s documentation).
 
     import logging
     from tailgate_logging import TailgateHandler
@@ -10,4 +12,4 @@
 from .handler import TailgateError, TailgateHandler, gateway_level, iso_timestamp
 
 __all__ = ["TailgateHandler", "TailgateError", "gateway_level", "iso_timestamp"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

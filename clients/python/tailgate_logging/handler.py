@@ -1,4 +1,4 @@
-"""`TailgateHandler`: publishes Python log records to a Tailgate gateway over HTTP.
+"""`TailgateHandler`: publishes Python log records to a Tailgate gateway over HTTP, each exactly once.
 
 The application's side (`emit`) only appends to a bounded in-memory queue — the record itself when its
 arguments and `extra` values are immutable built-in values (the sender thread formats it later, to the
@@ -10,9 +10,18 @@ slow the queue fills up; records that do not fit are counted, and once the gatew
 `WARNING` record "N records dropped while the gateway was unreachable" is published: loss is never
 silent.
 
-Delivery is at-most-once per record with recovery: when a connection breaks after a batch was (partly)
-sent, the sender asks the gateway which of the batch's records arrived (by worker epoch and the ring's
-content) and sends only the rest, so a broken connection neither duplicates nor loses records.
+Delivery is exactly once ("Publishing exactly once" in docs/PROTOCOL.md). The handler has a publisher
+id of its own (`py-` and 16 random hex digits) and numbers the lines it sends 1, 2, 3, …; every body
+carries `Tailgate-Publisher` and `Tailgate-Offset` (the number of its first line; each line has the
+next). In each run of the worker the gateway keeps the highest number it has taken from this publisher
+and skips any line numbered at or below it; it answers a body only once its records are written to
+disk, with that highest number (`offset`) and the run's `epoch`.
+A line stays in the handler until an answer's `offset` covers it. On every new connection the handler
+first sends an empty body, learns the gateway's `offset` K, forgets its lines up to K and sends the rest
+from K+1. So a connection broken in the middle of a body, a lost answer, or a gateway killed and
+restarted (its runs and offsets come back from disk) neither loses nor duplicates a line. When the
+`epoch` changed (the worker was stopped, or stopped as idle, and a new run began), the gateway has
+nothing of this publisher in the new run: every line not yet confirmed is sent into it.
 """
 
 from __future__ import annotations
@@ -130,16 +139,11 @@ def _text(value: Any) -> str:
 
 # One queued record: (created, levelno, levelname, message, name, module, funcName, lineno, metadata)
 _Item = Tuple[float, int, str, str, str, str, str, int, Optional[Dict[str, str]]]
-# One line ready to send, with the key that recognises it in the gateway's ring.
-_Line = Tuple[bytes, Tuple[str, str]]
 
 
-class _Unreachable(Exception):
-    """Nothing of the batch reached the gateway (connect failed, or it refused the request)."""
-
-
-class _Broken(Exception):
-    """The connection broke after the batch was (perhaps partly) sent."""
+class _Failed(Exception):
+    """A request got no usable answer: the connection could not be opened or broke, or the gateway
+    refused. What of the body the gateway took is learnt on the next connection."""
 
 
 class TailgateHandler(logging.Handler):
@@ -151,6 +155,9 @@ class TailgateHandler(logging.Handler):
     sent; `timeout` is the socket timeout, and the longest `close()`/`flush()` wait. `token`, when given,
     is sent as `Authorization: Bearer <token>`. `max_record_bytes` (the gateway's `--max-record-bytes`)
     makes longer messages be cut (with a marker) rather than rejected.
+
+    Each record the gateway confirms is published exactly once, across broken connections and gateway
+    restarts (see the module's documentation); `publisher` is the id the handler publishes under.
     """
 
     def __init__(self, url: str, worker: str, level: int = logging.NOTSET, queue_size: int = 10000,
@@ -180,10 +187,14 @@ class TailgateHandler(logging.Handler):
         self._max_record_bytes = int(max_record_bytes)
         self._backoff_initial = float(backoff_initial)
         self._backoff_max = float(backoff_max)
+        #: This handler's publisher id (`Tailgate-Publisher`): new for every handler, so the gateway never
+        #: holds offsets of it that another process (or an earlier handler) sent.
+        self.publisher = "py-" + os.urandom(8).hex()
         self._headers = {"Content-Type": "application/x-ndjson", "Accept": "application/json",
-                         "User-Agent": "tailgate-logging/0.1 (Python %d.%d)" % sys.version_info[:2]}
+                         "User-Agent": "tailgate-logging/0.2 (Python %d.%d)" % sys.version_info[:2]}
         if token:
             self._headers["Authorization"] = "Bearer %s" % token
+        self._publish_headers = dict(self._headers, **{"Tailgate-Publisher": self.publisher})
 
         self._queue: Deque[Any] = deque()  # LogRecords to format later, or formatted _Items
         self._drop_lock = threading.Lock()
@@ -196,17 +207,20 @@ class TailgateHandler(logging.Handler):
         self._close_deadline: Optional[float] = None
         self._conn: Optional[http.client.HTTPConnection] = None
         self._last_used = 0.0
-        self._epoch: Optional[str] = None       # the worker's epoch when this connection opened
-        self._since: Optional[int] = None       # a seq at or before our undelivered records
-        self._unsure = False                    # a batch's fate is unknown: recover before sending
-        self._fresh = False                     # the connection is new: read the worker's epoch
+        # The sender's buffer: encoded lines not yet confirmed by the gateway, `_pending[i]` with the
+        # offset `_base + i`; the next line taken gets `_base + len(_pending)`. Sender thread only.
+        self._pending: List[bytes] = []
+        self._base = 1
+        self._epoch: Optional[str] = None       # the run the gateway last said this publisher is in
         self._notices: List[str] = []           # warnings to publish (rejections)
         self._last_problem: Optional[str] = None
-        #: Counters: `sent` (records the gateway accepted), `dropped` (queue overflow, all time),
-        #: `rejected` (lines the gateway refused), `reconnects`, `recovered` (records found already
-        #: delivered after a broken connection), `lost` (given up at close).
+        #: Counters: `sent` (records the gateway published), `dropped` (queue overflow, all time),
+        #: `rejected` (lines the gateway refused), `reconnects` (connections opened), `recovered` (records
+        #: a new connection found the gateway already had: their answer had been lost), `duplicates`
+        #: (records sent again that the gateway skipped), `runs` (times the worker's run changed under the
+        #: handler), `lost` (given up at close), `requests`.
         self.stats = {"sent": 0, "dropped": 0, "rejected": 0, "reconnects": 0, "recovered": 0,
-                      "lost": 0, "requests": 0}
+                      "duplicates": 0, "runs": 0, "lost": 0, "requests": 0}
         self._thread = threading.Thread(target=self._run, name=_SENDER_NAME, daemon=True)
         self._thread_ident: Optional[int] = None
         self._thread.start()
@@ -307,8 +321,9 @@ class TailgateHandler(logging.Handler):
         return message
 
     def flush(self, timeout: Optional[float] = None) -> bool:
-        """Waits (at most `timeout`, default the handler's) until every queued record was delivered.
-        Returns whether it was."""
+        """Waits (at most `timeout`, default the handler's) until the gateway has confirmed every queued
+        record (an answer's `offset` covers it: it is written to the gateway's disk). Returns whether it
+        has."""
         if self._closed or not self._thread.is_alive():
             return not self._queue
         wait = self._timeout if timeout is None else timeout
@@ -324,9 +339,10 @@ class TailgateHandler(logging.Handler):
         return True
 
     def close(self) -> None:
-        """Sends what is queued (waiting at most `timeout` seconds), stops the sender thread and closes
-        the connection. Records that could not be delivered in time are counted in `stats["lost"]` and
-        reported on stderr."""
+        """Sends what is queued (waiting at most `timeout` seconds for the gateway to confirm it), stops
+        the sender thread and closes the connection. Records not confirmed in time are counted in
+        `stats["lost"]` and reported on stderr (some of them may have reached the gateway: their answer
+        did not come back in time)."""
         if not self._closing:
             self._closing = True
             self._close_deadline = time.monotonic() + self._timeout
@@ -379,30 +395,28 @@ class TailgateHandler(logging.Handler):
 
     def _run(self) -> None:
         self._thread_ident = threading.get_ident()
-        pending: List[_Line] = []
+        pending = self._pending
         backoff = self._backoff_initial
         try:
             while True:
-                if not pending:
-                    pending = self._take_batch()
+                if not pending:  # a new batch only once the last one is confirmed
+                    self._take_batch()
                     if not pending:
                         self._set_idle()
                         if self._closing and not self._queue:
                             break
                         continue
                 try:
-                    pending = self._deliver(pending)
+                    self._deliver()
                     backoff = self._backoff_initial
                     self._problem(None)
-                except (_Unreachable, _Broken) as error:
+                except _Failed as error:
                     self._problem(str(error))
                     self._drop_connection()
                     if self._closing and time.monotonic() >= (self._close_deadline or 0):
                         break
                     delay = random.uniform(backoff / 2, backoff)
                     backoff = min(self._backoff_max, backoff * 2)
-                    if self._closing:
-                        delay = min(delay, max(0.0, (self._close_deadline or 0) - time.monotonic()))
                     self._sleep(delay)
                 finally:
                     if not pending:
@@ -425,14 +439,20 @@ class TailgateHandler(logging.Handler):
             self._idle.notify_all()
 
     def _sleep(self, delay: float) -> None:
-        # Interruptible by close() (which sets _wake); a flush does not shorten the backoff.
+        """Waits out a backoff. A flush does not shorten it; once closing, it is cut to 0.1 s (and to the
+        close deadline), so close() retries often while it may, without spinning."""
         end = time.monotonic() + delay
-        while not self._closing:
+        while True:
+            if self._closing:
+                end = min(end, time.monotonic() + 0.1, self._close_deadline or 0)
             remaining = end - time.monotonic()
             if remaining <= 0:
                 return
-            self._wake.wait(remaining)
-            self._wake.clear()
+            if self._closing:
+                time.sleep(remaining)
+            else:
+                self._wake.wait(remaining)  # close() sets it
+                self._wake.clear()
 
     def _problem(self, text: Optional[str]) -> None:
         if text == self._last_problem:
@@ -442,20 +462,21 @@ class TailgateHandler(logging.Handler):
                              "backoff, queueing up to %d records\n" % (self.url, self.worker, text, self._queue_size))
         self._last_problem = text
 
-    def _take_batch(self) -> List[_Line]:
-        """Encodes a batch (preceded by the drop report if records were dropped). When there is nothing
-        to send, waits one flush interval first (woken early by close, flush or a full batch): records
-        wait at most that long, and gather into batches while a request is under way."""
+    def _take_batch(self) -> None:
+        """Encodes a batch into the (empty) buffer, preceded by the drop report if records were dropped.
+        When there is nothing to send, waits one flush interval first (woken early by close, flush or a
+        full batch): records wait at most that long, and gather into batches while a request is under
+        way."""
         queue = self._queue
         if not queue and not self._dropped and not self._notices:
             if self._closing:
-                return []
+                return
             self._wake.wait(max(self._flush_interval, 0.005))
             self._wake.clear()
             if not queue and not self._dropped and not self._notices:
-                return []
+                return
         self._inflight = True  # before taking records off the queue, for flush()
-        lines: List[_Line] = []
+        lines = self._pending
         with self._drop_lock:
             dropped, self._dropped = self._dropped, 0
         if dropped:
@@ -477,12 +498,13 @@ class TailgateHandler(logging.Handler):
                     self.handleError(item)
             if n % 4 == 3:
                 time.sleep(0)  # hand the GIL to the application's threads: their emit must not wait for ours
-        return lines
 
-    def _notice_line(self, level: str, message: str, metadata: Optional[Dict[str, str]]) -> _Line:
+    def _notice_line(self, level: str, message: str, metadata: Optional[Dict[str, str]]) -> bytes:
         return self._encode((time.time(), 0, level, message, "tailgate_logging", "handler", "", 0, metadata))
 
-    def _encode(self, item: Any) -> _Line:
+    def _encode(self, item: Any) -> bytes:
+        """One NDJSON line, ending with a newline. JSON escapes every control character, so a line is
+        always exactly one record (and one offset) for the gateway."""
         if type(item) is not tuple:  # a record queued as it was (see emit)
             item = self._snapshot(item, item.__dict__.keys() - _STANDARD_ATTRIBUTES
                                   if len(item.__dict__) > _PLAIN_RECORD_SIZE else None)
@@ -510,10 +532,10 @@ class TailgateHandler(logging.Handler):
                                    "line_no": int(line_no or 0)}
             if metadata:
                 obj["metadata"] = metadata
-            line, message = self._shorten(obj)
-        return line + b"\n", (timestamp, message)
+            line = self._shorten(obj)
+        return line + b"\n"
 
-    def _shorten(self, obj: Dict[str, Any]) -> Tuple[bytes, str]:
+    def _shorten(self, obj: Dict[str, Any]) -> bytes:
         message: str = obj["message"]
         excess = len(_JSON.encode(obj).encode("utf-8", "replace"))
         excess -= self._max_record_bytes
@@ -524,7 +546,7 @@ class TailgateHandler(logging.Handler):
             obj["message"] = "%s… [%d bytes cut by tailgate_logging]" % (cut, len(data) - len(cut.encode("utf-8")))
             line = _JSON.encode(obj).encode("utf-8", "replace")
             if len(line) <= self._max_record_bytes or keep == 0:
-                return line, obj["message"]
+                return line
             keep = max(0, keep - (len(line) - self._max_record_bytes) - 64)
 
     # -- the connection
@@ -537,14 +559,18 @@ class TailgateHandler(logging.Handler):
                 pass
             self._conn = None
 
-    def _connection(self) -> http.client.HTTPConnection:
-        """The open connection, or a new one (then the worker's epoch is read, and a broken batch's fate
-        settled). Raises `_Unreachable`."""
+    def _usable_connection(self) -> bool:
+        """Whether the open connection may carry the next body (open, not idle for long, not closed by
+        the gateway meanwhile); if not, it is closed."""
         conn = self._conn
         if conn is not None and conn.sock is not None:
-            idle = time.monotonic() - self._last_used
-            if idle < 20.0 and not _dropped(conn.sock):
-                return conn
+            if time.monotonic() - self._last_used < 20.0 and not _dropped(conn.sock):
+                return True
+        self._drop_connection()
+        return False
+
+    def _connect(self) -> None:
+        """Opens a new connection. Raises `_Failed`."""
         self._drop_connection()
         conn = self._new_connection(self._timeout)
         try:
@@ -552,103 +578,115 @@ class TailgateHandler(logging.Handler):
             conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError as error:
             conn.close()
-            raise _Unreachable("connect: %s" % (error,)) from None
+            raise _Failed("connect: %s" % (error,)) from None
         self._conn = conn
-        self._fresh = True
         self._last_used = time.monotonic()
         self.stats["reconnects"] += 1
-        return conn
 
-    def _call(self, method: str, path: str, body: Optional[bytes], headers: Dict[str, str]) -> Tuple[int, bytes]:
-        """One request on the persistent connection. Raises `_Unreachable` (connect failed) or `_Broken`."""
-        conn = self._connection()
+    def _post(self, body: bytes, headers: Dict[str, str]) -> Dict[str, Any]:
+        """One `POST …/records` on the open connection; the gateway's answer. Raises `_Failed` (the
+        connection broke, or an answer other than 200: then nothing is taken as confirmed)."""
+        conn = self._conn
+        if conn is None:
+            raise _Failed("no connection")
         try:
-            conn.request(method, path, body=body, headers=headers)
+            conn.request("POST", self._worker_path + "/records", body=body, headers=headers)
             response = conn.getresponse()
             data = response.read()
         except (OSError, http.client.HTTPException) as error:
             self._drop_connection()
-            raise _Broken("%s %s: %s" % (method, path.rsplit("/", 1)[-1], error or type(error).__name__)) from None
+            raise _Failed("POST records: %s" % (error or type(error).__name__,)) from None
         self.stats["requests"] += 1
         self._last_used = time.monotonic()
         if response.will_close:
             self._drop_connection()
-        return response.status, data
+        answer = _json(data)
+        if response.status != 200:
+            # A refusal (403 not allowed, 409 id owned in-process, 503 …). Retried with backoff.
+            raise _Failed("HTTP %d %s" % (response.status, _error_text(answer)))
+        if not isinstance(answer, dict):
+            raise _Failed("HTTP 200 without a JSON answer")
+        return answer
 
-    def _worker_info(self) -> Optional[Dict[str, Any]]:
-        headers = {k: v for k, v in self._headers.items() if k != "Content-Type"}
-        status, data = self._call("GET", self._worker_path, None, headers)
-        if status == 404:
-            return None
-        if status != 200:
-            raise _Unreachable("GET worker: HTTP %d %s" % (status, _error_text(_json(data))))
-        return _json(data)
+    # -- exactly once
 
-    def _deliver(self, lines: List[_Line]) -> List[_Line]:
-        """Sends `lines` until the gateway has them all; returns [] (raises when it could not)."""
-        self._connection()  # (re)connects if needed: then the worker's epoch is read first
-        if self._fresh or self._unsure:
-            try:
-                info = self._worker_info()
-            except _Broken as error:
-                raise _Unreachable(str(error)) from None
-            if self._unsure:
-                lines = self._recover(lines, info)
-                if not lines:
-                    return []
-            self._epoch = info.get("epoch") if info else None
-            self._since = info.get("last_seq") if info else 0
-            self._fresh = False
-        body = b"".join(line for line, _ in lines)
-        try:
-            status, data = self._call("POST", self._worker_path + "/records", body, self._headers)
-        except _Broken:
-            self._unsure = True
-            raise
-        if status != 200:
-            # A refusal (403 not allowed, 409 id owned in-process, 503 …): nothing was published.
-            raise _Unreachable("HTTP %d %s" % (status, _error_text(_json(data))))
-        answer = _json(data) or {}
-        accepted = int(answer.get("accepted") or 0)
-        rejected = int(answer.get("rejected") or 0)
-        self.stats["sent"] += accepted
-        if answer.get("last_seq") is not None:
-            self._since = answer["last_seq"]
+    def _deliver(self) -> None:
+        """Sends the buffer as one body and drops from it what the answer confirms. On a new connection,
+        first asks where this publisher stands (`_resume`). Raises `_Failed`."""
+        if not self._usable_connection():
+            self._connect()
+            self._resume()
+            if not self._pending:
+                return
+            if self._conn is None:
+                # The gateway closed the connection after answering (no keep-alive, e.g. a proxy):
+                # what it just said is current, and the offsets keep the body exact anyway.
+                self._connect()
+        pending = self._pending
+        count = len(pending)
+        headers = self._publish_headers.copy()
+        headers["Tailgate-Offset"] = str(self._base)
+        answer = self._post(b"".join(pending), headers)
+        self.stats["sent"] += _count(answer, "accepted")
+        self.stats["duplicates"] += _count(answer, "duplicates")
+        rejected = _count(answer, "rejected")
         if rejected:
             self.stats["rejected"] += rejected
             errors = answer.get("errors") or []
             first = errors[0].get("message") if errors and isinstance(errors[0], dict) else "?"
             self._notices.append("%d records rejected by the gateway (first: %s)" % (rejected, first))
-        return []
+        offset = _offset(answer)
+        if offset is None:
+            # A gateway without exactly-once publishing: its 200 means it took the whole body. (After a
+            # broken connection, such a gateway gets the unconfirmed batch again: at least once.)
+            del pending[:count]
+            self._base += count
+            return
+        self._new_epoch(answer.get("epoch"))
+        if self._confirm(offset) == 0:
+            raise _Failed("the answer confirmed none of the %d records sent from offset %d (gateway offset %d)"
+                          % (count, self._base, offset))
 
-    def _recover(self, lines: List[_Line], info: Optional[Dict[str, Any]]) -> List[_Line]:
-        """After a connection broke mid-request: which of `lines` did the gateway publish? Returns the
-        rest. Lines are published in order, so what arrived is a prefix of `lines`."""
-        if info is None:
-            self._unsure = False
-            return lines  # the worker is gone (gateway restarted): nothing of ours is there
-        if self._epoch is not None and info.get("epoch") not in (None, self._epoch):
-            self._unsure = False
-            return lines  # a new incarnation of the worker: the old ring is gone
-        since = self._since if self._epoch is not None and self._since is not None else 0
-        headers = {k: v for k, v in self._headers.items() if k != "Content-Type"}
-        status, data = self._call("GET", "%s/logs?since=%d" % (self._worker_path, since), None, headers)
-        if status != 200:
-            self._unsure = True
-            raise _Unreachable("GET logs: HTTP %d" % status)
-        index = 0
-        for raw in data.splitlines():
-            if index >= len(lines):
-                break
-            try:
-                record = json.loads(raw)
-            except ValueError:
-                continue
-            if (record.get("timestamp"), record.get("message")) == lines[index][1]:
-                index += 1
-        self._unsure = False
-        self.stats["recovered"] += index
-        return lines[index:]
+    def _resume(self) -> None:
+        """The first request of a connection: an empty body with `Tailgate-Publisher`. Its `offset` K is
+        the last line of this publisher the gateway has (in its current run, `epoch`): lines up to K leave
+        the buffer, the rest is sent from K+1. In a new run K counts only what reached that run, so every
+        line not yet confirmed is sent into it."""
+        answer = self._post(b"", self._publish_headers)
+        offset = _offset(answer)
+        if offset is None:
+            return  # a gateway without exactly-once publishing: nothing can be learnt, send it all
+        self._new_epoch(answer.get("epoch"))
+        self.stats["recovered"] += self._confirm(offset)
+
+    def _new_epoch(self, epoch: Any) -> None:
+        if epoch is not None and epoch != self._epoch:
+            if self._epoch is not None:
+                self.stats["runs"] += 1
+            self._epoch = epoch
+
+    def _confirm(self, offset: int) -> int:
+        """Drops the lines at or below `offset` from the buffer; returns how many."""
+        pending = self._pending
+        n = min(len(pending), offset - self._base + 1)
+        if n > 0:
+            del pending[:n]
+            self._base += n
+        if not pending and self._base <= offset:
+            # The gateway holds offsets of this publisher beyond any it was sent (cannot happen with a
+            # fresh publisher id): number on above them, or the next lines would be skipped.
+            self._base = offset + 1
+        return max(n, 0)
+
+
+def _count(answer: Dict[str, Any], key: str) -> int:
+    value = answer.get(key)
+    return value if type(value) is int else 0
+
+
+def _offset(answer: Dict[str, Any]) -> Optional[int]:
+    value = answer.get("offset")
+    return value if type(value) is int else None
 
 
 def _dropped(sock: socket.socket) -> bool:

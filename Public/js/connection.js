@@ -1,8 +1,9 @@
-// One worker's live stream: opens the WebSocket, follows the protocol (hello, logs, gap, end),
-// reconnects with backoff and resumes with `since=<last seq>` so that no record is given twice and
-// none is skipped; notices a restarted worker (a new `epoch`) and starts its run from the beginning.
+// One worker's live stream (or the stream of one of its runs): opens the WebSocket, follows the
+// protocol (hello, logs, gap, end), reconnects with backoff and resumes with `epoch=<run>&since=<last
+// seq>` so that no record is given twice and none is skipped; notices a new run of the worker (a new
+// `epoch`, or `"resumed":false` in `hello`) and starts that run from the beginning.
 
-import { apiURL, streamURL } from './urls.js';
+import { apiURL, runPath, streamURL } from './urls.js';
 
 /** The states a connection reports. */
 export const State = Object.freeze({
@@ -19,8 +20,8 @@ export const State = Object.freeze({
  * A worker's stream.
  *
  * Callbacks (all optional): `onHello(hello, {restarted})`, `onRecords(records)` (new records only, in
- * seq order), `onGap(from, to)`, `onRestart(hello)` (the worker's run changed: seqs start over),
- * `onEnd(message)`, `onState(state, detail)`.
+ * seq order), `onGap(from, to)`, `onRestart(hello, {previous})` (the worker's run changed: seqs start
+ * over; `previous` is the epoch of the run shown before), `onEnd(message)`, `onState(state, detail)`.
  */
 export class StreamConnection {
   #workerId;
@@ -33,6 +34,9 @@ export class StreamConnection {
   cursor = null;
   /** The current run's epoch. */
   epoch = null;
+  /** The last `hello` and `end` messages (`end` only once the run has ended). */
+  lastHello = null;
+  lastEnd = null;
   state = State.disconnected;
   detail = '';
   /** When the next attempt is due (ms, `Date.now()` clock) while reconnecting. */
@@ -42,15 +46,33 @@ export class StreamConnection {
 
   /**
    * `options`: `tail` (records to replay on the first connection), `since` (resume point for the first
-   * connection instead of `tail`), `minDelay`, `maxDelay` (backoff, ms), and the callbacks.
+   * connection instead of `tail`), `run` (an epoch: stream that run only, `ws/workers/ID/runs/EPOCH`,
+   * instead of following the worker), `minDelay`, `maxDelay` (backoff, ms), and the callbacks.
    */
   constructor(workerId, options = {}) {
     this.#workerId = workerId;
-    this.#options = { tail: 1000, since: null, minDelay: 500, maxDelay: 15000, ...options };
+    this.#options = { tail: 1000, since: null, run: null, minDelay: 500, maxDelay: 15000, ...options };
   }
 
   get workerId() {
     return this.#workerId;
+  }
+
+  /** The epoch of the run this connection is fixed to, or `null` when it follows the worker. */
+  get run() {
+    return this.#options.run;
+  }
+
+  /**
+   * Opens the stream again after it ended (the worker's run came back, or a new one started): resumes
+   * after the cursor, in the same run when it goes on, else from the start of the new run.
+   */
+  reopen() {
+    if (this.state === State.notFound) return;
+    this.lastEnd = null;
+    this.#wanted = true;
+    this.#attempt = 0;
+    this.#open();
   }
 
   /** Opens the stream (resuming after the cursor when there is one). */
@@ -82,13 +104,16 @@ export class StreamConnection {
     }
     let params;
     if (resetToStart) params = { since: 0 };
-    else if (this.cursor !== null) params = { since: this.cursor };
-    else if (this.#options.since !== null) params = { since: this.#options.since };
+    else if (this.cursor !== null) {
+      // Resuming: name the run the cursor belongs to, so that a new run of the worker is answered with
+      // `"resumed":false` and its first records rather than a resumption at a seq of another run.
+      params = this.epoch && !this.#options.run ? { epoch: this.epoch, since: this.cursor } : { since: this.cursor };
+    } else if (this.#options.since !== null) params = { since: this.#options.since };
     else params = { tail: this.#options.tail };
     this.#setState(this.#attempt === 0 && this.cursor === null ? State.connecting : State.reconnecting, 'connecting…');
     let socket;
     try {
-      socket = new WebSocket(streamURL(this.#workerId, params));
+      socket = new WebSocket(streamURL(this.#workerId, params, this.#options.run));
     } catch (error) {
       this.#setState(State.refused, String(error));
       return;
@@ -144,11 +169,23 @@ export class StreamConnection {
         // Correct for the clocks only when they really differ (the hello's own delay is noise).
         const offset = serverTime - Date.now();
         this.clockOffset = Number.isNaN(offset) || Math.abs(offset) < 1000 ? 0 : offset;
-        const restarted = this.epoch !== null && message.epoch !== undefined && message.epoch !== this.epoch;
+        const previous = this.epoch;
+        const restarted = previous !== null && message.epoch !== undefined && message.epoch !== previous;
         this.epoch = message.epoch ?? this.epoch;
-        if (restarted) {
+        this.lastHello = message;
+        this.lastEnd = null;
+        if (restarted && message.resumed === false) {
+          // The gateway knew we asked for another run: it starts the new one at its first stored
+          // record. Records before that one are gone (retention): say so rather than skip them.
           this.cursor = 0;
-          o.onRestart?.(message);
+          o.onRestart?.(message, { previous });
+          if (message.replay_from > 1) {
+            o.onGap?.(1, message.replay_from - 1, 'not kept');
+            this.cursor = message.replay_from - 1;
+          }
+        } else if (restarted) {
+          this.cursor = 0;
+          o.onRestart?.(message, { previous });
           if (message.replay_from !== 1) {
             // We asked to resume inside the previous run: ask the new run for everything instead.
             this.#open(true);
@@ -181,6 +218,7 @@ export class StreamConnection {
       }
       case 'end':
         this.#wanted = false;
+        this.lastEnd = message;
         this.#setState(State.ended, message.reason ?? 'worker stopped');
         o.onEnd?.(message);
         socket.close(1000);
@@ -203,10 +241,11 @@ export class StreamConnection {
     if (!session.greeted) {
       // Refused before the upgrade (the browser does not say why): ask the API whether the worker exists.
       try {
-        const response = await fetch(apiURL(`api/workers/${this.#workerId}`), { cache: 'no-store' });
+        const run = this.#options.run;
+        const response = await fetch(apiURL(run ? runPath(this.#workerId, run) : `api/workers/${this.#workerId}`), { cache: 'no-store' });
         if (response.status === 404) {
           this.#wanted = false;
-          this.#setState(State.notFound, 'no such worker');
+          this.#setState(State.notFound, run ? 'no such run' : 'no such worker');
           return;
         }
         if (response.status === 401 || response.status === 403) {

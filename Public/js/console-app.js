@@ -1,5 +1,9 @@
 // The console page (one worker): wires the stream, the store of lines, the windowed view, search,
-// alerts and the toolbar together.
+// alerts, the toolbar and the run picker together.
+//
+// `console.html?worker=ID` follows the worker's current run live (and the next one, when it starts);
+// `console.html?worker=ID&run=EPOCH` shows that run (`/ws/workers/ID/runs/EPOCH`: its records, then
+// `end` once it has ended). The run picker switches between them in the page and keeps the URL in step.
 
 import { Alerts } from './alerts.js';
 import { State, StreamConnection } from './connection.js';
@@ -8,14 +12,17 @@ import { ALL_LEVELS, ERROR_LEVEL, LEVELS, timestampMillis } from './levels.js';
 import { drawLine, lineText } from './line.js';
 import { RateMeter, formatRate } from './meter.js';
 import { Search } from './search.js';
+import { fetchRuns, formatRecords, formatWhen, hasRuns, runDuration, showStatus, statusLabel, statusTitle } from './runs.js';
 import { Kind, LineStore } from './store.js';
 import { setUpTheme } from './theme.js';
-import { WORKER_ID, apiURL, pageParam, pageURL } from './urls.js';
+import { EPOCH, WORKER_ID, apiURL, pageParam, pageURL, runPath } from './urls.js';
 import { Viewport } from './viewport.js';
 
 const $ = (id) => document.getElementById(id);
 /** Arriving lines are drawn at most this often (ms); scrolling and keys draw at once. */
 const DATA_FRAME_MS = 50;
+/** How often the run list is fetched again while the page is visible (ms). */
+const RUNS_REFRESH_MS = 5000;
 
 function loadSetting(key, fallback) {
   try {
@@ -36,6 +43,28 @@ function saveSetting(key, value) {
 function permalinkSeq() {
   const match = /^#L(\d+)$/.exec(location.hash);
   return match ? Number(match[1]) : null;
+}
+
+/** The run the page's URL asks for (`?run=EPOCH`), or `null` (follow the current run). */
+function runParam() {
+  const run = new URLSearchParams(location.search).get('run');
+  return run && EPOCH.test(run) ? run : null;
+}
+
+/** This page's URL showing run `epoch` (or following the current run), keeping its other parameters. */
+function consoleHref(epoch) {
+  const url = new URL(location.href);
+  url.hash = '';
+  if (epoch) url.searchParams.set('run', epoch);
+  else url.searchParams.delete('run');
+  return url.href;
+}
+
+function span(className, text = '') {
+  const element = document.createElement('span');
+  element.className = className;
+  element.textContent = text;
+  return element;
 }
 
 const STATE_TEXT = {
@@ -68,8 +97,16 @@ class ConsoleApp {
   /** Lag of the latest live record on arrival (ms), or null. */
   lag = null;
   received = 0;
-  /** The gateway has no such worker. */
+  /** The gateway has no such worker (or no such run). */
   missing = false;
+  /** The run shown (`?run=EPOCH`), or `null`: the current run, followed live. */
+  runEpoch = null;
+  /** The worker's runs, newest first (`GET /api/workers/ID/runs`), once fetched. */
+  runs = null;
+  /** Whether the gateway keeps runs (its workers have a `status`): the run picker is shown. */
+  runsSupported = false;
+  #runsLoading = false;
+  #runsAgain = false;
   #searchTimer = null;
   #dataRenderPending = false;
   #lastRender = 0;
@@ -102,25 +139,39 @@ class ConsoleApp {
   start() {
     document.title = `${this.workerId} — Tailgate`;
     $('worker-name').textContent = this.workerId;
-    $('download-server').href = apiURL(`api/workers/${this.workerId}/logs`, { download: 1, format: 'text' });
+    this.runEpoch = runParam();
     this.#setUpToolbar();
     this.#setUpKeys();
+    this.#setUpRuns();
     this.pendingSeq = permalinkSeq();
-    const tail = Number(pageParam('tail') ?? 10000);
-    this.connection = new StreamConnection(this.workerId, {
-      tail: Number.isFinite(tail) && tail >= 0 ? tail : 10000,
-      since: this.pendingSeq !== null ? Math.max(0, this.pendingSeq - 200) : null,
-      onHello: (hello) => this.#hello(hello),
-      onRestart: (hello) => this.#restarted(hello),
-      onRecords: (records) => this.#records(records),
-      onGap: (from, to, reason) => this.#gap(from, to, reason),
-      onEnd: (message) => this.#ended(message),
-      onState: () => this.#showStatus(),
-    });
+    this.connection = this.#newConnection();
+    this.#updateDownloads();
     setInterval(() => this.#showStatus(), 250);
     this.#showStatus();
     this.requestRender();
     this.#checkWorker();
+  }
+
+  /** A stream of the run shown: the worker's live stream, or the stream of the chosen run. */
+  #newConnection() {
+    const tail = Number(pageParam('tail') ?? 10000);
+    let connection = null;
+    // Events of a connection the page has since replaced (another run chosen) are ignored.
+    const mine = (handler) => (...args) => {
+      if (this.connection === connection) handler(...args);
+    };
+    connection = new StreamConnection(this.workerId, {
+      run: this.runEpoch,
+      tail: Number.isFinite(tail) && tail >= 0 ? tail : 10000,
+      since: this.pendingSeq !== null ? Math.max(0, this.pendingSeq - 200) : null,
+      onHello: mine((hello) => this.#hello(hello)),
+      onRestart: mine((hello, details) => this.#restarted(hello, details)),
+      onRecords: mine((records) => this.#records(records)),
+      onGap: mine((from, to, reason) => this.#gap(from, to, reason)),
+      onEnd: mine((message) => this.#ended(message)),
+      onState: mine(() => this.#showStatus()),
+    });
+    return connection;
   }
 
   async #checkWorker() {
@@ -130,6 +181,7 @@ class ConsoleApp {
         this.#showMissing();
         return;
       }
+      if (response.ok && hasRuns(await response.json())) this.#enableRuns();
     } catch {
       // The gateway is unreachable: the stream retries until it is back.
     }
@@ -164,11 +216,19 @@ class ConsoleApp {
   #hello(hello) {
     this.historyUntil = hello.last_seq;
     document.body.dataset.workerState = hello.state;
+    if (!this.runsSupported && 'status' in hello) this.#enableRuns();
+    if (hello.status) this.#patchRun(hello.epoch, { status: hello.status });
+    if (!this.runEpoch && this.#isFinishedBanner()) $('banner').hidden = true;
+    this.#updateDownloads();
+    if (this.runsSupported && hello.epoch && !(this.runs ?? []).some((run) => run.epoch === hello.epoch)) this.#loadRuns();
+    this.#showRun();
   }
 
-  #restarted(hello) {
-    this.store.addMarker(Kind.restart, { epoch: hello.epoch });
+  #restarted(hello, { previous } = {}) {
+    // A new run of the worker: its records follow, from its first one; the run list gets it.
+    this.store.addMarker(Kind.restart, { epoch: hello.epoch, previous });
     this.historyUntil = 0;
+    if (this.runsSupported) this.#loadRuns();
   }
 
   #records(records) {
@@ -201,17 +261,33 @@ class ConsoleApp {
   }
 
   #ended(message) {
-    this.store.addMarker(Kind.end, { lastSeq: message.last_seq });
+    const following = !this.connection.run;
+    const epoch = message.epoch ?? this.connection.epoch;
+    const label = statusLabel(message);
+    this.store.addMarker(Kind.end, { lastSeq: message.last_seq, status: label, what: following ? 'worker' : 'run' });
+    if (message.status) {
+      this.#patchRun(epoch, { status: message.status, exit_code: message.exit_code ?? null, reason: message.reason ?? null, last_seq: message.last_seq });
+    }
     const banner = $('banner');
     banner.hidden = false;
     banner.className = 'banner finished';
-    banner.replaceChildren(`■ Worker finished (${message.reason ?? 'stopped'}) — last seq ${message.last_seq}. `);
+    banner.dataset.status = message.status ?? '';
+    const what = following ? '■ Worker finished' : `■ Run ${epoch ?? ''} finished`;
+    const why = label ? ` — ${label}${message.reason ? `: ${message.reason}` : ''}` : ` (${message.reason ?? 'stopped'})`;
+    banner.replaceChildren(`${what}${why} — last seq ${message.last_seq}. `);
     const link = document.createElement('a');
     link.href = $('download-server').href;
     link.textContent = 'Download its log';
     link.download = '';
     banner.append(link);
     this.#showStatus();
+    this.#showRun();
+    if (this.runsSupported) this.#loadRuns();
+  }
+
+  #isFinishedBanner() {
+    const banner = $('banner');
+    return !banner.hidden && banner.classList.contains('finished');
   }
 
   #showMissing() {
@@ -219,9 +295,232 @@ class ConsoleApp {
     $('main').hidden = true;
     $('toolbar').hidden = true;
     $('missing').hidden = false;
-    $('missing-text').textContent = `The gateway has no worker “${this.workerId}” (it may have finished and been removed).`;
-    document.title = `No such worker — Tailgate`;
+    const noRun = this.connection?.run && this.connection.detail === 'no such run';
+    $('missing').querySelector('h2').textContent = noRun ? 'No such run' : 'No such worker';
+    $('missing-text').textContent = noRun
+      ? `The gateway has no run “${this.connection.run}” of worker “${this.workerId}” (its history may have been deleted).`
+      : `The gateway has no worker “${this.workerId}” (it may have finished and been removed).`;
+    if (noRun) {
+      const link = document.createElement('a');
+      link.href = consoleHref(null);
+      link.textContent = `Show the current run of ${this.workerId}`;
+      $('missing-text').append(' ', link);
+    }
+    document.title = noRun ? 'No such run — Tailgate' : 'No such worker — Tailgate';
     this.#showStatus();
+  }
+
+  // Runs
+
+  #setUpRuns() {
+    const button = $('run-select');
+    button.addEventListener('click', () => this.#toggleRunList());
+    const list = $('run-list');
+    list.addEventListener('click', (event) => {
+      const item = event.target.closest('.run-item');
+      if (!item || event.button !== 0 || event.ctrlKey || event.metaKey || event.shiftKey || event.altKey) return;
+      event.preventDefault();
+      this.selectRun(item.dataset.current === 'true' ? null : item.dataset.epoch);
+    });
+    list.addEventListener('keydown', (event) => {
+      const items = [...list.querySelectorAll('.run-item')];
+      const index = items.indexOf(document.activeElement);
+      if (event.key === 'ArrowDown' || event.key === 'ArrowUp') {
+        event.preventDefault();
+        const next = items[Math.max(0, Math.min(items.length - 1, index + (event.key === 'ArrowDown' ? 1 : -1)))];
+        next?.focus();
+      } else if (event.key === 'Escape') {
+        this.#closeRunList();
+        button.focus();
+      }
+    });
+    document.addEventListener('click', (event) => {
+      if (!list.hidden && !event.target.closest('#runs')) this.#closeRunList();
+    });
+    window.addEventListener('popstate', () => {
+      const epoch = runParam();
+      if (epoch !== this.runEpoch) this.selectRun(epoch, { push: false });
+    });
+    document.addEventListener('visibilitychange', () => {
+      if (!document.hidden && this.runsSupported) this.#loadRuns();
+    });
+  }
+
+  /** The gateway keeps runs: show the picker and keep its list fresh. */
+  #enableRuns() {
+    if (this.runsSupported) return;
+    this.runsSupported = true;
+    $('runs').hidden = false;
+    this.#updateDownloads();
+    this.#loadRuns();
+    setInterval(() => {
+      if (!document.hidden) this.#loadRuns();
+    }, RUNS_REFRESH_MS);
+  }
+
+  async #loadRuns() {
+    if (this.#runsLoading) {
+      this.#runsAgain = true;
+      return;
+    }
+    this.#runsLoading = true;
+    try {
+      this.runs = await fetchRuns(this.workerId);
+      this.#renderRuns();
+      this.#followNewRun();
+    } catch {
+      // Unreachable or refused: the last list stays; the next refresh tries again.
+    } finally {
+      this.#runsLoading = false;
+      if (this.#runsAgain) {
+        this.#runsAgain = false;
+        this.#loadRuns();
+      }
+    }
+  }
+
+  /** Updates the run `epoch` in the list with what the stream told (before the next fetch does). */
+  #patchRun(epoch, fields) {
+    const run = (this.runs ?? []).find((r) => r.epoch === epoch);
+    if (run) Object.assign(run, fields);
+    this.#renderRuns();
+  }
+
+  /** The epoch of the run on screen. */
+  get shownEpoch() {
+    return this.runEpoch ?? this.connection?.epoch ?? (this.runs ?? []).find((run) => run.current)?.epoch ?? null;
+  }
+
+  /**
+   * Shows run `epoch` (its records, from the gateway's copy), or with `null` the current run, followed
+   * live. `push`: a new entry in the browser's history (back returns to the run shown before).
+   */
+  selectRun(epoch, { push = true } = {}) {
+    this.#closeRunList();
+    epoch = epoch || null;
+    if (epoch === this.runEpoch && !this.missing) return;
+    this.connection.disconnect();
+    this.runEpoch = epoch;
+    if (push) history.pushState(null, '', consoleHref(epoch));
+    // The view starts afresh: lines, alerts, counters and banners belong to the run shown before.
+    this.store.clear();
+    this.newLines = 0;
+    this.highlightId = -1;
+    this.pendingSeq = push ? null : permalinkSeq();
+    this.historyUntil = 0;
+    this.lag = null;
+    this.received = 0;
+    this.meter.reset();
+    this.alerts.reset();
+    $('banner').hidden = true;
+    if (this.missing) {
+      this.missing = false;
+      $('main').hidden = false;
+      $('toolbar').hidden = false;
+      $('missing').hidden = true;
+      document.title = `${this.workerId} — Tailgate`;
+    }
+    this.setFollow(true);
+    this.connection = this.#newConnection();
+    this.connection.connect();
+    this.#updateDownloads();
+    this.#renderRuns();
+    this.#showStatus();
+  }
+
+  /** Following the worker, the shown run ended, and the worker runs again: follow it on. */
+  #followNewRun() {
+    const c = this.connection;
+    if (this.runEpoch || c.state !== State.ended) return;
+    const current = (this.runs ?? []).find((run) => run.current);
+    if (!current || current.status !== 'running') return;
+    // The same run going on again (its publisher came back after a restart of the gateway) has
+    // records beyond the end seen; a list fetched before that end has not.
+    if (current.epoch === c.epoch && !(current.last_seq > (c.cursor ?? 0))) return;
+    if (current.epoch === c.epoch) this.store.addMarker(Kind.note, { text: `run ${current.epoch} goes on` });
+    $('banner').hidden = true;
+    c.reopen();
+  }
+
+  #toggleRunList() {
+    const list = $('run-list');
+    if (list.hidden) {
+      list.hidden = false;
+      $('run-select').setAttribute('aria-expanded', 'true');
+      this.#renderRuns();
+      this.#loadRuns();
+      (list.querySelector('.run-item[aria-selected="true"]') ?? list.querySelector('.run-item'))?.focus();
+    } else {
+      this.#closeRunList();
+    }
+  }
+
+  #closeRunList() {
+    $('run-list').hidden = true;
+    $('run-select').setAttribute('aria-expanded', 'false');
+  }
+
+  #renderRuns() {
+    this.#showRun();
+    const list = $('run-list');
+    const selected = this.shownEpoch;
+    const focused = document.activeElement?.closest?.('.run-item')?.dataset.epoch;
+    const items = (this.runs ?? []).map((run) => {
+      const item = document.createElement('a');
+      item.className = 'run-item';
+      item.setAttribute('role', 'option');
+      item.dataset.epoch = run.epoch;
+      item.dataset.status = run.status ?? '';
+      item.dataset.current = String(Boolean(run.current));
+      item.href = consoleHref(run.current ? null : run.epoch);
+      item.setAttribute('aria-selected', String(run.epoch === selected));
+      const status = span('run-status');
+      showStatus(status, run);
+      const when = span('run-when', formatWhen(run.started_at));
+      when.title = `started ${run.started_at ?? '?'}${run.stopped_at ? `, stopped ${run.stopped_at}` : ''}`;
+      const parts = [status, when, span('run-duration', runDuration(run, this.connection?.clockOffset ?? 0)),
+        span('run-records', formatRecords(run.records))];
+      if (run.current) parts.push(span('run-tag', 'current'));
+      parts.push(span('run-epoch', run.epoch));
+      item.append(...parts);
+      item.title = `Run ${run.epoch}: ${statusTitle(run)}`;
+      return item;
+    });
+    if (items.length === 0) items.push(span('run-none', this.runs ? 'No runs kept.' : 'Loading runs…'));
+    list.replaceChildren(...items);
+    if (focused) list.querySelector(`.run-item[data-epoch="${CSS.escape(focused)}"]`)?.focus();
+  }
+
+  /** The picker's button: the status and start of the run on screen. */
+  #showRun() {
+    const epoch = this.shownEpoch;
+    const run = (this.runs ?? []).find((r) => r.epoch === epoch)
+      ?? (epoch && this.connection?.epoch === epoch ? this.#runFromStream() : null);
+    showStatus($('run-status'), run);
+    $('run-when').textContent = run ? formatWhen(run.started_at) : (epoch ?? '');
+    $('run-current').hidden = !(run?.current ?? !this.runEpoch);
+    $('run-select').dataset.status = run?.status ?? '';
+    $('run-select').title = `Runs of this worker — showing ${run ? `run ${run.epoch} (${statusLabel(run)})` : 'the current run'}${this.runEpoch ? '' : ', followed live'}: choose one to show it`;
+  }
+
+  /** What the stream told about its run (before the list has it). */
+  #runFromStream() {
+    const c = this.connection;
+    const end = c.lastEnd;
+    return {
+      epoch: c.epoch,
+      status: end?.status ?? c.lastHello?.status,
+      exit_code: end?.exit_code ?? null,
+      reason: end?.reason ?? null,
+      current: !this.runEpoch,
+    };
+  }
+
+  #updateDownloads() {
+    const epoch = this.runEpoch ?? (this.runsSupported ? this.connection?.epoch : null);
+    const path = epoch ? `${runPath(this.workerId, epoch)}/logs` : `api/workers/${this.workerId}/logs`;
+    $('download-server').href = apiURL(path, { download: 1, format: 'text' });
+    $('download-ndjson').href = apiURL(path, { download: 1, format: 'ndjson' });
   }
 
   // Drawing
@@ -555,7 +854,7 @@ class ConsoleApp {
     const shown = this.store.view.length;
     $('st-lines').textContent = `${total.toLocaleString('en-US')} lines${shown !== total ? ` · ${shown.toLocaleString('en-US')} shown` : ''}`;
     $('st-seq').textContent = c && c.cursor !== null ? `seq ${c.cursor.toLocaleString('en-US')}` : '';
-    $('st-run').textContent = c && c.epoch ? `run ${c.epoch}` : '';
+    $('st-run').textContent = c && c.epoch ? `run ${c.epoch}${this.runEpoch ? '' : ' (current)'}` : '';
     status.dataset.cursor = c?.cursor ?? '';
     status.dataset.epoch = c?.epoch ?? '';
     this.#showMatches();
@@ -568,6 +867,10 @@ class ConsoleApp {
       epoch: this.connection?.epoch,
       cursor: this.connection?.cursor,
       run: this.store.run,
+      runEpoch: this.runEpoch,
+      runs: this.runs ? this.runs.map((r) => ({ epoch: r.epoch, status: r.status, exit_code: r.exit_code, current: r.current })) : null,
+      status: this.connection?.lastEnd?.status ?? this.connection?.lastHello?.status ?? null,
+      resumed: this.connection?.lastHello?.resumed,
       lines: this.store.entries.length,
       shown: this.store.view.length,
       received: this.received,
@@ -581,7 +884,7 @@ class ConsoleApp {
     if (lines) {
       result.entries = this.store.entries.map((e) => (e.kind === Kind.record
         ? { kind: 'record', run: e.run, seq: e.seq, level: e.level, text: e.text }
-        : { kind: ['record', 'gap', 'restart', 'end'][e.kind], run: e.run, from: e.from, to: e.to, text: e.text }));
+        : { kind: ['record', 'gap', 'restart', 'end', 'note'][e.kind], run: e.run, from: e.from, to: e.to, text: e.text }));
     }
     return result;
   }
@@ -602,13 +905,24 @@ export function currentConsole() {
 }
 
 const workerId = pageParam('worker');
-if (!workerId || !WORKER_ID.test(workerId)) {
+const runText = pageParam('run');
+if (!workerId || !WORKER_ID.test(workerId) || (runText !== null && !EPOCH.test(runText))) {
   $('main').hidden = true;
   $('toolbar').hidden = true;
   $('missing').hidden = false;
   $('missing-back').href = pageURL('./');
-  $('missing-text').textContent = workerId ? `“${workerId}” is not a valid worker id.` : 'No worker given: open a console from the dashboard.';
-  $('st-conn').textContent = '● no worker';
+  if (workerId && WORKER_ID.test(workerId)) {
+    $('missing').querySelector('h2').textContent = 'No such run';
+    $('missing-text').textContent = `“${runText}” is not a valid run. `;
+    const link = document.createElement('a');
+    link.href = consoleHref(null);
+    link.textContent = `Show the current run of ${workerId}`;
+    $('missing-text').append(link);
+    $('st-conn').textContent = '● no run';
+  } else {
+    $('missing-text').textContent = workerId ? `“${workerId}” is not a valid worker id.` : 'No worker given: open a console from the dashboard.';
+    $('st-conn').textContent = '● no worker';
+  }
   setUpTheme($('theme'));
 } else {
   app = new ConsoleApp(workerId);

@@ -1,5 +1,6 @@
-// The dashboard: every worker from `/api/workers` (refreshed every few seconds) as a card with a
-// live mini-console; a filter by name (kept in the URL as `?q=`).
+// The dashboard: every worker from `/api/workers` (refreshed every few seconds; stopped ones too, with
+// the status of their last run) as a card with a live mini-console; a filter by name (kept in the URL
+// as `?q=`).
 
 import { setUpTheme } from './theme.js';
 import { apiURL, pageParam } from './urls.js';
@@ -85,7 +86,8 @@ class Dashboard {
       }
     }
     const running = workers.filter((w) => w.state === 'running').length;
-    $('summary').textContent = `${workers.length} worker${workers.length === 1 ? '' : 's'} · ${running} running`;
+    const failed = workers.filter((w) => w.state !== 'running' && w.status === 'failed').length;
+    $('summary').textContent = `${workers.length} worker${workers.length === 1 ? '' : 's'} · ${running} running${failed ? ` · ${failed} failed` : ''}`;
     this.#applyFilter();
   }
 

@@ -5,7 +5,7 @@ import { ansiRuns } from './ansi.js';
 import { LEVELS, formatFullTime, formatTime } from './levels.js';
 import { Kind } from './store.js';
 
-const KIND_CLASS = ['record', 'gap', 'restart', 'end'];
+const KIND_CLASS = ['record', 'gap', 'restart', 'end', 'note'];
 
 /** Makes a styled segment element (or a text node) for `text`. */
 function segment(text, run, highlighted) {

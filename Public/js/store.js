@@ -1,4 +1,4 @@
-// The console's lines: records and marker lines (gap, stream restarted, finished) in arrival order,
+// The console's lines: records and marker lines (gap, stream restarted, finished, notes) in arrival order,
 // bounded to a capacity (the oldest lines leave first), with the filtered view the page shows.
 //
 // Every line has an `id` that never changes (its arrival number); `entries[id - base]` finds it.
@@ -8,7 +8,7 @@ import { stripAnsi } from './ansi.js';
 import { ALL_LEVELS, levelIndex, timestampMillis } from './levels.js';
 
 /** Kinds of lines. */
-export const Kind = Object.freeze({ record: 0, gap: 1, restart: 2, end: 3 });
+export const Kind = Object.freeze({ record: 0, gap: 1, restart: 2, end: 3, note: 4 });
 
 /** Index of the first element of the sorted array `ids` that is ≥ `id`. */
 export function lowerBound(ids, id) {
@@ -89,7 +89,11 @@ export class LineStore {
     this.#appended(added);
   }
 
-  /** Adds a marker line: `Kind.gap` (`{from, to}`), `Kind.restart` (`{epoch}`), `Kind.end` (`{lastSeq}`). */
+  /**
+   * Adds a marker line: `Kind.gap` (`{from, to}`), `Kind.restart` (`{epoch, previous}`), `Kind.end`
+   * (`{lastSeq, status, what}`: `status` a label such as `failed (exit 1)`, `what` 'worker' or 'run'),
+   * `Kind.note` (`{text}`).
+   */
   addMarker(kind, fields = {}) {
     if (kind === Kind.restart) {
       this.run++;
@@ -187,9 +191,17 @@ function markerText(entry) {
       return `… ${n.toLocaleString('en-US')} line${n === 1 ? '' : 's'} not available (seq ${entry.from}–${entry.to}${entry.reason && entry.reason !== 'evicted' ? `, ${entry.reason}` : ''}) …`;
     }
     case Kind.restart:
+      if (entry.previous) {
+        return `──── stream restarted: a new run started (previous run ${entry.previous}): showing it from its first record${entry.epoch ? ` (run ${entry.epoch})` : ''} ────`;
+      }
       return `──── stream restarted${entry.epoch ? ` (run ${entry.epoch})` : ''} ────`;
-    case Kind.end:
-      return `──── worker finished${entry.lastSeq != null ? ` (last seq ${entry.lastSeq})` : ''} ────`;
+    case Kind.end: {
+      const details = [entry.status, entry.lastSeq != null ? `last seq ${entry.lastSeq}` : null].filter(Boolean);
+      if (entry.status) return `──── ${entry.what ?? 'worker'} finished: ${details.join(', ')} ────`;
+      return `──── ${entry.what ?? 'worker'} finished${details.length ? ` (${details.join(', ')})` : ''} ────`;
+    }
+    case Kind.note:
+      return `──── ${entry.text} ────`;
     default:
       return '';
   }

@@ -31,14 +31,26 @@ export function pageURL(path, params) {
   return resolve(path, params).href;
 }
 
-/** The WebSocket URL of a worker's stream. */
-export function streamURL(workerId, params) {
-  const url = resolve(`ws/workers/${workerId}`, params);
+/** Run epochs (the gateway's names of a worker's runs: 1–32 characters of `a-z0-9`). */
+export const EPOCH = /^[a-z0-9]{1,32}$/;
+
+/** The API path of one run of a worker (`api/workers/ID/runs/EPOCH`), relative to the page. */
+export function runPath(workerId, epoch) {
+  return `api/workers/${workerId}/runs/${encodeURIComponent(epoch)}`;
+}
+
+/**
+ * The WebSocket URL of a worker's stream: its live stream (`ws/workers/ID`, which follows the worker
+ * from run to run), or with `epoch` the stream of that one run (`ws/workers/ID/runs/EPOCH`).
+ */
+export function streamURL(workerId, params, epoch = null) {
+  const path = epoch ? `ws/workers/${workerId}/runs/${encodeURIComponent(epoch)}` : `ws/workers/${workerId}`;
+  const url = resolve(path, params);
   url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
   return url.href;
 }
 
-/** The worker's console page. */
-export function consoleURL(workerId) {
-  return pageURL('console.html', { worker: workerId });
+/** The worker's console page (following its current run), or with `run` the console of that run. */
+export function consoleURL(workerId, run = null) {
+  return pageURL('console.html', { worker: workerId, run });
 }

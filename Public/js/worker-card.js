@@ -1,10 +1,13 @@
-// A dashboard card: one worker's state, rate, subscribers and error count, and a live mini-console
-// of its last lines (its own stream with `tail=50`).
+// A dashboard card: one worker's state (the status of its last run, when the gateway keeps runs),
+// rate, subscribers and error count, and a live mini-console of its last lines (its own stream with
+// `tail=50`). Stopped workers stay listed by the gateway while their history is kept: their cards show
+// how their last run ended and its last lines.
 
 import { State, StreamConnection } from './connection.js';
 import { frames } from './frame.js';
 import { drawLine } from './line.js';
 import { formatRate } from './meter.js';
+import { formatWhen, statusLabel, statusTitle } from './runs.js';
 import { Kind, LineStore } from './store.js';
 import { consoleURL } from './urls.js';
 
@@ -41,6 +44,7 @@ export class WorkerCard {
   #badge;
   #connText;
   #seqText;
+  #stoppedText;
   #errors = 0;
   #rate = null;
   #lastTotal = null;
@@ -92,7 +96,9 @@ export class WorkerCard {
     this.#connText.className = 'conn';
     this.#seqText = document.createElement('span');
     this.#seqText.className = 'seqs';
-    footer.append(this.#connText, this.#seqText);
+    this.#stoppedText = document.createElement('span');
+    this.#stoppedText.className = 'stopped-at';
+    footer.append(this.#connText, this.#seqText, this.#stoppedText);
 
     card.append(header, this.#lines, footer);
     this.element = card;
@@ -113,9 +119,15 @@ export class WorkerCard {
     }
     this.#lastTotal = worker.records_total;
     this.#lastPoll = now;
-    this.#stateText.textContent = worker.state;
+    // The last run's status (`failed (exit 1)`, `succeeded`, …) when the gateway keeps runs; else the state.
+    this.#stateText.textContent = statusLabel(worker) || worker.state;
     this.#stateText.dataset.state = worker.state;
+    this.#stateText.dataset.status = worker.status ?? '';
+    this.#stateText.title = worker.status ? `Last run: ${statusTitle(worker)}` : `Worker ${worker.state}`;
+    this.element.dataset.status = worker.status ?? '';
     this.element.classList.toggle('stopped', worker.state === 'stopped');
+    this.#stoppedText.textContent = worker.state === 'stopped' && worker.stopped_at ? `stopped ${formatWhen(worker.stopped_at)}` : '';
+    this.#stoppedText.title = worker.stopped_at ?? '';
     this.element.classList.remove('gone');
     this.#rateText.textContent = this.#rate === null ? '– /s' : `${formatRate(this.#rate)} /s`;
     this.#subscribersText.textContent = `${worker.subscribers} sub${worker.subscribers === 1 ? '' : 's'}`;
@@ -133,7 +145,7 @@ export class WorkerCard {
       onRecords: (records) => this.#records(records),
       onGap: (from, to, reason) => this.#store.addMarker(Kind.gap, { from, to, reason }),
       onRestart: (hello) => this.#store.addMarker(Kind.restart, { epoch: hello.epoch }),
-      onEnd: (message) => this.#store.addMarker(Kind.end, { lastSeq: message.last_seq }),
+      onEnd: (message) => this.#store.addMarker(Kind.end, { lastSeq: message.last_seq, status: statusLabel(message) }),
       onState: (state) => this.#showConnection(state),
     });
     connection.connect();
@@ -150,6 +162,7 @@ export class WorkerCard {
     this.element.classList.add('gone');
     this.#stateText.textContent = 'gone';
     this.#stateText.dataset.state = 'stopped';
+    this.#stateText.dataset.status = '';
   }
 
   /** Closes the card's stream. */

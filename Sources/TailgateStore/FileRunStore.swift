@@ -13,23 +13,19 @@ import TailgateCore
 /// - Reads run on the store's own two reader threads and complete on the caller's loop; records still
 ///   queued for the writer are found too.
 /// - A failing disk never stops the caller: the store reports `failed` in `health()`, drops what it
-///   cannot write (readers get a `gap` for it), and writes again once the disk takes writes.
+///   cannot write (readers get a `gap` for it), and writes again once the disk takes writes. So does a
+///   disk slower than the publishers, once `writeQueueBytes` wait to be written.
 /// - Starting reads only the manifests, so it takes about the same time whatever the history's size;
 ///   segments are opened when a run is read or continued.
 ///
 /// See `StoreLayout` for the files, `FrameEncoder` for the segment format, `SparseIndex` for the index
 /// and `RunManifest` for the manifest.
 public final class FileRunStore: RunStore {
-    /// The most bytes of batches waiting for the writer. Beyond it, appended batches are dropped for the
-    /// disk (counted in `failedWrites`, the store reports `failed`): memory stays bounded when the disk
-    /// is slower than the publishers.
-    public static let maxQueuedBytes = 64 << 20
-
     /// The settings the store was opened with.
     public let configuration: StoreConfiguration
     private let layout: StoreLayout
     private let logger: Logger
-    private let shared: StoreShared
+    let shared: StoreShared
     private let reader: RunReader
     private let readers: NIOThreadPool
     private let writerStopped = DispatchSemaphore(value: 0)
@@ -73,20 +69,24 @@ public final class FileRunStore: RunStore {
         }
     }
 
+    /// Every stored run, by worker, newest `startedAt` first within a worker (from memory: no file is read).
     public func allRuns() -> [RunInfo] {
         let runs = shared.state.withLock { state in state.runs.values.map(\.reportedInfo) }
         return runs.sorted { $0.id.worker != $1.id.worker ? $0.id.worker < $1.id.worker : $0.startedAt > $1.startedAt }
     }
 
+    /// The runs of `worker`, newest first (from memory).
     public func runs(of worker: WorkerID) -> [RunInfo] {
         let runs = shared.state.withLock { state in state.runs.values.filter { $0.info.id.worker == worker }.map(\.reportedInfo) }
         return runs.sorted { $0.startedAt > $1.startedAt }
     }
 
+    /// One run: a run open when the gateway stopped says `interrupted`; records still queued count.
     public func run(_ id: RunID) -> RunInfo? {
         shared.state.withLock { state in state.runs[id]?.reportedInfo }
     }
 
+    /// Starts a new run: known at once, its folder and manifest written by the writer.
     public func begin(_ info: RunInfo) {
         let wake = shared.state.withLock { state -> Bool in
             guard !state.closed else { return false }
@@ -105,15 +105,18 @@ public final class FileRunStore: RunStore {
         if wake { shared.wakeup.signal() }
     }
 
+    /// Reopens a stored run to continue it (blocks while the writer recovers it: off the event loops).
+    /// `nil` when the run is not stored or its files cannot be read (logged).
     public func resume(_ id: RunID) -> ResumedRun? {
         let reply = WriterReply<ResumedRun?>()
         guard shared.enqueue(.resume(id, reply)) else { return nil }
         return reply.wait()
     }
 
+    /// Queues `batch` for the writer (and for readers until it is written); never blocks on the disk.
     public func append(_ batch: Batch, to id: RunID, publisherOffsets: [String: UInt64]) {
         let bytes = batch.payload.readableBytes
-        let limit = Self.maxQueuedBytes
+        let limit = configuration.writeQueueBytes
         let root = layout.root
         let (wake, failure, waiters) = shared.state.withLock { state -> (Bool, String?, [WriteWaiter]) in
             guard !state.closed else { return (false, nil, []) }
@@ -136,6 +139,7 @@ public final class FileRunStore: RunStore {
         if let failure { logger.error("the store drops records for the disk", metadata: ["error": "\(failure)"]) }
     }
 
+    /// Ends a run: reported at once, written to its manifest after its queued batches.
     public func end(_ id: RunID, _ ending: RunEnding) {
         let wake = shared.state.withLock { state -> Bool in
             guard !state.closed, state.runs[id] != nil else { return false }
@@ -149,6 +153,9 @@ public final class FileRunStore: RunStore {
         if wake { shared.wakeup.signal() }
     }
 
+    /// Succeeds once the writer has written `id`'s records up to `seq` (and fsynced them under
+    /// `always`); at once when they are, when the store has failed or is closed, or when the run has
+    /// nothing left to write; otherwise at the latest when the run ends or the store closes.
     public func whenWritten(_ id: RunID, through seq: UInt64, on loop: EventLoop) -> EventLoopFuture<Void> {
         let promise = loop.makePromise(of: Void.self)
         let waiting = shared.state.withLock { state -> Bool in
@@ -162,6 +169,8 @@ public final class FileRunStore: RunStore {
         return promise.futureResult
     }
 
+    /// Reads `id`'s records from `seq` on, on the store's reader threads; fails with a `StoreError`
+    /// when the run's files cannot be read, or after `close()`.
     public func read(_ id: RunID, from seq: UInt64, through: UInt64, maxBytes: Int, on loop: EventLoop) -> EventLoopFuture<StoredChunk> {
         guard !shared.state.withLock({ $0.closed }) else { return loop.makeFailedFuture(StoreError.closed) }
         let reader = reader
@@ -170,6 +179,7 @@ public final class FileRunStore: RunStore {
         }
     }
 
+    /// `ok` or `failed`, with the last write error while failed and the store's counters.
     public func health() -> StoreHealth {
         shared.state.withLock { state in
             StoreHealth(state: state.health.failed ? "failed" : "ok", lastError: state.health.failed ? state.health.lastError : nil,
@@ -194,6 +204,8 @@ public final class FileRunStore: RunStore {
         reply.wait()
     }
 
+    /// Writes what is queued, forces it to disk (unless `never`), closes the files and stops the
+    /// threads; blocks until done. Idempotent. Runs still open stay `running` in their manifests.
     public func close() {
         stop(abandon: false)
     }

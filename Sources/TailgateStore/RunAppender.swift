@@ -302,7 +302,9 @@ final class RunAppender {
         let manifest = RunManifest(info: info, publisherOffsets: offsets, offsetsThroughSeq: info.lastSeq)
         do {
             try FileSystem.makeDirectories(runPath)
-            try manifest.write(runPath: runPath, sync: configuration.fsync != .never)
+            // Forced to disk only under `always`: many runs begin at once when a fleet starts, and a
+            // manifest lost to a machine crash is rebuilt from the segments (see `HistoryScan`).
+            try manifest.write(runPath: runPath, sync: configuration.fsync == .always)
             manifestDirty = false
             cycle.succeeded()
         } catch {

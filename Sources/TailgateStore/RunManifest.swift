@@ -87,7 +87,8 @@ struct RunManifest: Sendable, Equatable {
         return RunManifest(info: info, publisherOffsets: offsets, offsetsThroughSeq: number(object["offsets_through_seq"]) ?? 0)
     }
 
-    /// Reads the manifest of the run in folder `runPath`; `nil` when it has none.
+    /// Reads the manifest of the run in folder `runPath`; `nil` when it has none (or an empty one: the
+    /// rename of a manifest outlived its content in a machine crash).
     static func read(runPath: String) throws(StoreError) -> RunManifest? {
         let path = runPath + "/" + StoreLayout.manifestName
         let bytes: [UInt8]
@@ -96,6 +97,7 @@ struct RunManifest: Sendable, Equatable {
         } catch where error.isNotFound {
             return nil
         }
+        guard !bytes.isEmpty else { return nil }
         return try decode(Data(bytes), path: path)
     }
 

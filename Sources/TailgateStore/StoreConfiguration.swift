@@ -25,10 +25,14 @@ public struct StoreConfiguration: Sendable {
     public var segmentBytes: Int
     /// How often retention is applied and a failed store retries its writes.
     public var maintenanceInterval: TimeAmount
+    /// The most bytes of records waiting for the writer (default 64 MiB). When the disk does not keep
+    /// up, records beyond it are dropped for the disk (kept in memory only) and the store reports
+    /// `failed`: memory stays bounded.
+    public var writeQueueBytes: Int
 
     public init(directory: String, fsync: FsyncPolicy = .interval, fsyncInterval: TimeAmount = .seconds(1),
                 retainAge: TimeAmount? = .hours(24 * 14), retainBytes: Int? = 10 << 30,
-                segmentBytes: Int = 16 << 20, maintenanceInterval: TimeAmount = .seconds(5)) {
+                segmentBytes: Int = 16 << 20, maintenanceInterval: TimeAmount = .seconds(5), writeQueueBytes: Int = 64 << 20) {
         self.directory = directory
         self.fsync = fsync
         self.fsyncInterval = fsyncInterval
@@ -36,6 +40,7 @@ public struct StoreConfiguration: Sendable {
         self.retainBytes = retainBytes
         self.segmentBytes = segmentBytes
         self.maintenanceInterval = maintenanceInterval
+        self.writeQueueBytes = writeQueueBytes
     }
 
     /// Throws every problem of these settings.
@@ -47,6 +52,7 @@ public struct StoreConfiguration: Sendable {
         check.require((retainBytes ?? Int.max) >= 1 << 20, "retainBytes", "must be at least 1 MiB")
         check.require(segmentBytes, in: 64 << 10 ... 1 << 30, "segmentBytes")
         check.require(maintenanceInterval > .zero, "maintenanceInterval", "must be longer than 0")
+        check.require(writeQueueBytes >= 1 << 20, "writeQueueBytes", "must be at least 1 MiB")
         try check.throwIfAny()
     }
 }

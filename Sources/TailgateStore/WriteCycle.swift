@@ -72,11 +72,12 @@ extension StoreState {
     mutating func publish(_ cycle: WriteCycle) -> ([WriteWaiter], HealthChange?) {
         var released: [WriteWaiter] = []
         for (id, progress) in cycle.runs {
+            queuedBytes -= progress.processedBytes
             guard var entry = runs[id] else { continue }
             for _ in 0..<min(progress.processedBatches, entry.pending.count) { entry.pending.removeFirst() }
-            queuedBytes -= progress.processedBytes
             entry.processedThrough = max(entry.processedThrough, progress.processedThrough)
             if let snapshot = progress.snapshot {
+                entry.processedThrough = max(entry.processedThrough, snapshot.lastSeq)
                 entry.segments = Self.merge(snapshot.segments, keepingIndexesOf: entry.segments)
                 entry.info.firstSeq = snapshot.firstSeq
                 entry.info.lastSeq = snapshot.lastSeq

@@ -107,13 +107,18 @@ struct RecoveryTests {
         store.close()
     }
 
-    @Test func missingManifestIsRebuiltFromTheSegments() async throws {
+    @Test(arguments: [true, false])
+    func missingManifestIsRebuiltFromTheSegments(emptied: Bool) async throws {
         let folder = TemporaryFolder()
         defer { folder.remove() }
         let id = runID("w.1:a", "e9")
         try await writeThenCrash(folder, id, frames: 5, offsets: { ["pub": UInt64($0 + 1)] })
         let manifest = folder.dataDirectory + "/runs/w.1:a/e9/manifest.json"
-        try FileManager.default.removeItem(atPath: manifest)
+        if emptied {
+            try Data().write(to: URL(fileURLWithPath: manifest))  // a rename that outlived its content
+        } else {
+            try FileManager.default.removeItem(atPath: manifest)
+        }
 
         let store = try FileRunStore(configuration: testConfiguration(folder.dataDirectory), logger: LogRecorder().logger)
         let info = try #require(store.run(id))

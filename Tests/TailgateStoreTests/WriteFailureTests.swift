@@ -127,3 +127,35 @@ struct WriteFailureTests {
         reopened.close()
     }
 }
+
+@Suite("FileRunStore: a disk slower than the publishers")
+struct WriteQueueTests {
+    @Test func aFullWriteQueueDropsForTheDiskAndRecovers() async throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        var configuration = testConfiguration(folder.dataDirectory)
+        configuration.writeQueueBytes = 1 << 20
+        let log = LogRecorder()
+        let store = try FileRunStore(configuration: configuration, logger: log.logger)
+        let id = runID()
+        store.begin(newRun(id))
+        try await appendAndWait(store, id, [makeBatch(firstSeq: 1, count: 10)])
+
+        // As if the writer had fallen 1 MiB behind.
+        store.shared.state.withLock { $0.queuedBytes += 1 << 20 }
+        store.append(makeBatch(firstSeq: 11, count: 10), to: id, publisherOffsets: [:])
+        #expect(store.health().state == "failed")
+        #expect(store.health().failedWrites == 1)
+        #expect(store.health().lastError?.contains("does not keep up") == true)
+        try await store.whenWritten(id, through: 20, on: testLoop).get()  // at once: nothing better can be promised
+        #expect(store.run(id)?.lastSeq == 10, "the batch was not queued")
+
+        store.shared.state.withLock { $0.queuedBytes -= 1 << 20 }
+        store.append(makeBatch(firstSeq: 21, count: 10), to: id, publisherOffsets: [:])
+        store.flush()
+        #expect(store.health().state == "ok")
+        #expect(try await readAll(store, id) == ReadOutcome(seqs: Array(1...10) + Array(21...30), gaps: [11...20], chunks: 2))
+        #expect(log.messages(at: .error).count == 1)
+        store.close()
+    }
+}

@@ -1,7 +1,7 @@
 import NIOCore
 import TailgateCore
 
-/// The read-only REST API: `/healthz`, `/api/workers`, `/api/workers/{id}`, `/api/workers/{id}/runs`,
+/// The read-only REST API: `/healthz`, `/readyz`, `/api/workers`, `/api/workers/{id}`, `/api/workers/{id}/runs`,
 /// `/api/workers/{id}/runs/{epoch}`, `/api/stats`.
 enum APIEndpoints {
     /// `GET /healthz`: `{"status":"ok"}`.
@@ -10,6 +10,25 @@ enum APIEndpoints {
         var body = ByteBuffer()
         body.writeStaticString("{\"status\":\"ok\"}\n")
         return .json(body)
+    }
+
+    /// `GET /readyz`: `{"status":"ready"}`, or 503 `{"status":"not_ready","reason":…,"message":…}` while
+    /// the gateway starts, shuts down, or its store cannot write.
+    static func readiness(_ request: Request, gateway: GatewayContext) throws(GatewayError) -> HTTPResponse {
+        try request.requireGET()
+        var body = ByteBuffer()
+        guard let notReady = GatewayReadiness.notReadyReason(phase: gateway.readiness.phase, store: gateway.bus.store?.health()) else {
+            body.writeStaticString("{\"status\":\"ready\"}\n")
+            return .json(body)
+        }
+        body.writeStaticString("{\"status\":\"not_ready\",\"reason\":")
+        body.writeJSONString(notReady.reason)
+        body.writeStaticString(",\"message\":")
+        body.writeJSONString(notReady.message)
+        body.writeStaticString("}\n")
+        var response = HTTPResponse.json(body, status: .serviceUnavailable)
+        response.refusalCode = "not_ready"
+        return response
     }
 
     /// `GET /api/workers`: every worker the token covers, sorted by id.

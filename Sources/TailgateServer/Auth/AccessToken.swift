@@ -10,14 +10,18 @@ public struct TokenScope: OptionSet, Sendable, Hashable {
     public static let read = TokenScope(rawValue: 1)
     /// Publish records and stop workers over HTTP.
     public static let publish = TokenScope(rawValue: 2)
+    /// Read `GET /metrics` (from any address; its `workers` claim is not consulted).
+    public static let metrics = TokenScope(rawValue: 4)
 
-    /// Parses `read`, `publish` or both, separated by commas or spaces (`read,publish`, `read publish`).
+    /// Parses `read`, `publish`, `metrics` or several, separated by commas or spaces (`read,publish`,
+    /// `read metrics`).
     public init?(names: String) {
         var scope: TokenScope = []
         for name in names.split(whereSeparator: { $0 == "," || $0 == " " }) {
             switch name {
             case "read": scope.insert(.read)
             case "publish": scope.insert(.publish)
+            case "metrics": scope.insert(.metrics)
             default: return nil
             }
         }
@@ -29,6 +33,7 @@ public struct TokenScope: OptionSet, Sendable, Hashable {
         var names: [String] = []
         if contains(.read) { names.append("read") }
         if contains(.publish) { names.append("publish") }
+        if contains(.metrics) { names.append("metrics") }
         return names
     }
 }
@@ -38,7 +43,8 @@ public struct TokenScope: OptionSet, Sendable, Hashable {
 ///
 /// Header `{"alg":"HS256","typ":"JWT","kid":"…"}`; claims `{"workers":["002050.SZ"] or ["*"],
 /// "scope":"read publish","exp":1764250000,"nbf":…}`. `exp` is required, `nbf` optional, both whole
-/// Unix seconds; `workers` is an array of worker ids (or `*`), `scope` a space-separated string. Other
+/// Unix seconds; `workers` is an array of worker ids (or `*`), `scope` a space-separated string of
+/// `read`, `publish` and `metrics`. Other
 /// claims (`iss`, `sub`, `iat`, …) are allowed and ignored. A token has one encoding: base64url without
 /// padding and with no stray bits, or it is refused.
 public struct AccessToken: Sendable, Equatable {

@@ -328,7 +328,7 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: Responses
 
     private func write(_ response: HTTPResponse, for request: HTTPRequestHead, context: ChannelHandlerContext) {
-        if response.status.code >= 400 { gateway.statistics.refusals.add(1, ordering: .relaxed) }
+        if response.status.code >= 400 { gateway.statistics.refused(code: response.refusalCode, status: Int(response.status.code)) }
         var headers = response.headers
         // After an upgrade request the HTTP parser stops: a refused upgrade ends the connection.
         let keepAlive = request.isKeepAlive && !closeAfterResponse && request.headers["upgrade"].isEmpty

@@ -7,6 +7,8 @@ struct HTTPResponse {
     var status: HTTPResponseStatus
     var headers: HTTPHeaders
     var body: ByteBuffer
+    /// The stable code of a refusal (`GatewayError.code`), for the refusal counters.
+    var refusalCode: String?
 
     init(status: HTTPResponseStatus = .ok, headers: HTTPHeaders = HTTPHeaders(), body: ByteBuffer = ByteBuffer()) {
         self.status = status
@@ -32,6 +34,7 @@ struct HTTPResponse {
         body.writeStaticString("}}\n")
         var response = json(body, status: error.status)
         for (name, value) in error.headers { response.headers.add(name: name, value: value) }
+        response.refusalCode = error.code
         return response
     }
 }

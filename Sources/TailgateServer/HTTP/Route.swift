@@ -6,6 +6,10 @@ import TailgateCore
 enum Route: Equatable {
     /// `GET /healthz`
     case health
+    /// `GET /readyz`
+    case readiness
+    /// `GET /metrics` (Prometheus text format)
+    case metrics
     /// `GET /api/workers`
     case workerList
     /// `GET /api/stats`
@@ -40,6 +44,8 @@ enum Route: Equatable {
     init(path: Substring) throws(GatewayError) {
         switch path {
         case "/healthz": self = .health
+        case "/readyz": self = .readiness
+        case "/metrics": self = .metrics
         case "/api/workers", "/api/workers/": self = .workerList
         case "/api/stats": self = .statistics
         default:

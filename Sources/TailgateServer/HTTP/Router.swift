@@ -17,8 +17,8 @@ enum RouteDecision {
 }
 
 /// Routes every request: parses its target once, checks the connection's admission, and hands the
-/// request to the endpoint's handler function: `APIEndpoints`, `LogExport`, `IngestEndpoint`,
-/// `StreamEndpoint` or `StaticFiles`.
+/// request to the endpoint's handler function: `APIEndpoints`, `MetricsEndpoint`, `LogExport`,
+/// `IngestEndpoint`, `StreamEndpoint` or `StaticFiles`.
 struct Router {
     let gateway: GatewayContext
 
@@ -45,6 +45,10 @@ struct Router {
                 return .respond(try IngestEndpoint.stop(request, id: id, gateway: gateway))
             case .health:
                 return .respond(try APIEndpoints.health(request))
+            case .readiness:
+                return .respond(try APIEndpoints.readiness(request, gateway: gateway))
+            case .metrics:
+                return .respond(try MetricsEndpoint.metrics(request, gateway: gateway))
             case .workerList:
                 return .respond(try APIEndpoints.workerList(request, gateway: gateway))
             case .statistics:

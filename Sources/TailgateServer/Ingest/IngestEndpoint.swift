@@ -32,7 +32,8 @@ enum IngestEndpoint {
         } catch {
             throw ownedInProcess(id)
         }
-        return IngestSession(worker: worker, format: format, maxLineBytes: gateway.configuration.maxRecordBytes, publisher: publisher)
+        return IngestSession(worker: worker, format: format, maxLineBytes: gateway.configuration.maxRecordBytes, publisher: publisher,
+                             statistics: gateway.statistics)
     }
 
     /// `Tailgate-Publisher` and `Tailgate-Offset` (exactly-once publishing): the publisher's id and the

@@ -44,6 +44,8 @@ final class IngestSession {
     private(set) var firstSeq: UInt64?
     private(set) var lastSeq: UInt64?
     private(set) var errors: [LineError] = []
+    /// Where accepted, rejected and duplicate lines are also counted (per hand-over, not per line).
+    private let statistics: GatewayStatistics?
     private var lineNumber = 0
     private var partial = ByteBuffer()
     private var discardingLongLine = false
@@ -53,8 +55,10 @@ final class IngestSession {
 
     /// `publisher`: the publisher's id and the offset of the body's first line (`nil`: right after
     /// the publisher's offset in the run).
-    init(worker: Worker, format: Format, maxLineBytes: Int, publisher: (id: String, firstOffset: UInt64?)? = nil) {
+    init(worker: Worker, format: Format, maxLineBytes: Int, publisher: (id: String, firstOffset: UInt64?)? = nil,
+         statistics: GatewayStatistics? = nil) {
         self.worker = worker
+        self.statistics = statistics
         self.format = format
         self.maxLineBytes = maxLineBytes
         self.publisher = publisher?.id
@@ -161,6 +165,8 @@ final class IngestSession {
         }
         accepted += outcome.published
         duplicates += outcome.duplicates
+        statistics?.ingestAccepted.add(outcome.published, ordering: .relaxed)
+        if outcome.duplicates > 0 { statistics?.ingestDuplicates.add(outcome.duplicates, ordering: .relaxed) }
         if outcome.published > 0 {
             if firstSeq == nil { firstSeq = outcome.firstSeq }
             lastSeq = outcome.firstSeq + UInt64(outcome.published) - 1
@@ -185,6 +191,7 @@ final class IngestSession {
     private func publish(_ line: ByteBuffer, offset: UInt64) {
         if publisher != nil && offset <= knownOffset {
             duplicates += 1
+            statistics?.ingestDuplicates.add(1, ordering: .relaxed)
             return
         }
         var line = line
@@ -217,6 +224,7 @@ final class IngestSession {
 
     private func reject(_ message: String, line: Int? = nil) {
         rejected += 1
+        statistics?.ingestRejected.add(1, ordering: .relaxed)
         if errors.count < Self.reportedErrors { errors.append(LineError(line: line ?? lineNumber, message: message)) }
     }
 

@@ -20,6 +20,7 @@ enum ConnectionPipeline {
             if let client = connection.reservedClient { limiter.releaseProxiedClient(client) }
         }
         if case .dropped = admission {
+            gateway.statistics.connectionsDropped.add(1, ordering: .relaxed)
             channel.close(promise: nil)
             return
         }

@@ -15,12 +15,16 @@ final class GatewayContext: Sendable {
     let listeningHost: String
     /// The names a request's `Host` may give.
     let hostPolicy: HostPolicy
+    /// What `/metrics` serves.
+    let metrics: GatewayMetrics
+    /// Starting, ready or shutting down, for `/readyz`.
+    let readiness: GatewayReadiness
 
     /// Queued records of a worker above which an HTTP publisher stops being read.
     var ingestQueueLimit: Int { max(64, min(8192, bus.configuration.workerLimits.ringRecords / 2)) }
 
     init(configuration: ServerConfiguration, bus: LogBus, statistics: GatewayStatistics, staticFiles: StaticFiles?,
-         registries: [SessionRegistry], listeningHost: String) {
+         registries: [SessionRegistry], listeningHost: String, metrics: GatewayMetrics? = nil, readiness: GatewayReadiness = GatewayReadiness()) {
         self.configuration = configuration
         self.bus = bus
         self.statistics = statistics
@@ -30,6 +34,8 @@ final class GatewayContext: Sendable {
         self.deflaters = DeflaterPool(level: configuration.deflateLevel)
         self.listeningHost = listeningHost
         self.hostPolicy = HostPolicy(allowed: configuration.allowedHosts, listenHost: configuration.host)
+        self.metrics = metrics ?? GatewayMetrics(perWorker: configuration.metricsPerWorker)
+        self.readiness = readiness
     }
 
     /// The session registry of `loop`.

@@ -26,9 +26,10 @@ public final class GatewayServer: Sendable {
     private let channel: Channel
     private let context: GatewayContext
     private let logger: Logger
+    private let loopDelay: EventLoopDelayProbe
 
     private init(configuration: ServerConfiguration, statistics: GatewayStatistics, bus: LogBus, channel: Channel,
-                 context: GatewayContext, logger: Logger) {
+                 context: GatewayContext, logger: Logger, loopDelay: EventLoopDelayProbe) {
         self.configuration = configuration
         self.statistics = statistics
         self.bus = bus
@@ -36,7 +37,11 @@ public final class GatewayServer: Sendable {
         self.port = channel.localAddress?.port ?? configuration.port
         self.context = context
         self.logger = logger
+        self.loopDelay = loopDelay
     }
+
+    /// Its metrics, served by `GET /metrics`; `metrics.registry` takes the embedding program's own.
+    public var metrics: GatewayMetrics { context.metrics }
 
     /// Binds and starts serving. Throws `ConfigurationError` when a setting cannot be used, or the
     /// error of binding the address.
@@ -50,10 +55,12 @@ public final class GatewayServer: Sendable {
         if staticFiles == nil {
             logger.warning("public directory not found; the dashboard is not served", metadata: ["directory": "\(configuration.publicDirectory)"])
         }
-        let registries = group.makeIterator().map { SessionRegistry(loop: $0) }
+        let metrics = GatewayMetrics(perWorker: configuration.metricsPerWorker)
+        let loops = Array(group.makeIterator())
+        let registries = loops.map { SessionRegistry(loop: $0, delivery: StreamDeliveryCounters(latency: metrics.publishToWrite)) }
         let listeningHost = configuration.host.contains(":") ? "[\(configuration.host)]:\(configuration.port)" : "\(configuration.host):\(configuration.port)"
         let context = GatewayContext(configuration: configuration, bus: bus, statistics: statistics, staticFiles: staticFiles,
-                                     registries: registries, listeningHost: listeningHost)
+                                     registries: registries, listeningHost: listeningHost, metrics: metrics)
         let acceptBackoff = AcceptBackoff(statistics: statistics, logger: logger)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelInitializer { channel in
@@ -71,16 +78,27 @@ public final class GatewayServer: Sendable {
                 }
             }
         let channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
+        let loopDelay = EventLoopDelayProbe(loops: loops, delay: metrics.eventLoopDelay)
+        loopDelay.start()
+        context.readiness.markReady()
         return GatewayServer(configuration: configuration, statistics: statistics, bus: bus, channel: channel,
-                             context: context, logger: logger)
+                             context: context, logger: logger, loopDelay: loopDelay)
+    }
+
+    /// Whether `/readyz` says ready: started, not shutting down, and its store (if any) writing.
+    public var isReady: Bool {
+        GatewayReadiness.notReadyReason(phase: context.readiness.phase, store: bus.store?.health()) == nil
     }
 
     /// Open connections right now.
     public var openConnections: Int { context.limiter.openConnections }
 
     /// Stops accepting, closes every stream with 1001 ("server shutting down") and waits until the
-    /// streams are closed (at most `timeout`). Plain HTTP connections close with the event loop group.
+    /// streams are closed (at most `timeout`). Plain HTTP connections close with the event loop group;
+    /// from the start of the shutdown `/readyz` answers 503 on them.
     public func shutdown(timeout: TimeAmount = .seconds(3)) async {
+        context.readiness.markShuttingDown()
+        loopDelay.stop()
         try? await channel.close()
         var closes: [EventLoopFuture<Void>] = []
         for registry in context.registries {

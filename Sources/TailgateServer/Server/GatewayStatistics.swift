@@ -37,8 +37,24 @@ public final class GatewayStatistics: Sendable {
     public let idlePublisherCloses = Atomic<Int>(0)
     /// Times accepting new connections failed (out of file descriptors or memory) and paused.
     public let acceptBackoffs = Atomic<Int>(0)
+    /// Connections closed at once, unanswered, because they came far over a connection limit.
+    public let connectionsDropped = Atomic<Int>(0)
+    /// Records published over HTTP (`POST …/records`), counted per hand-over to the worker.
+    public let ingestAccepted = Atomic<Int>(0)
+    /// Lines of published bodies that were rejected (malformed, too long, worker stopped).
+    public let ingestRejected = Atomic<Int>(0)
+    /// Lines skipped because their publisher had sent them before (exactly-once publishing).
+    public let ingestDuplicates = Atomic<Int>(0)
+    /// The refusals above, by their stable code (`GatewayError.code`).
+    public let refusalsByCode = RefusalCounters()
 
     public init() {}
+
+    /// Counts a response of status 400 or more, under its refusal code when it has one.
+    func refused(code: String?, status: Int) {
+        refusals.add(1, ordering: .relaxed)
+        refusalsByCode.count(code: code, status: status)
+    }
 
     func closes(code: WebSocketErrorCode) {
         switch code {

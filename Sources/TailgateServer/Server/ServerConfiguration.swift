@@ -65,6 +65,12 @@ public struct ServerConfiguration: Sendable {
     public var access = AccessPolicy.open
     /// Seconds a client is told to wait in `Retry-After` when a limit is reached. Default 5.
     public var retryAfterSeconds = 5
+    /// Who may read `GET /metrics` without a token (behind a trusted proxy, the forwarded client); with
+    /// auth on, a token of `metrics` scope is accepted from anywhere. Default loopback only.
+    public var metricsFrom: [AddressRange] = AddressRange.loopback
+    /// Whether `/metrics` has per-worker series (labelled `worker`): three per worker held, so at most
+    /// 3 × `BusConfiguration.maxWorkers` more series. Default off.
+    public var metricsPerWorker = false
 
     public init() {}
 

@@ -5,10 +5,15 @@ import NIOWebSocket
 /// closes them all at shutdown. Only touched on its loop.
 final class SessionRegistry: @unchecked Sendable {
     let loop: EventLoop
+    /// What this loop's streams have written, for `/metrics`.
+    let delivery: StreamDeliveryCounters
     private var sessions: [ObjectIdentifier: StreamSession] = [:]
     private var timer: RepeatedTask?
 
-    init(loop: EventLoop) { self.loop = loop }
+    init(loop: EventLoop, delivery: StreamDeliveryCounters = StreamDeliveryCounters()) {
+        self.loop = loop
+        self.delivery = delivery
+    }
 
     var count: Int { sessions.count }
 

@@ -126,6 +126,7 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
         if nextSeq == batch.firstSeq && writable {
             nextSeq = batch.lastSeq + 1
             context.writeAndFlush(wrapOutboundOut(rendered), promise: nil)
+            registry.delivery.wroteLive(batch, wireBytes: rendered.readableBytes, streams: registry.count)
             if !writable { sampleBufferedBytes() }
         } else if nextSeq <= batch.lastSeq {
             phase = .behind
@@ -157,12 +158,17 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
                 statistics.gaps.add(1, ordering: .relaxed)
             case .batch(let batch):
                 let bytes: ByteBuffer
+                let payloadBytes: Int
                 if batch.firstSeq == nextSeq {
                     bytes = rendering.bytes(for: batch)
+                    payloadBytes = batch.payload.readableBytes
                 } else {
-                    bytes = ServerFrames.frame(.text, payload: batch.payload(from: nextSeq))
+                    let payload = batch.payload(from: nextSeq)
+                    bytes = ServerFrames.frame(.text, payload: payload)
+                    payloadBytes = payload.readableBytes
                     statistics.partialFrames.add(1, ordering: .relaxed)
                 }
+                registry.delivery.wrote(records: Int(batch.lastSeq - nextSeq + 1), payloadBytes: payloadBytes, wireBytes: bytes.readableBytes)
                 nextSeq = batch.lastSeq + 1
                 context.write(wrapOutboundOut(bytes), promise: nil)
             case .stored(let from, let through):
@@ -203,6 +209,7 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
             nextSeq = batch.lastSeq + 1
             context.write(wrapOutboundOut(bytes), promise: nil)
             statistics.storedChunks.add(1, ordering: .relaxed)
+            registry.delivery.wrote(records: batch.count, payloadBytes: batch.payload.readableBytes, wireBytes: bytes.readableBytes)
         case .success(.gap(_, let to)) where to >= from:
             nextSeq = min(to, through) + 1
             writeControl(StreamMessages.gap(from: from, to: nextSeq - 1))

@@ -132,6 +132,15 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("deflate-threshold"), help: "Messages smaller than this many bytes go uncompressed.")
     var deflateThreshold = 256
 
+    // Metrics (GET /metrics) and readiness (GET /readyz).
+    @Option(name: .customLong("metrics-from"), help: ArgumentHelp(
+        "Addresses allowed to read /metrics, as CIDR (repeatable; replaces the default 127.0.0.0/8 and ::1).",
+        discussion: "With --auth-secret-file, a token of scope metrics (tailgate token --scope metrics) is accepted from any address."))
+    var metricsFrom: [String] = []
+
+    @Flag(name: .customLong("metrics-per-worker"), help: "Add per-worker series to /metrics, labelled worker=<id>: 3 per worker held (at most 3 x --max-workers).")
+    var metricsPerWorker = false
+
     /// Checks what only the command line knows; every gateway setting is checked by the library
     /// (`ServerConfiguration.validate`, `BusConfiguration.validate`) and reported under its flag.
     func validate() throws {
@@ -205,6 +214,13 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.deflateEnabled = deflate
         configuration.deflateLevel = deflateLevel
         configuration.deflateThreshold = deflateThreshold
+        if !metricsFrom.isEmpty {
+            configuration.metricsFrom = try metricsFrom.map { text in
+                guard let range = AddressRange(text) else { throw ValidationError("--metrics-from '\(text)' is not an address or CIDR block (e.g. 127.0.0.1/32, 10.0.0.0/8, ::1)") }
+                return range
+            }
+        }
+        configuration.metricsPerWorker = metricsPerWorker
         do {
             try configuration.validate()
         } catch {

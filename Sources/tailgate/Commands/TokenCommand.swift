@@ -31,7 +31,7 @@ struct TokenCommand: ParsableCommand {
     @Option(help: "How long the token is valid: e.g. 90s, 30m, 1h, 7d.")
     var ttl = "1h"
 
-    @Option(help: "What it allows: read, publish, or read,publish.")
+    @Option(help: "What it allows: read, publish, metrics (GET /metrics), or several: read,publish.")
     var scope = "read"
 
     @Option(help: "The id of the key that signs it (a secret file may hold several, one 'KID SECRET' per line; default: the first).")
@@ -42,7 +42,7 @@ struct TokenCommand: ParsableCommand {
         for worker in workers where worker != "*" && WorkerID(worker) == nil {
             throw ValidationError("'\(worker)' is not a worker id")
         }
-        guard TokenScope(names: scope) != nil else { throw ValidationError("--scope must be read, publish or read,publish") }
+        guard TokenScope(names: scope) != nil else { throw ValidationError("--scope must be read, publish, metrics or several of them separated by commas (read,publish)") }
         guard let seconds = TimeSpan.seconds(in: ttl) else {
             throw ValidationError("--ttl '\(ttl)' is not a duration such as 90s, 30m, 1h or 7d")
         }

@@ -363,7 +363,7 @@ def test_level_mapping_and_robust_emit(gateway, tailgate_logging, capfd):
             [(f"custom {name}", level) for _, name, level in cases]
         rest = records[len(cases):]
         assert rest[0]["message"] == "broken extra"
-        assert rest[0]["metadata"] == {"obj": "<Broken>", "n": "None", "d": "{'a': 1}"}
+        assert rest[0]["metadata"] == {"obj": "<Broken>", "n": "None", "d": '{"a":1}'}  # nested values as JSON
         assert rest[1]["message"] == "unicode ✓ ? lone surrogate"
         assert rest[2]["message"].startswith("xxxx") and "bytes cut by tailgate_logging" in rest[2]["message"]
         assert len(rest[2]["message"].encode()) <= 64 * 1024
@@ -510,7 +510,7 @@ def test_text_is_fixed_at_the_call_even_when_formatting_is_deferred(gateway, tai
         assert handler.flush(30)
         records = ring(gw, "py-deferred")
         assert [r["message"] for r in records] == ["fill A-1 at 9.98", "prices [9.98]", "['order', 'A-1']", "state"]
-        assert records[3]["metadata"] == {"detail": "{'state': 'new'}", "n": "7"}
+        assert records[3]["metadata"] == {"detail": '{"state":"new"}', "n": "7"}  # as JSON, fixed at the call
         assert all(r["logger_name"] == "deferred" and r["func_name"] for r in records)
     finally:
         handler.close()

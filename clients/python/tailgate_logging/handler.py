@@ -5,9 +5,9 @@ arguments and `extra` values are immutable built-in values (the sender thread fo
 same text), else a tuple formatted at the call; it never touches the network, never waits for a lock
 held across I/O, and never raises.
 A daemon thread takes the queue in batches and POSTs each batch as NDJSON to
-`/api/workers/{worker}/records` over one persistent HTTP/1.1 connection. When the gateway is down or
-slow the queue fills up; records that do not fit are counted, and once the gateway answers again one
-`WARNING` record "N records dropped while the gateway was unreachable" is published: loss is never
+`/api/workers/{worker}/records` over one persistent HTTP/1.1 (or HTTPS) connection. When the gateway is
+down or slow the queue fills up; records that do not fit are counted, and once the gateway answers again
+one `WARNING` record "N records dropped while the gateway was unreachable" is published: loss is never
 silent.
 
 Delivery is exactly once ("Publishing exactly once" in docs/PROTOCOL.md). The handler has a publisher
@@ -22,10 +22,26 @@ from K+1. So a connection broken in the middle of a body, a lost answer, or a ga
 restarted (its runs and offsets come back from disk) neither loses nor duplicates a line. When the
 `epoch` changed (the worker was stopped, or stopped as idle, and a new run began), the gateway has
 nothing of this publisher in the new run: every line not yet confirmed is sent into it.
+
+Forking (`os.fork()`, `multiprocessing` with the fork start method): in the child the handler becomes a
+new publisher — an empty queue, a publisher id of its own (numbering from 1 again, so its offsets never
+meet the parent's), and a sender thread of its own, started by the child's first record. What the parent
+had queued or had in flight at the fork stays the parent's: the parent sends it, the child never does.
+A `multiprocessing` child flushes and closes the handler when it ends normally (a finalizer: those
+processes leave with `os._exit`, without `atexit`).
+
+Configuration: `url`, `worker` and `token` default to the environment variables `TAILGATE_URL`,
+`TAILGATE_WORKER` and `TAILGATE_TOKEN`, so a `logging.config.dictConfig` file needs only the class.
+`token` may be a callable (called again when the gateway answers 401: a token that expires is refreshed,
+not retried); `headers` go with every request (a proxy's basic auth: then the token travels as
+`?access_token=`); `https://` URLs use `ssl_context`. A refusal (401, 403, 409, …) is not an outage: it is
+reported on stderr at once (what was refused and what to do about it) and then at most once a minute,
+and retried after 1 s, 2 s, 4 s … up to once a minute, never in a storm.
 """
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import logging
@@ -34,18 +50,31 @@ import random
 import re
 import select
 import socket
+import ssl
 import sys
 import threading
 import time
 import traceback
 import urllib.parse
+import weakref
 from collections import deque
-from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Tuple, Union
 
-__all__ = ["TailgateHandler", "TailgateError", "WORKER_ID"]
+from ._version import __version__
+
+__all__ = ["TailgateHandler", "TailgateError", "TokenSource", "WORKER_ID", "ENV_URL", "ENV_WORKER", "ENV_TOKEN",
+           "DEFAULT_URL"]
 
 #: What the gateway accepts as a worker id.
 WORKER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
+
+#: The environment variables the constructor's `url`, `worker` and `token` default to.
+ENV_URL, ENV_WORKER, ENV_TOKEN = "TAILGATE_URL", "TAILGATE_WORKER", "TAILGATE_TOKEN"
+#: The gateway's address when neither `url` nor `TAILGATE_URL` says one (`tailgate serve`'s default).
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+#: A token: the token itself, or a callable returning the current one (called again after a 401).
+TokenSource = Union[str, Callable[[], str]]
 
 # The gateway's levels and a numeric scale comparable with Python's, for custom levels.
 _GATEWAY_LEVELS = (("TRACE", 5), ("DEBUG", 10), ("INFO", 20), ("NOTICE", 25), ("WARNING", 30),
@@ -74,6 +103,18 @@ _SOURCE_CACHE: Dict[Tuple[str, str, str], str] = {}
 _SENDER_NAME = "tailgate-logging-sender"
 _get_ident = threading.get_ident
 _DROP_MESSAGE = "{n} records dropped while the gateway was unreachable"
+_USER_AGENT = "tailgate-logging/%s (Python %d.%d)" % (__version__, sys.version_info[0], sys.version_info[1])
+
+# Headers the handler writes itself; `headers=` may not set them.
+_OWN_HEADERS = frozenset({"content-type", "content-length", "transfer-encoding", "connection", "tailgate-publisher",
+                          "tailgate-offset", "expect"})
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*\Z")
+_TOKEN_TEXT = re.compile(r"[\x21-\x7e]+\Z")
+# 403 codes about what a token allows: a token provider is asked again (its token may have been replaced).
+_TOKEN_REFUSALS = frozenset({"scope_not_allowed", "worker_not_allowed"})
+#: The longest wait between two reports of the same refusal on stderr (seconds).
+_REPORT_INTERVAL = 60.0
 
 
 class TailgateError(Exception):
@@ -137,67 +178,194 @@ def _text(value: Any) -> str:
             return "<unprintable %s>" % type(value).__name__
 
 
+# Nested `extra` values (dicts, lists, tuples) become JSON text; what JSON cannot hold inside them, its str().
+_NESTED = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_text)
+
+
+def _metadata_text(value: Any) -> str:
+    """The text of one `extra` value in the record's `metadata` (whose values are strings): a `str` as it
+    is; a `dict`, `list` or `tuple` as compact JSON (`{"side":"buy","qty":[1,2]}`, anything JSON cannot
+    hold inside it as its `str()`); anything else as its `str()` (`repr()` if that fails)."""
+    if type(value) is str:
+        return value
+    if isinstance(value, (dict, list, tuple)):
+        try:
+            return _NESTED.encode(value)
+        except Exception:  # circular, or keys JSON cannot have: its str() then
+            pass
+    return _text(value)
+
+
+def _redacted(url: str) -> str:
+    """`url` without a password (for messages)."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urllib.parse.urlunsplit((parts.scheme, "***@" + parts.netloc.rpartition("@")[2], parts.path, parts.query,
+                                    parts.fragment))
+
+
 # One queued record: (created, levelno, levelname, message, name, module, funcName, lineno, metadata)
 _Item = Tuple[float, int, str, str, str, str, str, int, Optional[Dict[str, str]]]
 
 
 class _Failed(Exception):
-    """A request got no usable answer: the connection could not be opened or broke, or the gateway
-    refused. What of the body the gateway took is learnt on the next connection."""
+    """A request got no usable answer: the connection could not be opened or broke, or the gateway was
+    busy (408, 429, 5xx). What of the body the gateway took is learnt on the next connection."""
+
+
+class _Refused(_Failed):
+    """The gateway (or a proxy in front of it) refused the request, and asking again will not change that
+    by itself: a 3xx or a 4xx other than 408 and 429 (or a token provider that failed). Nothing of the body
+    was taken."""
+
+    def __init__(self, status: int, code: str, text: str, hint: str = ""):
+        super().__init__(text)
+        self.status = status
+        self.code = code
+        self.hint = hint
+
+
+# Handlers alive in this process: each becomes a publisher of its own in a forked child.
+_HANDLERS: "weakref.WeakSet[TailgateHandler]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for handler in list(_HANDLERS):
+        handler._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _close_at_exit(reference: "weakref.ref[TailgateHandler]") -> None:
+    handler = reference()
+    if handler is not None:
+        handler.close()
 
 
 class TailgateHandler(logging.Handler):
     """A `logging.Handler` that publishes records into the Tailgate worker `worker`.
 
-    `url` is the gateway's base URL (`http://127.0.0.1:8080`, optionally with a path prefix when it sits
-    behind a proxy). `queue_size` bounds the records waiting to be sent; `batch_max` bounds the records
-    per request; `flush_interval` is how long (seconds) a record may wait for companions before it is
-    sent; `timeout` is the socket timeout, and the longest `close()`/`flush()` wait. `token`, when given,
-    is sent as `Authorization: Bearer <token>`. `max_record_bytes` (the gateway's `--max-record-bytes`)
-    makes longer messages be cut (with a marker) rather than rejected.
+    `url` is the gateway's base URL (`http://127.0.0.1:8080`, `https://logs.example.com/tailgate` behind a
+    proxy with a path prefix; `https://user:password@…` sends basic auth); default `TAILGATE_URL`, else
+    `http://127.0.0.1:8080`. `worker` is the worker id; default `TAILGATE_WORKER`. `queue_size` bounds the
+    records waiting to be sent; `batch_max` bounds the records per request; `flush_interval` is how long
+    (seconds) a record may wait for companions before it is sent; `timeout` is the socket timeout, and
+    the longest `close()`/`flush()` wait. `max_record_bytes` (the gateway's `--max-record-bytes`) makes
+    longer messages be cut (with a marker) rather than rejected. `backoff_initial`/`backoff_max` pace the
+    retries while the gateway is unreachable or busy; `refused_backoff_max` is the longest wait between two
+    requests the gateway refuses.
+
+    `token` (default `TAILGATE_TOKEN`; `""` for none) is sent as `Authorization: Bearer <token>`, or as
+    `?access_token=<token>` when `headers` carry an `Authorization` of their own (a proxy's basic auth). It
+    may be a callable returning the token: it is called before the first request and again whenever the
+    gateway answers 401 (or 403 for the token's scope or workers), and the request is repeated at once
+    when the token changed. `headers` are sent with
+    every request. `ssl_context` is used for `https://` URLs (default: the system's trusted CAs, which
+    `SSL_CERT_FILE` can point elsewhere).
 
     Each record the gateway confirms is published exactly once, across broken connections and gateway
-    restarts (see the module's documentation); `publisher` is the id the handler publishes under.
+    restarts (see the module's documentation); `publisher` is the id the handler publishes under (a new
+    one in a forked child).
     """
 
-    def __init__(self, url: str, worker: str, level: int = logging.NOTSET, queue_size: int = 10000,
-                 batch_max: int = 500, flush_interval: float = 0.05, timeout: float = 5.0,
-                 token: Optional[str] = None, max_record_bytes: int = 64 * 1024,
-                 backoff_initial: float = 0.1, backoff_max: float = 10.0):
+    def __init__(self, url: Optional[str] = None, worker: Optional[str] = None, level: Union[int, str] = logging.NOTSET,
+                 queue_size: int = 10000, batch_max: int = 500, flush_interval: float = 0.05, timeout: float = 5.0,
+                 token: Optional[TokenSource] = None, max_record_bytes: int = 64 * 1024,
+                 backoff_initial: float = 0.1, backoff_max: float = 10.0, *,
+                 headers: Optional[Mapping[str, str]] = None, ssl_context: Optional[ssl.SSLContext] = None,
+                 refused_backoff_max: float = 60.0) -> None:
         super().__init__(level)
+        if url is None:
+            url = os.environ.get(ENV_URL) or DEFAULT_URL
+        if worker is None:
+            worker = os.environ.get(ENV_WORKER) or ""
+            if not worker:
+                raise ValueError("no worker id: pass worker=... or set the environment variable %s" % ENV_WORKER)
         if not WORKER_ID.match(worker or ""):
             raise ValueError("invalid worker id %r: expected [A-Za-z0-9][A-Za-z0-9._:-]{0,127}" % (worker,))
         parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("url must look like http://HOST:PORT (got %r)" % (url,))
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
+            raise ValueError("url must look like http://HOST:PORT or https://HOST[:PORT][/prefix] (got %r)"
+                             % (_redacted(url),))
+        if parts.query or parts.fragment:
+            raise ValueError("url must have no query or fragment (got %r); pass a token with token= or %s"
+                             % (_redacted(url), ENV_TOKEN))
         if queue_size < 1 or batch_max < 1:
             raise ValueError("queue_size and batch_max must be positive")
-        self.url = url
+        netloc = parts.netloc.rpartition("@")[2]
+        #: The gateway's base URL (without the password of a `user:password@` part).
+        self.url = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
         self.worker = worker
         self._scheme = parts.scheme
         self._host = parts.hostname
-        self._port = parts.port or (443 if parts.scheme == "https" else 80)
+        self._port = port or (443 if parts.scheme == "https" else 80)
+        self._ssl_context = ssl_context
         prefix = self._prefix = parts.path.rstrip("/")
         quoted = urllib.parse.quote(worker, safe="")
         self._worker_path = "%s/api/workers/%s" % (prefix, quoted)
         self._queue_size = int(queue_size)
+        self._limit = self._queue_size  # what emit lets the queue grow to; 0 until a forked child's sender runs
         self._batch_max = int(batch_max)
         self._flush_interval = max(0.0, float(flush_interval))
         self._timeout = float(timeout)
         self._max_record_bytes = int(max_record_bytes)
         self._backoff_initial = float(backoff_initial)
         self._backoff_max = float(backoff_max)
-        #: This handler's publisher id (`Tailgate-Publisher`): new for every handler, so the gateway never
-        #: holds offsets of it that another process (or an earlier handler) sent.
+        self._refused_backoff_initial = max(1.0, self._backoff_initial)
+        self._refused_backoff_max = max(float(refused_backoff_max), self._refused_backoff_initial)
+
+        # Headers of every request: the application's, basic auth from the URL, then the token's.
+        extra: Dict[str, str] = {}
+        if parts.username is not None or parts.password is not None:
+            credentials = "%s:%s" % (urllib.parse.unquote(parts.username or ""), urllib.parse.unquote(parts.password or ""))
+            extra["Authorization"] = "Basic " + base64.b64encode(credentials.encode("utf-8")).decode("ascii")
+        for name, value in (headers or {}).items():
+            if not isinstance(name, str) or not _HEADER_NAME.match(name):
+                raise ValueError("invalid header name %r" % (name,))
+            if not isinstance(value, str) or not _HEADER_VALUE.match(value):
+                raise ValueError("invalid value for header %r (a string without line breaks)" % (name,))
+            if name.lower() in _OWN_HEADERS:
+                raise ValueError("header %r is the handler's own" % (name,))
+            for existing in [k for k in extra if k.lower() == name.lower()]:
+                del extra[existing]
+            extra[name] = value
+        self._extra_headers = extra
+        # With an Authorization header of the application's (basic auth of a proxy), the gateway's token
+        # cannot travel in it: it goes in the query (`?access_token=`), which the gateway reads first.
+        self._token_in_query = any(k.lower() == "authorization" for k in extra)
+        if token is None:
+            token = os.environ.get(ENV_TOKEN) or None
+        self._token_provider: Optional[Callable[[], str]] = None
+        self._token: Optional[str] = None
+        if callable(token):
+            self._token_provider = token
+        elif isinstance(token, str):
+            token = token.strip()
+            if token and not _TOKEN_TEXT.match(token):
+                raise ValueError("the token has characters a token cannot have (spaces, line breaks, non-ASCII)")
+            self._token = token or None
+        elif token is not None:
+            raise TypeError("token must be a string or a callable returning one, not %s" % type(token).__name__)
+
+        #: This handler's publisher id (`Tailgate-Publisher`): new for every handler (and in a forked
+        #: child), so the gateway never holds offsets of it that another process (or an earlier handler) sent.
         self.publisher = "py-" + os.urandom(8).hex()
-        self._headers = {"Content-Type": "application/x-ndjson", "Accept": "application/json",
-                         "User-Agent": "tailgate-logging/0.2 (Python %d.%d)" % sys.version_info[:2]}
-        if token:
-            self._headers["Authorization"] = "Bearer %s" % token
-        self._publish_headers = dict(self._headers, **{"Tailgate-Publisher": self.publisher})
+        self._headers: Dict[str, str] = {}
+        self._publish_headers: Dict[str, str] = {}
+        self._records_target = ""
+        self._build_headers()
 
         self._queue: Deque[Any] = deque()  # LogRecords to format later, or formatted _Items
         self._drop_lock = threading.Lock()
+        self._token_lock = threading.Lock()
+        self._start_lock = threading.Lock()
         self._dropped = 0            # records not queued since the last drop report
         self._wake = threading.Event()
         self._idle = threading.Condition(threading.Lock())
@@ -213,20 +381,113 @@ class TailgateHandler(logging.Handler):
         self._base = 1
         self._epoch: Optional[str] = None       # the run the gateway last said this publisher is in
         self._notices: List[str] = []           # warnings to publish (rejections)
-        self._last_problem: Optional[str] = None
+        self._reset_reports()
         #: Counters: `sent` (records the gateway published), `dropped` (queue overflow, all time),
         #: `rejected` (lines the gateway refused), `reconnects` (connections opened), `recovered` (records
         #: a new connection found the gateway already had: their answer had been lost), `duplicates`
         #: (records sent again that the gateway skipped), `runs` (times the worker's run changed under the
-        #: handler), `lost` (given up at close), `requests`.
-        self.stats = {"sent": 0, "dropped": 0, "rejected": 0, "reconnects": 0, "recovered": 0,
-                      "duplicates": 0, "runs": 0, "lost": 0, "requests": 0}
-        self._thread = threading.Thread(target=self._run, name=_SENDER_NAME, daemon=True)
+        #: handler), `lost` (given up at close), `requests`, `refused` (requests the gateway refused),
+        #: `token_refreshes` (calls of the token provider).
+        self.stats: Dict[str, int] = dict.fromkeys(_STATS, 0)
+        self._forked = False
+        self._thread: Optional[threading.Thread] = None
         self._thread_ident: Optional[int] = None
-        self._thread.start()
+        self._start_sender()
+        _HANDLERS.add(self)
 
     def __repr__(self) -> str:
         return "<TailgateHandler %s worker=%s (%s)>" % (self.url, self.worker, logging.getLevelName(self.level))
+
+    def _build_headers(self) -> None:
+        """The headers and records target for the current token (and publisher id)."""
+        headers = {"Content-Type": "application/x-ndjson", "Accept": "application/json", "User-Agent": _USER_AGENT}
+        headers.update(self._extra_headers)
+        if self._token and not self._token_in_query:
+            headers["Authorization"] = "Bearer " + self._token
+        publish = dict(headers)
+        publish["Tailgate-Publisher"] = self.publisher
+        self._headers = headers
+        self._publish_headers = publish
+        self._records_target = self._target(self._worker_path + "/records")
+
+    def _target(self, path: str, params: Optional[Dict[str, str]] = None) -> str:
+        """`path` with its query: `params`, and the token when it travels in the query."""
+        query = dict(params or {})
+        if self._token and self._token_in_query:
+            query["access_token"] = self._token
+        return path + ("?" + urllib.parse.urlencode(query) if query else "")
+
+    def _reset_reports(self) -> None:
+        self._last_problem: Optional[str] = None   # what went wrong last (None: the last request succeeded)
+        self._refusal_key: Optional[Tuple[int, str]] = None
+        self._refusals_unreported = 0
+        self._refusals_total = 0         # attempts refused since the last success
+        self._next_refusal_report = 0.0
+
+    # ------------------------------------------------------------------ forking
+
+    def _after_fork_in_child(self) -> None:
+        """Runs in a forked child (os.register_at_fork): the handler becomes a new publisher. The parent's
+        queue, buffer and connection are the parent's: dropped here (the socket's descriptor is closed,
+        which leaves the parent's connection open). A sender thread is started by the child's first record
+        (a child that never logs, e.g. one about to exec, runs none)."""
+        try:
+            self._queue = deque()
+            self._pending = []
+            self._base = 1
+            self._epoch = None
+            self._notices = []
+            self._dropped = 0
+            self._drop_lock = threading.Lock()
+            self._token_lock = threading.Lock()
+            self._start_lock = threading.Lock()
+            self._wake = threading.Event()
+            self._idle = threading.Condition(threading.Lock())
+            self._inflight = False
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                try:
+                    conn.close()  # close(2) of this process's descriptor only: no FIN while the parent has it
+                except Exception:
+                    pass
+            self.publisher = "py-" + os.urandom(8).hex()
+            self._build_headers()
+            self.stats = dict.fromkeys(_STATS, 0)
+            self._reset_reports()
+            self._thread = None
+            self._thread_ident = None
+            self._forked = True
+            if self._closing:  # closed (or closing) in the parent: closed here
+                self._closed = True
+            self._limit = 0  # the next emit starts the sender (see _refuse)
+        except Exception:
+            self._closed = True
+            try:
+                sys.stderr.write("tailgate_logging: the handler could not be set up after fork (it is closed in "
+                                 "this process):\n" + traceback.format_exc())
+            except Exception:
+                pass
+
+    def _start_sender(self) -> bool:
+        """Starts the sender thread unless it runs (or the handler is closing); whether it runs."""
+        with self._start_lock:
+            if self._thread is None and not self._closing:
+                thread = threading.Thread(target=self._run, name=_SENDER_NAME, daemon=True)
+                self._thread_ident = None
+                self._thread = thread
+                thread.start()
+                self._limit = self._queue_size
+                if self._forked:
+                    # multiprocessing's children end with os._exit (no atexit, no logging.shutdown) after
+                    # running its finalizers: flush and close there. (Registered now, not at the fork:
+                    # multiprocessing clears the finalizers of a new child before running its target.)
+                    util = sys.modules.get("multiprocessing.util")
+                    if util is not None:
+                        try:
+                            util.Finalize(None, _close_at_exit, args=(weakref.ref(self),), exitpriority=10)
+                        except Exception:
+                            pass
+            return self._thread is not None
 
     # ------------------------------------------------------------------ application side
 
@@ -248,8 +509,8 @@ class TailgateHandler(logging.Handler):
         # can set off a garbage collection inside the application's logging call).
         try:
             queue = self._queue
-            if len(queue) >= self._queue_size or self._closed or _get_ident() == self._thread_ident:
-                self._refuse()
+            if len(queue) >= self._limit or self._closed or _get_ident() == self._thread_ident:
+                self._refuse(record)
                 return
             args = record.args
             if (len(record.__dict__) == _PLAIN_RECORD_SIZE and type(record.msg) is str and record.exc_info is None
@@ -267,9 +528,15 @@ class TailgateHandler(logging.Handler):
         except Exception:
             self.handleError(record)
 
-    def _refuse(self) -> None:
-        """A record not queued: after close, from the sender itself, or counted as dropped (queue full)."""
+    def _refuse(self, record: logging.LogRecord) -> None:
+        """A record off the usual path: the first one of a forked child (which starts the child's sender
+        and is then queued), or one not queued: after close, from the sender itself, or counted as dropped
+        (queue full)."""
         if self._closed or _get_ident() == self._thread_ident:
+            return
+        if self._thread is None:
+            if self._start_sender():
+                self.emit(record)
             return
         with self._drop_lock:
             self._dropped += 1
@@ -302,7 +569,7 @@ class TailgateHandler(logging.Handler):
         metadata = None
         if extras:
             attributes = record.__dict__
-            metadata = {key: _text(attributes[key]) for key in extras}
+            metadata = {key: _metadata_text(attributes[key]) for key in extras}
         return (record.created, record.levelno, record.levelname, message, record.name,
                 record.module, record.funcName, record.lineno, metadata)
 
@@ -320,11 +587,12 @@ class TailgateHandler(logging.Handler):
             message += formatter.formatStack(record.stack_info)
         return message
 
-    def flush(self, timeout: Optional[float] = None) -> bool:
+    def flush(self, timeout: Optional[float] = None) -> bool:  # type: ignore[override]  # says whether it flushed
         """Waits (at most `timeout`, default the handler's) until the gateway has confirmed every queued
         record (an answer's `offset` covers it: it is written to the gateway's disk). Returns whether it
         has."""
-        if self._closed or not self._thread.is_alive():
+        thread = self._thread
+        if self._closed or thread is None or not thread.is_alive():
             return not self._queue
         wait = self._timeout if timeout is None else timeout
         deadline = time.monotonic() + wait
@@ -342,54 +610,102 @@ class TailgateHandler(logging.Handler):
         """Sends what is queued (waiting at most `timeout` seconds for the gateway to confirm it), stops
         the sender thread and closes the connection. Records not confirmed in time are counted in
         `stats["lost"]` and reported on stderr (some of them may have reached the gateway: their answer
-        did not come back in time)."""
+        did not come back in time). While the gateway refuses the records (403, …), close does not wait."""
         if not self._closing:
             self._closing = True
             self._close_deadline = time.monotonic() + self._timeout
             self._wake.set()
-            if self._thread.is_alive() and threading.current_thread() is not self._thread:
-                self._thread.join(self._timeout + 1.0)
+            thread = self._thread
+            if thread is not None and thread.is_alive() and threading.current_thread() is not thread:
+                thread.join(self._timeout + 1.0)
             self._closed = True
         super().close()
 
-    def stop_worker(self, timeout: Optional[float] = None) -> Dict[str, Any]:
-        """Flushes, then ends the worker (`POST /api/workers/{id}/stop`): its subscribers get `end`.
-        Returns the gateway's answer; raises `TailgateError` if the gateway refused or was unreachable."""
+    def stop_worker(self, timeout: Optional[float] = None, exit_code: Optional[int] = None,
+                    reason: Optional[str] = None) -> Dict[str, Any]:
+        """Flushes, then ends the worker's run (`POST /api/workers/{id}/stop`): its subscribers get `end`.
+        `exit_code` (0: the run `succeeded`, else `failed`) and `reason` are stored with the run. Returns the
+        gateway's answer; raises `TailgateError` if the gateway refused or was unreachable."""
         self.flush(timeout)
-        status, body = self._request_once("POST", self._worker_path + "/stop", b"", timeout)
+        params: Dict[str, str] = {}
+        if exit_code is not None:
+            params["exit_code"] = str(int(exit_code))
+        if reason is not None:
+            params["reason"] = reason
+        status, body = self._request_once("POST", self._worker_path + "/stop", params, b"", timeout)
         if status != 200:
             raise TailgateError("stopping worker %r: HTTP %d %s" % (self.worker, status, _error_text(body)),
                                 status, body)
-        return body
+        return body  # type: ignore[no-any-return]
 
     def workers(self, timeout: Optional[float] = None) -> List[Dict[str, Any]]:
         """The gateway's `GET /api/workers` list (each with `log_stream_url`)."""
-        status, body = self._request_once("GET", self._prefix + "/api/workers", None, timeout)
+        status, body = self._request_once("GET", self._prefix + "/api/workers", None, None, timeout)
         if status != 200:
             raise TailgateError("listing workers: HTTP %d %s" % (status, _error_text(body)), status, body)
-        return body["workers"]
+        return body["workers"]  # type: ignore[no-any-return]
 
-    def _request_once(self, method: str, path: str, body: Optional[bytes],
+    def _request_once(self, method: str, path: str, params: Optional[Dict[str, str]], body: Optional[bytes],
                       timeout: Optional[float]) -> Tuple[int, Any]:
-        conn = self._new_connection(self._timeout if timeout is None else timeout)
-        try:
-            headers = {k: v for k, v in self._headers.items() if k != "Content-Type"}
-            conn.request(method, path, body=body, headers=headers)
-            response = conn.getresponse()
-            data = response.read()
-        except (OSError, http.client.HTTPException) as error:
-            raise TailgateError("%s %s: %s" % (method, path, error)) from error
-        finally:
-            conn.close()
-        try:
-            return response.status, json.loads(data) if data else None
-        except ValueError:
-            return response.status, data.decode("utf-8", "replace")
+        """One request of the application's (not the sender's), on a connection of its own; after a 401
+        the token provider (if any) is asked for a new token and the request is made once more."""
+        for attempt in (1, 2):
+            try:
+                if self._token_provider is not None and self._token is None:
+                    self._refresh_token()
+            except _Refused as error:
+                raise TailgateError(str(error)) from None
+            conn = self._new_connection(self._timeout if timeout is None else timeout)
+            try:
+                headers = {k: v for k, v in self._headers.items() if k != "Content-Type"}
+                conn.request(method, self._target(path, params), body=body, headers=headers)
+                response = conn.getresponse()
+                data = response.read()
+            except (OSError, http.client.HTTPException) as error:
+                raise TailgateError("%s %s: %s" % (method, path, error)) from error
+            finally:
+                conn.close()
+            if response.status == 401 and attempt == 1 and self._token_provider is not None:
+                try:
+                    if self._refresh_token():
+                        continue
+                except _Refused:
+                    pass
+            try:
+                return response.status, json.loads(data) if data else None
+            except ValueError:
+                return response.status, data.decode("utf-8", "replace")
+        raise AssertionError("unreachable")
 
     def _new_connection(self, timeout: float) -> http.client.HTTPConnection:
         if self._scheme == "https":
-            return http.client.HTTPSConnection(self._host, self._port, timeout=timeout)
+            return http.client.HTTPSConnection(self._host, self._port, timeout=timeout, context=self._ssl_context)
         return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+
+    def _refresh_token(self) -> bool:
+        """Asks the token provider for the current token; returns whether it differs from the one in use.
+        Raises `_Refused` when the provider fails (raises, or returns no token)."""
+        provider = self._token_provider
+        if provider is None:
+            return False
+        with self._token_lock:
+            self.stats["token_refreshes"] += 1
+            try:
+                token = provider()
+            except Exception as error:
+                raise _Refused(0, "token_provider_failed", "the token provider %s raised %s: %s"
+                               % (getattr(provider, "__qualname__", repr(provider)), type(error).__name__, error),
+                               "fix the token provider (token=)") from None
+            if not isinstance(token, str) or not _TOKEN_TEXT.match(token.strip()):
+                raise _Refused(0, "token_provider_failed", "the token provider %s returned %s, not a token"
+                               % (getattr(provider, "__qualname__", repr(provider)),
+                                  "an empty string" if token == "" else "a %s" % type(token).__name__),
+                               "it must return the token as a string")
+            token = token.strip()
+            changed = token != self._token
+            self._token = token
+            self._build_headers()
+            return changed
 
     # ------------------------------------------------------------------ sender thread
 
@@ -397,6 +713,8 @@ class TailgateHandler(logging.Handler):
         self._thread_ident = threading.get_ident()
         pending = self._pending
         backoff = self._backoff_initial
+        refused_backoff = 0.0
+        retried_with_new_token = False
         try:
             while True:
                 if not pending:  # a new batch only once the last one is confirmed
@@ -409,9 +727,32 @@ class TailgateHandler(logging.Handler):
                 try:
                     self._deliver()
                     backoff = self._backoff_initial
-                    self._problem(None)
+                    refused_backoff = 0.0
+                    retried_with_new_token = False
+                    self._recovered()
+                except _Refused as refusal:
+                    self._drop_connection()
+                    self._refusals_total += 1
+                    if refusal.status:
+                        self.stats["refused"] += 1
+                    if (self._token_provider is not None and not retried_with_new_token
+                            and (refusal.status == 401 or refusal.code in _TOKEN_REFUSALS)):
+                        # An expired token is the usual reason (or one replaced by a better one since): ask
+                        # for the current one and, if it is another, try again at once.
+                        retried_with_new_token = True
+                        try:
+                            if self._refresh_token():
+                                continue
+                        except _Refused as failed:
+                            refusal = failed
+                    self._report_refusal(refusal)
+                    if self._closing:
+                        break  # no retries at close while refused: they would be refused as well
+                    refused_backoff = min(self._refused_backoff_max, max(self._refused_backoff_initial, refused_backoff * 2))
+                    self._sleep(random.uniform(refused_backoff * 0.75, refused_backoff))
+                    retried_with_new_token = False
                 except _Failed as error:
-                    self._problem(str(error))
+                    self._report_unreachable(str(error))
                     self._drop_connection()
                     if self._closing and time.monotonic() >= (self._close_deadline or 0):
                         break
@@ -422,14 +763,14 @@ class TailgateHandler(logging.Handler):
                     if not pending:
                         self._set_idle()
         except Exception:  # a bug here must not go unnoticed, nor take the application down
-            sys.stderr.write("tailgate_logging: sender thread failed:\n" + traceback.format_exc())
+            _write("sender thread failed:\n" + traceback.format_exc())
         finally:
             lost = len(pending) + len(self._queue)
             self._queue.clear()
             if lost:
                 self.stats["lost"] += lost
-                sys.stderr.write("tailgate_logging: %d records for worker %r could not be delivered to %s "
-                                 "before close\n" % (lost, self.worker, self.url))
+                _write("%d records for worker %r could not be delivered to %s before close%s" % (
+                    lost, self.worker, self.url, " (%s)" % self._last_problem if self._last_problem else ""))
             self._drop_connection()
             self._set_idle()
 
@@ -454,13 +795,44 @@ class TailgateHandler(logging.Handler):
                 self._wake.wait(remaining)  # close() sets it
                 self._wake.clear()
 
-    def _problem(self, text: Optional[str]) -> None:
-        if text == self._last_problem:
-            return
-        if text is not None and self._last_problem is None:
-            sys.stderr.write("tailgate_logging: gateway %s unreachable for worker %r (%s); retrying with "
-                             "backoff, queueing up to %d records\n" % (self.url, self.worker, text, self._queue_size))
+    # -- what goes to stderr
+
+    def _report_unreachable(self, text: str) -> None:
+        if self._last_problem is None:
+            _write("the gateway %s is unreachable or busy for worker %r (%s); retrying with backoff (up to %g s), "
+                   "queueing up to %d records" % (self.url, self.worker, text, self._backoff_max, self._queue_size))
         self._last_problem = text
+
+    def _report_refusal(self, refusal: _Refused) -> None:
+        """Reports a refusal on stderr: a new kind of refusal at once, the same one at most once a minute
+        (with how many requests were refused meanwhile)."""
+        now = time.monotonic()
+        key = (refusal.status, refusal.code)
+        self._last_problem = str(refusal)
+        if key == self._refusal_key and now < self._next_refusal_report:
+            self._refusals_unreported += 1
+            return
+        hint = " " + refusal.hint[0].upper() + refusal.hint[1:] + "." if refusal.hint else ""
+        if key != self._refusal_key:
+            _write("the gateway %s refused the records of worker %r: %s.%s The handler keeps the records (up "
+                   "to %d queued; beyond that new ones are dropped and counted), asks again after %g s, then "
+                   "after twice as long each time, up to every %g s, and reports here at most once a minute."
+                   % (self.url, self.worker, refusal, hint, self._queue_size, self._refused_backoff_initial,
+                      self._refused_backoff_max))
+        else:
+            _write("the gateway %s still refuses the records of worker %r (%d more refused requests): %s.%s"
+                   % (self.url, self.worker, self._refusals_unreported + 1, refusal, hint))
+        self._refusal_key = key
+        self._refusals_unreported = 0
+        self._next_refusal_report = now + _REPORT_INTERVAL
+
+    def _recovered(self) -> None:
+        if self._last_problem is None and not self._refusals_total:
+            return
+        if self._refusal_key is not None:
+            _write("the gateway %s accepts the records of worker %r again (after %d refused attempts)"
+                   % (self.url, self.worker, self._refusals_total))
+        self._reset_reports()
 
     def _take_batch(self) -> None:
         """Encodes a batch into the (empty) buffer, preceded by the drop report if records were dropped.
@@ -570,12 +942,20 @@ class TailgateHandler(logging.Handler):
         return False
 
     def _connect(self) -> None:
-        """Opens a new connection. Raises `_Failed`."""
+        """Opens a new connection (fetching the first token from the provider if need be). Raises
+        `_Failed` (`_Refused` when the token provider fails)."""
         self._drop_connection()
+        if self._token_provider is not None and self._token is None:
+            self._refresh_token()
         conn = self._new_connection(self._timeout)
         try:
             conn.connect()
             conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except ssl.SSLCertVerificationError as error:
+            conn.close()
+            raise _Refused(0, "tls_certificate", "TLS: %s" % (error.verify_message or error,),
+                           "pass ssl_context= with the CA that signed the gateway's certificate, or point "
+                           "SSL_CERT_FILE at it") from None
         except OSError as error:
             conn.close()
             raise _Failed("connect: %s" % (error,)) from None
@@ -585,12 +965,13 @@ class TailgateHandler(logging.Handler):
 
     def _post(self, body: bytes, headers: Dict[str, str]) -> Dict[str, Any]:
         """One `POST …/records` on the open connection; the gateway's answer. Raises `_Failed` (the
-        connection broke, or an answer other than 200: then nothing is taken as confirmed)."""
+        connection broke, the gateway is busy: retried with backoff) or `_Refused` (a refusal: retried
+        slowly, and reported); then nothing is taken as confirmed."""
         conn = self._conn
         if conn is None:
             raise _Failed("no connection")
         try:
-            conn.request("POST", self._worker_path + "/records", body=body, headers=headers)
+            conn.request("POST", self._records_target, body=body, headers=headers)
             response = conn.getresponse()
             data = response.read()
         except (OSError, http.client.HTTPException) as error:
@@ -601,9 +982,12 @@ class TailgateHandler(logging.Handler):
         if response.will_close:
             self._drop_connection()
         answer = _json(data)
-        if response.status != 200:
-            # A refusal (403 not allowed, 409 id owned in-process, 503 …). Retried with backoff.
-            raise _Failed("HTTP %d %s" % (response.status, _error_text(answer)))
+        status = response.status
+        if status != 200:
+            if status in (408, 429) or status >= 500 or status < 300:
+                # Busy (503 too many connections, 408 publisher idle, …): retried with backoff.
+                raise _Failed("HTTP %d %s" % (status, _error_text(answer)))
+            raise _refusal(status, answer, response, self)
         if not isinstance(answer, dict):
             raise _Failed("HTTP 200 without a JSON answer")
         return answer
@@ -679,6 +1063,73 @@ class TailgateHandler(logging.Handler):
         return max(n, 0)
 
 
+_STATS = ("sent", "dropped", "rejected", "reconnects", "recovered", "duplicates", "runs", "lost", "requests",
+          "refused", "token_refreshes")
+
+
+def _write(text: str) -> None:
+    """One report line on stderr (never raises: stderr may be closed)."""
+    try:
+        sys.stderr.write("tailgate_logging: " + text + "\n")
+        sys.stderr.flush()
+    except Exception:
+        pass
+
+
+def _refusal(status: int, answer: Any, response: http.client.HTTPResponse, handler: TailgateHandler) -> _Refused:
+    """What a refusal says, and what to do about it."""
+    error = answer.get("error") if isinstance(answer, dict) else None
+    if isinstance(error, dict):
+        code = str(error.get("code") or "")
+        text = "HTTP %d %s: %s" % (status, code, error.get("message"))
+    else:  # not the gateway's JSON: a proxy in front of it, or another server
+        code = ""
+        text = "HTTP %d %s (not the gateway's answer: from a proxy?)" % (status, response.reason)
+    challenge = response.getheader("WWW-Authenticate") or ""
+    location = re.sub(r"(access_token=)[^&#]*", r"\1…", response.getheader("Location") or "")
+    has_token = handler._token is not None or handler._token_provider is not None
+    provider = handler._token_provider is not None
+    if 300 <= status < 400:
+        text = "HTTP %d redirect to %s" % (status, location or "?")
+        hint = "the gateway is elsewhere: use the URL it redirects to (e.g. https://) as url= or %s" % ENV_URL
+    elif status == 401 and challenge.lower().startswith("basic"):
+        text += " (%s: %s)" % ("WWW-Authenticate", challenge)
+        hint = ("a proxy in front of the gateway asks for a password%s: pass headers={'Authorization': 'Basic …'} "
+                "or put user:password@ in the URL" % (" (the one sent is wrong)" if handler._token_in_query else ""))
+    elif status == 401 and code == "auth_required":
+        hint = ("the gateway requires a token: pass token= or set %s (`tailgate token --scope publish "
+                "--worker %s`)" % (ENV_TOKEN, handler.worker))
+    elif status == 401 and code == "token_expired":
+        hint = ("the token provider returned an expired token" if provider else
+                "make a new token, or pass token= a callable that returns a fresh one (called again after a 401)")
+    elif status == 401:
+        hint = ("the token is not one this gateway accepts: check that it was made with the gateway's "
+                "--auth-secret-file (`tailgate token --scope publish`)")
+    elif code == "scope_not_allowed":
+        hint = ("the token lacks publish scope: make one with `tailgate token --scope publish --worker %s`"
+                % handler.worker)
+    elif code == "worker_not_allowed":
+        hint = "the token does not cover worker %r: make one with `--worker %s` (or `--worker '*'`)" % (
+            handler.worker, handler.worker)
+    elif code == "publish_not_allowed":
+        hint = ("the gateway has auth off (no --auth-secret-file), so it takes no tokens, and this address is not "
+                "in its --publish-from" if has_token else
+                "this address may publish only with a token (the gateway's --publish-from): pass one of publish "
+                "scope (token= or %s)" % ENV_TOKEN)
+    elif code in ("origin_not_allowed", "cross_site_request"):
+        hint = "do not send Origin or Sec-Fetch-Site headers (headers=)"
+    elif code == "host_not_allowed":
+        hint = "the gateway does not answer to the host %r: use its address, or start it with --allowed-host" % (
+            handler._host,)
+    elif code == "worker_owned_in_process":
+        hint = "the gateway's own process publishes this worker id: pick another worker id"
+    elif status == 404:
+        hint = "check the URL's path prefix (the gateway's --base-path behind a proxy)"
+    else:
+        hint = ""
+    return _Refused(status, code, text, hint)
+
+
 def _count(answer: Dict[str, Any], key: str) -> int:
     value = answer.get(key)
     return value if type(value) is int else 0
@@ -690,12 +1141,27 @@ def _offset(answer: Dict[str, Any]) -> Optional[int]:
 
 
 def _dropped(sock: socket.socket) -> bool:
-    """Whether an idle keep-alive connection was closed by the other side (readable means EOF here)."""
+    """Whether an idle keep-alive connection was closed by the other side. Readable means EOF for plain
+    TCP; over TLS it may also be a record without data (a TLS 1.3 session ticket), read here to tell."""
     try:
         readable, _, _ = select.select([sock], [], [], 0)
-        return bool(readable)
     except (OSError, ValueError):
         return True
+    if not readable:
+        return False
+    if isinstance(sock, ssl.SSLSocket):
+        timeout = sock.gettimeout()
+        try:
+            sock.setblocking(False)
+            try:
+                sock.recv(1)  # b"": closed; data: an answer nobody asked for: either way not reusable
+            finally:
+                sock.settimeout(timeout)
+        except ssl.SSLWantReadError:
+            return False  # no data: still open
+        except (OSError, ValueError):
+            return True
+    return True
 
 
 def _json(data: bytes) -> Any:

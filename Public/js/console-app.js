@@ -1,6 +1,9 @@
 // The console page (one worker): wires the stream, the store of lines, the windowed view, search,
 // alerts, the toolbar and the run picker together.
 //
+// What the page shows — the search box (with its `key:value` metadata filters), its flags, the levels
+// and the time display — is kept in the URL (view-state.js), so that a link shows the same view.
+//
 // `console.html?worker=ID` follows the worker's current run live (and the next one, when it starts);
 // `console.html?worker=ID&run=EPOCH` shows that run (`/ws/workers/ID/runs/EPOCH`: its records, then
 // `end` once it has ended). The run picker switches between them in the page and keeps the URL in step.
@@ -9,7 +12,8 @@ import { Alerts } from './alerts.js';
 import { State, StreamConnection } from './connection.js';
 import { frames } from './frame.js';
 import { ALL_LEVELS, ERROR_LEVEL, LEVELS, timestampMillis } from './levels.js';
-import { drawLine, lineText } from './line.js';
+import { COLLAPSE, drawLine, estimateRows, isCollapsible, isHidden, lineText, prefixColumns, rowCount } from './line.js';
+import { formatFilter, metadataFilter, parseQuery } from './filters.js';
 import { RateMeter, formatRate } from './meter.js';
 import { Search } from './search.js';
 import { fetchRuns, formatRecords, formatWhen, hasRuns, runDuration, showStatus, statusLabel, statusTitle } from './runs.js';
@@ -17,12 +21,14 @@ import { Kind, LineStore } from './store.js';
 import { setUpTheme } from './theme.js';
 import { EPOCH, WORKER_ID, apiURL, pageParam, pageURL, runPath } from './urls.js';
 import { Viewport } from './viewport.js';
+import { TIME_MODES, readViewState, sameView, writeViewState } from './view-state.js';
 
 const $ = (id) => document.getElementById(id);
 /** Arriving lines are drawn at most this often (ms); scrolling and keys draw at once. */
 const DATA_FRAME_MS = 50;
 /** How often the run list is fetched again while the page is visible (ms). */
 const RUNS_REFRESH_MS = 5000;
+const SEARCH_HELP = 'Search messages and metadata; key:value words keep only the lines whose metadata has that value (stream:stderr, symbol:002050.SZ, -key:value, key:*)';
 
 function loadSetting(key, fallback) {
   try {
@@ -38,6 +44,14 @@ function saveSetting(key, value) {
   } catch {
     // Storage unavailable: the setting lasts for this page.
   }
+}
+
+function isPressed(id) {
+  return $(id).getAttribute('aria-pressed') === 'true';
+}
+
+function setPressed(id, on) {
+  $(id).setAttribute('aria-pressed', String(Boolean(on)));
 }
 
 function permalinkSeq() {
@@ -86,6 +100,14 @@ class ConsoleApp {
   alerts;
   meter = new RateMeter();
   timeMode = loadSetting('time', 'local');
+  /** Long lines wrap (rows are then measured) instead of scrolling sideways. */
+  wrap = loadSetting('wrap', 'false') === 'true';
+  /** Metadata is shown as `key=value` chips after the message. */
+  showMeta = loadSetting('meta', 'true') !== 'false';
+  /** The metadata filters of the search box (`[{key, value, negate}]`). */
+  filters = [];
+  /** Why the search box's text or filters are invalid, or `''`. */
+  queryError = '';
   /** New lines in the view since following stopped. */
   newLines = 0;
   /** The line highlighted by a permalink (its id), or -1. */
@@ -108,6 +130,7 @@ class ConsoleApp {
   #runsLoading = false;
   #runsAgain = false;
   #searchTimer = null;
+  #filterKey = JSON.stringify([[], false, false]);
   #dataRenderPending = false;
   #lastRender = 0;
 
@@ -119,18 +142,25 @@ class ConsoleApp {
     this.viewport = new Viewport($('log'), {
       count: () => this.store.view.length,
       idAt: (position) => this.store.view[position],
+      positionOf: (id) => this.store.positionOf(id),
+      height: (id, metrics) => this.#height(id, metrics),
       draw: (row, id) => this.#draw(row, id),
-    }, { onUserScroll: (scroll) => this.#userScrolled(scroll) });
+    }, {
+      onUserScroll: (scroll) => this.#userScrolled(scroll),
+      onRenderNeeded: () => this.requestRender(),
+    });
     this.alerts = new Alerts({ name: workerId, onChange: () => this.#showAlerts() });
     this.store.on('append', (ids) => {
+      this.viewport.appended(ids);
       if (!this.viewport.follow) this.newLines += ids.length;
       this.requestDataRender();
     });
     this.store.on('trim', ({ viewRemoved }) => {
-      if (!this.viewport.follow && viewRemoved) this.viewport.shift(-viewRemoved);
+      this.viewport.removedFront(viewRemoved);
       this.requestDataRender();
     });
     this.store.on('reset', () => {
+      this.viewport.rebuild();
       this.viewport.invalidate();
       this.requestRender();
     });
@@ -525,6 +555,17 @@ class ConsoleApp {
 
   // Drawing
 
+  /** The height (px) of line `id`: its lines, or with wrapping an estimate until it is measured. */
+  #height(id, metrics) {
+    const entry = this.store.entry(id);
+    if (!entry) return metrics.unit;
+    if (!this.wrap) return rowCount(entry, COLLAPSE) * metrics.unit;
+    const columns = Math.floor((metrics.width - 12) / metrics.charWidth);
+    return metrics.unit * estimateRows(entry, {
+      collapse: COLLAPSE, columns, prefix: prefixColumns(entry, { timeMode: this.timeMode }), showMeta: this.showMeta,
+    });
+  }
+
   #draw(row, id) {
     const entry = this.store.entry(id);
     if (!entry) {
@@ -533,7 +574,13 @@ class ConsoleApp {
       return;
     }
     const matched = this.search.active && this.search.test(entry);
-    drawLine(row, entry, { timeMode: this.timeMode, ranges: matched ? this.search.ranges(entry.text) : [] });
+    drawLine(row, entry, {
+      timeMode: this.timeMode,
+      ranges: matched ? this.search.ranges(entry.text) : [],
+      metaRanges: matched && this.showMeta && entry.metaText ? this.search.ranges(entry.metaText) : [],
+      showMeta: this.showMeta,
+      collapse: COLLAPSE,
+    });
     if (matched) row.classList.add('match');
     if (id === this.search.currentId) row.classList.add('current');
     if (id === this.highlightId) row.classList.add('permalink');
@@ -557,7 +604,9 @@ class ConsoleApp {
     this.setFollow(false);
     this.viewport.scrollToPosition(this.store.positionOf(id), 'center');
     this.viewport.invalidate();
-    this.requestRender();
+    // Drawn now, in the same task as the match count or the permalink: the page never shows one
+    // without the other.
+    this.#renderTask();
   }
 
   #resolvePermalink() {
@@ -602,19 +651,13 @@ class ConsoleApp {
     });
 
     const timeSelect = $('time-mode');
-    timeSelect.value = this.timeMode;
-    document.body.classList.toggle('ts-off', this.timeMode === 'off');
     timeSelect.addEventListener('change', () => {
-      this.timeMode = timeSelect.value;
+      this.#setTimeMode(timeSelect.value);
       saveSetting('time', this.timeMode);
-      document.body.classList.toggle('ts-off', this.timeMode === 'off');
-      this.viewport.invalidate();
-      this.requestRender();
+      this.#saveView();
     });
 
     const levels = $('levels');
-    let mask = Number(loadSetting('levels', ALL_LEVELS)) & ALL_LEVELS;
-    if (!mask) mask = ALL_LEVELS;
     LEVELS.forEach((name, index) => {
       const chip = document.createElement('button');
       chip.type = 'button';
@@ -622,39 +665,26 @@ class ConsoleApp {
       chip.dataset.level = name;
       chip.textContent = name;
       chip.title = `Show ${name} lines (alt-click: only ${name} and above)`;
-      chip.setAttribute('aria-pressed', String(Boolean(mask & (1 << index))));
       chip.addEventListener('click', (event) => {
         let next = this.store.levelMask;
         if (event.altKey) next = ALL_LEVELS & ~((1 << index) - 1);
         else next ^= 1 << index;
         this.#setLevels(next);
+        saveSetting('levels', this.store.levelMask);
+        this.#saveView();
       });
       levels.append(chip);
     });
-    this.store.setLevelMask(mask);
 
     const input = $('search');
-    const query = () => {
-      clearTimeout(this.#searchTimer);
-      this.search.setQuery(input.value, {
-        regex: $('regex').getAttribute('aria-pressed') === 'true',
-        caseSensitive: $('case').getAttribute('aria-pressed') === 'true',
-      });
-      if ($('only').getAttribute('aria-pressed') === 'true') this.store.setExtraFilter(this.search.active ? (e) => this.search.test(e) : null);
-      input.classList.toggle('invalid', Boolean(this.search.error));
-      input.title = this.search.error;
-      this.viewport.invalidate();
-      this.#showMatches();
-      this.requestRender();
-    };
     input.addEventListener('input', () => {
       clearTimeout(this.#searchTimer);
-      this.#searchTimer = setTimeout(query, 120);
+      this.#searchTimer = setTimeout(() => this.#query(), 120);
     });
     input.addEventListener('keydown', (event) => {
       if (event.key === 'Enter') {
         event.preventDefault();
-        query();
+        this.#query();
         this.move(event.shiftKey ? -1 : 1);
       } else if (event.key === 'Escape') {
         input.blur();
@@ -663,13 +693,25 @@ class ConsoleApp {
     });
     for (const id of ['regex', 'case', 'only']) {
       $(id).addEventListener('click', () => {
-        const button = $(id);
-        const on = button.getAttribute('aria-pressed') !== 'true';
-        button.setAttribute('aria-pressed', String(on));
-        if (id === 'only' && !on) this.store.setExtraFilter(null);
-        query();
+        setPressed(id, !isPressed(id));
+        this.#query();
       });
     }
+
+    // Wrapping and metadata chips: the user's choices (kept in localStorage), not part of a link.
+    $('wrap').addEventListener('click', () => this.#setWrap(!this.wrap));
+    $('meta').addEventListener('click', () => this.#setShowMeta(!this.showMeta));
+    setPressed('wrap', this.wrap);
+    setPressed('meta', this.showMeta);
+    $('log').classList.toggle('wrap', this.wrap);
+    this.viewport.setMeasuring(this.wrap);
+
+    // The view from the URL (or the user's last choices), and back to it with the browser's back button.
+    this.#applyView(readViewState(new URLSearchParams(location.search), this.#storedView()));
+    window.addEventListener('popstate', () => {
+      const view = readViewState(new URLSearchParams(location.search), this.#storedView());
+      if (!sameView(view, this.#view())) this.#applyView(view);
+    });
     $('next').addEventListener('click', () => this.move(1));
     $('prev').addEventListener('click', () => this.move(-1));
     $('download-view').addEventListener('click', () => this.#downloadView());
@@ -696,6 +738,17 @@ class ConsoleApp {
     });
 
     $('log').addEventListener('click', (event) => {
+      const more = event.target.closest('.line .more');
+      if (more) {
+        event.preventDefault();
+        this.toggleExpanded(Number(more.closest('.line').dataset.id));
+        return;
+      }
+      const chip = event.target.closest('.line .kv');
+      if (chip && !window.getSelection()?.toString()) {
+        this.addFilter(chip.dataset.key, chip.dataset.value);
+        return;
+      }
       const link = event.target.closest('a.seq');
       if (!link) return;
       event.preventDefault();
@@ -705,6 +758,23 @@ class ConsoleApp {
       this.setFollow(false);
       this.viewport.invalidate();
       this.requestRender();
+    });
+    // Copying several lines gives them as text lines (time, level, logger, message, metadata) rather than
+    // the pieces of the rows; a selection inside one message is copied as it is (with its newlines).
+    $('log').addEventListener('copy', (event) => {
+      const selection = window.getSelection();
+      if (!selection || selection.isCollapsed || selection.rangeCount === 0) return;
+      const range = selection.getRangeAt(0);
+      const start = range.startContainer.parentElement?.closest('.msg');
+      if (start && start.contains(range.endContainer)) return;
+      const rows = [...$('log').querySelectorAll('.line:not([hidden])')]
+        .filter((row) => range.intersectsNode(row))
+        .map((row) => this.store.entry(Number(row.dataset.id)))
+        .filter(Boolean)
+        .sort((a, b) => a.id - b.id);
+      if (rows.length === 0) return;
+      event.clipboardData.setData('text/plain', `${rows.map((entry) => lineText(entry, this.timeMode)).join('\n')}\n`);
+      event.preventDefault();
     });
     $('log').addEventListener('wheel', (event) => {
       if (event.deltaY < 0 && this.viewport.follow) this.setFollow(false);
@@ -718,14 +788,152 @@ class ConsoleApp {
 
   #setLevels(mask) {
     const next = mask & ALL_LEVELS;
-    saveSetting('levels', next);
     for (const chip of $('levels').children) {
       chip.setAttribute('aria-pressed', String(Boolean(next & (1 << LEVELS.indexOf(chip.dataset.level)))));
     }
-    const anchor = this.viewport.follow ? -1 : this.store.view[this.viewport.topPosition()];
-    this.store.setLevelMask(next);
-    if (anchor !== undefined && anchor >= 0) this.viewport.scrollToPosition(this.store.positionOf(anchor), 'top');
+    if (next !== this.store.levelMask) this.#keepingTop(() => this.store.setLevelMask(next));
     this.#showMatches();
+  }
+
+  /** Runs `change` (which filters the view again) keeping the first line in sight at the top. */
+  #keepingTop(change) {
+    const anchor = this.viewport.follow ? -1 : this.store.view[this.viewport.topPosition()];
+    change();
+    if (anchor !== undefined && anchor >= 0) this.viewport.scrollToPosition(this.store.positionOf(anchor), 'top');
+    this.viewport.invalidate();
+    this.requestRender();
+  }
+
+  #setTimeMode(mode) {
+    this.timeMode = TIME_MODES.includes(mode) ? mode : 'local';
+    $('time-mode').value = this.timeMode;
+    document.body.classList.toggle('ts-off', this.timeMode === 'off');
+    // Wrapped lines have room for more characters without timestamps.
+    if (this.wrap) this.viewport.relayout();
+    this.viewport.invalidate();
+    this.requestRender();
+  }
+
+  #setWrap(on) {
+    this.wrap = on;
+    saveSetting('wrap', on);
+    setPressed('wrap', on);
+    $('log').classList.toggle('wrap', on);
+    this.viewport.setMeasuring(on);
+    this.viewport.invalidate();
+    this.requestRender();
+  }
+
+  #setShowMeta(on) {
+    this.showMeta = on;
+    saveSetting('meta', on);
+    setPressed('meta', on);
+    if (this.wrap) this.viewport.relayout();
+    this.viewport.invalidate();
+    this.requestRender();
+  }
+
+  /**
+   * Applies the search box: its `key:value` words filter the view by metadata, the rest is searched
+   * (messages and metadata) and highlighted; with "only", the view keeps only the matching lines.
+   */
+  #query() {
+    clearTimeout(this.#searchTimer);
+    const input = $('search');
+    const regex = isPressed('regex');
+    const caseSensitive = isPressed('case');
+    const { text, filters } = parseQuery(input.value);
+    let predicate = null;
+    let filterError = '';
+    try {
+      predicate = metadataFilter(filters, { regex, caseSensitive });
+    } catch (error) {
+      filterError = error.message.replace(/^Invalid regular expression: /, '');
+    }
+    this.filters = filters;
+    this.search.setQuery(text, { regex, caseSensitive });
+    const filterKey = filterError ? this.#filterKey : JSON.stringify([filters, regex, caseSensitive]);
+    if (filterKey !== this.#filterKey) {
+      this.#filterKey = filterKey;
+      this.#keepingTop(() => this.store.setMetadataFilter(predicate));
+    }
+    const only = isPressed('only') && this.search.active ? (e) => this.search.test(e) : null;
+    if (only || this.store.hasExtraFilter) this.#keepingTop(() => this.store.setExtraFilter(only));
+    this.queryError = this.search.error || filterError;
+    input.classList.toggle('invalid', Boolean(this.queryError));
+    input.title = this.queryError || SEARCH_HELP;
+    $('search-filters').textContent = filters.length ? `${filters.length} filter${filters.length === 1 ? '' : 's'}` : '';
+    $('search-filters').hidden = filters.length === 0;
+    this.viewport.invalidate();
+    this.#showMatches();
+    this.requestRender();
+    this.#saveView();
+  }
+
+  /** The view as the URL keeps it. */
+  #view() {
+    return {
+      q: $('search').value,
+      regex: isPressed('regex'),
+      caseSensitive: isPressed('case'),
+      only: isPressed('only'),
+      levels: this.store.levelMask,
+      time: this.timeMode,
+    };
+  }
+
+  /** The user's last choices (for a URL that names no view). */
+  #storedView() {
+    return { time: loadSetting('time', 'local'), levels: Number(loadSetting('levels', ALL_LEVELS)) & ALL_LEVELS || ALL_LEVELS };
+  }
+
+  /** Shows `view` (from the URL). */
+  #applyView(view) {
+    $('search').value = view.q;
+    setPressed('regex', view.regex);
+    setPressed('case', view.caseSensitive);
+    setPressed('only', view.only);
+    this.#setTimeMode(view.time);
+    this.#setLevels(view.levels);
+    this.#query();
+  }
+
+  /** Puts the view in the page's URL (in place: no new history entry). */
+  #saveView() {
+    const url = writeViewState(new URL(location.href), this.#view());
+    if (url.href !== location.href) history.replaceState(history.state, '', url.href);
+  }
+
+  /** Adds the metadata filter `key:value` to the search box (a click on a chip). */
+  addFilter(key, value) {
+    const input = $('search');
+    const word = formatFilter({ key, value });
+    const { filters } = parseQuery(input.value);
+    if (!filters.some((f) => f.key === key && f.value === value && !f.negate)) {
+      input.value = input.value.trim() ? `${input.value.trim()} ${word}` : word;
+    }
+    this.#query();
+  }
+
+  /** Expands or collapses the message of line `id`. */
+  toggleExpanded(id) {
+    const entry = this.store.entry(id);
+    if (!entry || !isCollapsible(entry)) return;
+    this.setFollow(false);
+    entry.open = !entry.open;
+    this.viewport.heightChanged(id);
+    this.requestRender();
+  }
+
+  /** Shows every line of line `id` when its search matches are all on lines collapsed away. */
+  #expandForMatches(id) {
+    const entry = this.store.entry(id);
+    if (!entry || entry.open || !isCollapsible(entry)) return;
+    const ranges = this.search.ranges(entry.text);
+    if (ranges.length === 0 || ranges.some(([start]) => !isHidden(entry, start))) return;
+    if (this.showMeta && entry.metaText && this.search.ranges(entry.metaText).length) return;
+    entry.open = true;
+    this.viewport.heightChanged(id);
   }
 
   /** Goes to the next (`1`) or previous (`-1`) match. */
@@ -740,18 +948,21 @@ class ConsoleApp {
       const top = this.viewport.topPosition();
       const view = this.store.view;
       if (direction > 0) id = search.next(this.viewport.follow ? -1 : (view[top] ?? 0) - 1);
-      else id = search.previous(this.viewport.follow ? -1 : (view[Math.min(view.length - 1, top + this.viewport.pageRows())] ?? 0) + 1);
+      else id = search.previous(this.viewport.follow ? -1 : (view[this.viewport.bottomPosition()] ?? 0) + 1);
     } else {
       id = direction > 0 ? search.next() : search.previous();
     }
     this.#showMatches();
-    if (id >= 0) this.reveal(id);
+    if (id >= 0) {
+      this.#expandForMatches(id);
+      this.reveal(id);
+    }
   }
 
   #showMatches() {
     const search = this.search;
     const count = $('match-count');
-    if (search.error) count.textContent = 'bad pattern';
+    if (this.queryError) count.textContent = 'bad pattern';
     else if (!search.active) count.textContent = '';
     else if (search.matches.length === 0) count.textContent = 'no matches';
     else if (search.current < 0) count.textContent = `${search.matches.length.toLocaleString('en-US')} matches`;
@@ -815,6 +1026,12 @@ class ConsoleApp {
         case 'G':
           this.setFollow(true);
           break;
+        case 'w':
+          this.#setWrap(!this.wrap);
+          break;
+        case 'm':
+          this.#setShowMeta(!this.showMeta);
+          break;
         default:
           return;
       }
@@ -877,13 +1094,17 @@ class ConsoleApp {
       domLines: document.querySelectorAll('#log .line').length,
       follow: this.viewport.follow,
       matches: this.search.matches.length,
+      wrap: this.wrap,
+      showMeta: this.showMeta,
+      filters: this.filters,
+      view: this.#view(),
       errors: this.alerts.count,
       lag: this.lag,
       rate: this.meter.rate(),
     };
     if (lines) {
       result.entries = this.store.entries.map((e) => (e.kind === Kind.record
-        ? { kind: 'record', run: e.run, seq: e.seq, level: e.level, text: e.text }
+        ? { kind: 'record', run: e.run, seq: e.seq, level: e.level, text: e.text, metadata: e.metadata, lines: e.nl, open: e.open }
         : { kind: ['record', 'gap', 'restart', 'end', 'note'][e.kind], run: e.run, from: e.from, to: e.to, text: e.text }));
     }
     return result;

@@ -1,5 +1,6 @@
-// Text and regular-expression search over the console's visible lines: which lines match, where the
-// matches are in a line (for highlights), and the current match for next/previous.
+// Text and regular-expression search over the console's visible lines — their messages and their
+// metadata (`key=value`) — which lines match, where the matches are in a line (for highlights), and
+// the current match for next/previous.
 
 import { Kind, lowerBound } from './store.js';
 
@@ -51,9 +52,10 @@ export class Search {
     this.#rebuild();
   }
 
-  /** Whether a line matches the query (always false with no query). */
+  /** Whether a line matches the query in its message or its metadata (always false with no query). */
   test(entry) {
-    return this.#test !== null && entry.kind === Kind.record && this.#test(entry.text);
+    return this.#test !== null && entry.kind === Kind.record
+      && (this.#test(entry.text) || (entry.metaText !== '' && entry.metaText !== undefined && this.#test(entry.metaText)));
   }
 
   /** `[start, end]` pairs of the matches in `text`. */

@@ -37,6 +37,7 @@ export class LineStore {
   #capacity;
   #slack;
   #levelMask = ALL_LEVELS;
+  #metadataFilter = null;
   #extraFilter = null;
   #listeners = { append: [], trim: [], reset: [] };
 
@@ -68,6 +69,9 @@ export class LineStore {
     const added = [];
     for (const record of records) {
       const message = typeof record.message === 'string' ? record.message : String(record.message ?? '');
+      const text = stripAnsi(message);
+      const metadata = metadataOf(record.metadata);
+      const spans = text.includes('\n') ? lineSpans(text) : null;
       const entry = {
         id: this.#nextId++,
         kind: Kind.record,
@@ -78,10 +82,17 @@ export class LineStore {
         level: record.level ?? 'INFO',
         lv: levelIndex(record.level),
         raw: message,
-        text: stripAnsi(message),
+        text,
         logger: record.logger_name ?? '',
         source: record.module || record.func_name ? `${record.module ?? ''}${record.func_name ? `.${record.func_name}` : ''}${record.line_no != null ? `:${record.line_no}` : ''}` : '',
-        metadata: record.metadata ?? null,
+        metadata,
+        /** `key=value key=value` of the metadata (searched with the message), or `''`. */
+        metaText: metadata ? Object.entries(metadata).map(([key, value]) => `${key}=${value}`).join(' ') : '',
+        /** The message's lines: how many, and where (`[start, end, start, end, …]` in `text`) when more than one. */
+        nl: spans ? spans.length / 2 : 1,
+        spans,
+        /** A long multi-line message shown in full (the user expanded it). */
+        open: false,
       };
       this.entries.push(entry);
       if (this.#passes(entry)) added.push(entry.id);
@@ -140,6 +151,22 @@ export class LineStore {
     return this.#levelMask;
   }
 
+  /** A filter on records' metadata (`key:value` in the search box), or `null`. */
+  setMetadataFilter(predicate) {
+    if (predicate === this.#metadataFilter) return;
+    this.#metadataFilter = predicate;
+    this.#rebuild();
+  }
+
+  /** Whether an extra filter is set. */
+  get hasExtraFilter() {
+    return this.#extraFilter !== null;
+  }
+
+  get metadataFilter() {
+    return this.#metadataFilter;
+  }
+
   /** An extra filter on records (e.g. "only lines matching the search"), or `null`. */
   setExtraFilter(predicate) {
     this.#extraFilter = predicate;
@@ -149,6 +176,7 @@ export class LineStore {
   #passes(entry) {
     if (entry.kind !== Kind.record) return true;
     if (!(this.#levelMask & (1 << entry.lv))) return false;
+    if (this.#metadataFilter && !this.#metadataFilter(entry)) return false;
     return this.#extraFilter ? this.#extraFilter(entry) : true;
   }
 
@@ -181,6 +209,38 @@ export class LineStore {
   /** The view position of line `id` (or of the first line after it). */
   positionOf(id) {
     return lowerBound(this.view, id);
+  }
+}
+
+/** A record's metadata as an object of strings (the protocol's), or `null` when it has none. */
+function metadataOf(metadata) {
+  if (!metadata || typeof metadata !== 'object' || Array.isArray(metadata)) return null;
+  let result = null;
+  for (const [key, value] of Object.entries(metadata)) {
+    if (value === null || value === undefined) continue;
+    result ??= {};
+    result[key] = typeof value === 'string' ? value : String(value);
+  }
+  return result;
+}
+
+/**
+ * Where the lines of `text` are: `[start, end, start, end, …]` (`end` before the newline; a final
+ * newline ends the last line rather than starting an empty one; `\r` before a newline is left out).
+ */
+export function lineSpans(text) {
+  const spans = [];
+  let start = 0;
+  let length = text.length;
+  if (text.endsWith('\n')) length -= text.endsWith('\r\n') ? 2 : 1;
+  for (;;) {
+    const newline = text.indexOf('\n', start);
+    if (newline < 0 || newline >= length) {
+      spans.push(start, length);
+      return spans;
+    }
+    spans.push(start, newline > start && text.charCodeAt(newline - 1) === 13 ? newline - 1 : newline);
+    start = newline + 1;
   }
 }
 

@@ -5,13 +5,16 @@
 
 import { State, StreamConnection } from './connection.js';
 import { frames } from './frame.js';
-import { drawLine } from './line.js';
+import { MINI_COLLAPSE, drawLine, rowCount } from './line.js';
 import { formatRate } from './meter.js';
 import { formatWhen, statusLabel, statusTitle } from './runs.js';
 import { Kind, LineStore } from './store.js';
 import { consoleURL } from './urls.js';
 
+/** Lines of text a mini-console shows (a record with several lines takes up to 3 of them). */
 const VISIBLE_LINES = 12;
+/** The height of one of its lines (px; `.card .mini .line` in the CSS). */
+const MINI_LINE_PX = 16;
 const DRAW_EVERY_MS = 100;
 
 // Cards are drawn together, at most every DRAW_EVERY_MS (a glance needs no more), in one animation
@@ -195,7 +198,17 @@ export class WorkerCard {
     const lastId = entries.length ? entries[entries.length - 1].id : -1;
     if (lastId === this.#drawn) return;
     this.#drawn = lastId;
-    const wanted = entries.slice(-VISIBLE_LINES);
+    // The newest records that fit in VISIBLE_LINES lines (a multi-line one takes its first line,
+    // "⋯ N more lines" and its last line): each row is as tall as its lines, none is cut.
+    let budget = VISIBLE_LINES;
+    let start = entries.length;
+    while (start > 0) {
+      const lines = rowCount(entries[start - 1], MINI_COLLAPSE);
+      if (lines > budget) break;
+      budget -= lines;
+      start--;
+    }
+    const wanted = entries.slice(start);
     const wantedIds = new Set(wanted.map((entry) => entry.id));
     const rows = [...this.#lines.children];
     const kept = new Map();
@@ -209,7 +222,8 @@ export class WorkerCard {
     for (const entry of wanted) {
       if (kept.has(entry.id)) continue;
       const row = free.shift();
-      drawLine(row, entry, { timeMode: 'local', showSeq: false, showLogger: false, maxChars: 160 });
+      const lines = drawLine(row, entry, { timeMode: 'local', showSeq: false, showLogger: false, showMeta: false, collapse: MINI_COLLAPSE, maxChars: 160 });
+      row.style.height = `${lines * MINI_LINE_PX}px`;
       row.tgKey = entry.id;
       row.hidden = false;
       this.#lines.append(row);

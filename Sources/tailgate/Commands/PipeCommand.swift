@@ -11,7 +11,7 @@ struct PipeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pipe",
         abstract: "Publish the lines of standard input into a worker.",
-        usage: "some-program 2>&1 | tailgate pipe --worker <id> [--gateway <url>] [--buffer-lines <n>] [options]",
+        usage: "some-program 2>&1 | tailgate pipe --worker <id> [--gateway <url>] [--token <token>] [--buffer-lines <n>] [options]",
         discussion: """
             Each line read becomes a record of the worker (metadata {"stream":"stdin"}), published over \
             one streamed HTTP connection as soon as it is read. Levels are read from the start of the \
@@ -27,8 +27,15 @@ struct PipeCommand: ParsableCommand {
             them on disk) are those of `tailgate run`. The worker is stopped without an exit status: its \
             run ends "stopped".
 
+            Production, as for `tailgate run`: https:// gateways (--cacert FILE or SSL_CERT_FILE for a \
+            private CA), a token of publish scope (--token, --token-file or TAILGATE_TOKEN), headers for \
+            a proxy (--header 'Authorization: Basic …'); TAILGATE_URL and TAILGATE_WORKER stand for \
+            --gateway and --worker. A refusal (401, 403, 409, an untrusted certificate) is said once and \
+            not retried.
+
             Exit status: 0 when every line was published; 1 when some could not be delivered within \
-            --drain-timeout; 2 when the gateway refuses to publish (4xx: 403, 409).
+            --drain-timeout; 2 when the gateway refuses to publish (401: no valid token; 403; 409; an \
+            untrusted TLS certificate).
 
             Example: tail -F /var/log/strategy.log | tailgate pipe --worker strategy
             """)
@@ -42,7 +49,7 @@ struct PipeCommand: ParsableCommand {
     var echo = false
 
     func run() throws {
-        let publisher = options.makePublisher(idPrefix: "pipe")
+        let publisher = try options.makePublisher(idPrefix: "pipe")
         if let refusal = publisher.preflight() {
             printError("tailgate: \(refusal)")
             throw ExitCode(2)

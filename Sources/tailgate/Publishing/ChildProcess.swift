@@ -3,8 +3,9 @@ import Synchronization
 import Glibc
 #endif
 
-/// The program `tailgate run` runs: spawned with its standard output and error on pipes (standard
-/// input inherited), and sent the SIGINT, SIGTERM, SIGHUP and SIGQUIT that tailgate receives.
+/// The program `tailgate run` runs: spawned with its standard output and error on pipes — or on
+/// pseudo-terminals (`--pty`) — and standard input inherited, and sent the SIGINT, SIGTERM, SIGHUP and
+/// SIGQUIT that tailgate receives.
 ///
 /// It stays in tailgate's process group, so a terminal's Ctrl-C reaches it directly; signals that the
 /// kernel sent for a terminal are therefore not forwarded a second time (`SignalWatcher.Delivery`).
@@ -13,6 +14,14 @@ final class ChildProcess {
     /// The read ends of the program's standard output and standard error.
     let stdoutFD: Int32
     let stderrFD: Int32
+
+    /// Where the program writes its standard output and standard error.
+    enum Output {
+        /// Two pipes: most runtimes then buffer their output in blocks (see `LineBuffering`).
+        case pipes
+        /// Two pseudo-terminals (`PseudoTerminal`): the program believes it writes to a terminal.
+        case terminals
+    }
 
     /// How the program ended.
     enum Termination: Equatable {
@@ -38,19 +47,34 @@ final class ChildProcess {
 
     static let forwardedSignals = [SIGINT, SIGTERM, SIGHUP, SIGQUIT]
 
-    /// Starts `arguments[0]` (looked up in `PATH`) with `arguments`.
-    init(arguments: [String]) throws(SpawnFailure) {
-        var outPipe: [Int32] = [0, 0]
-        var errPipe: [Int32] = [0, 0]
-        guard pipe(&outPipe) == 0 else { throw SpawnFailure(errorNumber: errno) }
-        guard pipe(&errPipe) == 0 else { throw SpawnFailure(errorNumber: errno) }
-        // Only the copies made for the program (on its 1 and 2) survive exec.
-        for fd in outPipe + errPipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+    /// Starts `arguments[0]` (looked up in `PATH`) with `arguments`, its output on `output`, with
+    /// tailgate's environment and `environment` over it.
+    init(arguments: [String], output: Output = .pipes, environment: [String: String] = [:]) throws(SpawnFailure) {
+        // (read end for tailgate, write end for the program) for its stdout, then its stderr
+        var ends: [(reader: Int32, writer: Int32)] = []
+        do throws(SpawnFailure) {
+            for _ in 0..<2 {
+                switch output {
+                case .pipes:
+                    var fds: [Int32] = [0, 0]
+                    guard pipe(&fds) == 0 else { throw SpawnFailure(errorNumber: errno) }
+                    // Only the copies made for the program (on its 1 and 2) survive exec.
+                    for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+                    ends.append((fds[0], fds[1]))
+                case .terminals:
+                    let terminal = try PseudoTerminal.open()
+                    ends.append((terminal.controller, terminal.terminal))
+                }
+            }
+        } catch {
+            for end in ends { close(end.reader); close(end.writer) }
+            throw error
+        }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
-        posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
+        posix_spawn_file_actions_adddup2(&actions, ends[0].writer, 1)
+        posix_spawn_file_actions_adddup2(&actions, ends[1].writer, 2)
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
@@ -66,18 +90,30 @@ final class ChildProcess {
 
         let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
+        let added: [UnsafeMutablePointer<CChar>?] = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") }
+        defer { added.forEach { free($0) } }
+        let envp = Self.inheritedEnvironment(without: Array(environment.keys)) + added + [nil]
         var child: pid_t = 0
-        let status = posix_spawnp(&child, arguments[0], &actions, &attributes, argv, environ)
-        close(outPipe[1])
-        close(errPipe[1])
+        let status = posix_spawnp(&child, arguments[0], &actions, &attributes, argv, envp)
+        for end in ends { close(end.writer) }
         guard status == 0 else {
-            close(outPipe[0])
-            close(errPipe[0])
+            for end in ends { close(end.reader) }
             throw SpawnFailure(errorNumber: status)
         }
         pid = child
-        stdoutFD = outPipe[0]
-        stderrFD = errPipe[0]
+        stdoutFD = ends[0].reader
+        stderrFD = ends[1].reader
+    }
+
+    /// tailgate's own environment entries (as they are, whatever their bytes), but those of `names`.
+    private static func inheritedEnvironment(without names: [String]) -> [UnsafeMutablePointer<CChar>?] {
+        var entries: [UnsafeMutablePointer<CChar>?] = []
+        var entry = environ
+        while let pointer = entry.pointee {
+            if !names.contains(where: { strncmp(pointer, $0 + "=", $0.utf8.count + 1) == 0 }) { entries.append(pointer) }
+            entry += 1
+        }
+        return entries
     }
 
     /// Forwards the signals tailgate receives to this program from now on (one program per process).

@@ -1,6 +1,6 @@
-import Foundation
+import Dispatch
 import NIOCore
-import Synchronization
+import NIOPosix
 import TailgateCore
 
 /// Publishes the queue's records into one worker over streamed NDJSON bodies, reconnecting when the
@@ -39,9 +39,18 @@ import TailgateCore
 /// `finish(stop:)` asked: `POST /api/workers/{id}/stop`, with `?exit_code=N` (and `reason=`) when the
 /// program had an exit status. On a new connection the publisher attaches first, so that a run left
 /// open by a gateway restart is continued, then stopped.
+///
+/// **Refusals.** A 4xx answer (401 without a valid token — an expired one included —, 403, 409, a
+/// proxy's 401 asking for a password) ends publishing at once, with one message: it is not retried,
+/// as retrying cannot change it. So does a TLS failure that retrying cannot mend (an untrusted
+/// certificate). Anything else (no connection, a broken one, a 5xx) is retried with backoff.
+///
+/// **Where it runs.** The work is done by a `PublishingLoop` on one NIO event loop, over NIO's HTTP/1.1
+/// client codecs (`GatewayClient`, `GatewayConnection`); the readers of the program's output append to
+/// the thread-safe `OutgoingQueue`, which wakes the loop. This facade is what the commands' threads use.
 final class GatewayPublisher: Sendable {
     struct Settings: Sendable {
-        var gateway: GatewayAddress
+        var client: GatewayClient
         var worker: WorkerID
         /// This process's name in `Tailgate-Publisher`.
         var publisher: PublisherID
@@ -51,6 +60,9 @@ final class GatewayPublisher: Sendable {
         var firstBackoff = 0.1
         var maxBackoff = 3.0
         var verbose = false
+
+        /// The gateway's address, for messages.
+        var gateway: GatewayAddress { client.configuration.address }
     }
 
     /// How publishing ended.
@@ -58,49 +70,42 @@ final class GatewayPublisher: Sendable {
         case running
         /// Everything was delivered (and the worker stopped, when asked).
         case delivered
-        /// The gateway refused (4xx): the message says why.
+        /// The gateway refused (4xx, or TLS it cannot agree on): the message says why.
         case refused(String)
     }
 
     let settings: Settings
     let queue: OutgoingQueue
-    private let state = Lock<(outcome: Outcome, stop: WorkerStop?)>((.running, nil))
+    private let eventLoop: EventLoop
+    private let loop: NIOLoopBoundBox<PublishingLoop?>
+    private let state = Lock<(outcome: Outcome, stop: WorkerStop?, onEnd: (@Sendable () -> Void)?)>((.running, nil, nil))
     private let done = DispatchSemaphore(value: 0)
 
-    init(settings: Settings, queue: OutgoingQueue) {
+    /// A publisher on `eventLoop` (by default one of NIO's shared loops).
+    init(settings: Settings, queue: OutgoingQueue, eventLoop: EventLoop = MultiThreadedEventLoopGroup.singleton.next()) {
         self.settings = settings
         self.queue = queue
+        self.eventLoop = eventLoop
+        loop = .makeEmptyBox(valueType: PublishingLoop.self, eventLoop: eventLoop)
     }
-
-    private var recordsPath: String { "/api/workers/\(settings.worker.rawValue)/records" }
-    private var workerPath: String { "/api/workers/\(settings.worker.rawValue)" }
-    private var publisherHeader: (name: String, value: String) { ("Tailgate-Publisher", settings.publisher.rawValue) }
 
     // MARK: Control
 
-    /// Checks, before the program starts, that the gateway lets this process publish into the worker.
-    /// Returns the refusal's message on a 4xx; a gateway that cannot be reached is no refusal (it is
-    /// retried later).
+    /// Checks, before the program starts, that the gateway lets this process publish into the worker
+    /// (the first connection attaches, and stays open for the lines to come). Returns the refusal's
+    /// message on a 4xx; a gateway that cannot be reached is no refusal (it is retried later).
     func preflight() -> String? {
-        do {
-            let connection = try GatewayConnection(to: settings.gateway, timeout: 3, ioTimeout: 10)
-            let answer = try connection.request("POST", recordsPath, contentType: "application/x-ndjson", headers: [publisherHeader])
-            if (400...499).contains(answer.status) { return refusal(answer) }
-        } catch {
-            report("gateway \(settings.gateway) unreachable (\(error)); buffering up to \(queue.capacity) lines and retrying")
+        let answer = eventLoop.makePromise(of: String?.self)
+        eventLoop.execute { [self] in
+            publishingLoop().preflight { answer.succeed($0) }
         }
-        return nil
+        return (try? answer.futureResult.wait()) ?? nil
     }
 
-    /// Starts the publishing thread; `onEnd` is called on it when publishing has ended (delivered or refused).
+    /// Starts publishing; `onEnd` is called (on another thread) when publishing has ended, delivered or refused.
     func start(onEnd: @escaping @Sendable () -> Void = {}) {
-        Thread.detachNewThread { [self] in
-            let outcome = self.publish()
-            if case .refused(let message) = outcome { self.report(message) }
-            self.state.withLock { $0.outcome = outcome }
-            self.done.signal()
-            onEnd()
-        }
+        state.withLock { $0.onEnd = onEnd }
+        eventLoop.execute { [self] in publishingLoop().start() }
     }
 
     /// Input has ended: deliver what is left, then stop the worker as `stop` says (`nil`: leave it running).
@@ -118,218 +123,32 @@ final class GatewayPublisher: Sendable {
     /// The outcome so far (`.refused` as soon as the gateway refused).
     var outcome: Outcome { state.withLock { $0.outcome } }
 
-    // MARK: The publishing loop
+    // MARK: For the publishing loop
 
-    /// What the publisher knows of the gateway across connections.
-    private struct Progress {
-        /// The run the last answer was about; `nil` before the first.
-        var epoch: String?
-        /// Whether the gateway's answers lack `offset` (reported once).
-        var offsetsMissing = false
+    /// The stop `finish(stop:)` asked for.
+    var requestedStop: WorkerStop? { state.withLock { $0.stop } }
+
+    /// Publishing has ended: reports a refusal, and wakes whoever waits.
+    func ended(_ outcome: Outcome) {
+        if case .refused(let message) = outcome { report(message) }
+        let onEnd = state.withLock { state in
+            state.outcome = outcome
+            return state.onEnd
+        }
+        done.signal()
+        onEnd?()
     }
 
-    private func publish() -> Outcome {
-        var connection: GatewayConnection?
-        var progress = Progress()
-        var backoff = settings.firstBackoff
-        var unreachableSince: Double?
-        while true {
-            let status = queue.status
-            if status.held == 0 {
-                if status.closed { break }
-                queue.waitForEntries(timeout: nil)
-                continue
-            }
-            do throws(PublishFailure) {
-                if connection == nil || connection!.isStale || MonotonicClock.now - connection!.idleSince > 30 {
-                    connection = nil
-                    connection = try attach(&progress)
-                    if let since = unreachableSince {
-                        report("gateway \(settings.gateway) reachable again after \(String(format: "%.1f", MonotonicClock.now - since)) s")
-                        unreachableSince = nil
-                    }
-                    backoff = settings.firstBackoff
-                }
-                try sendBody(on: connection!, &progress)
-            } catch {
-                switch error {
-                case .refused(let message):
-                    return .refused(message)
-                case .broken(let description):
-                    connection = nil
-                    if unreachableSince == nil {
-                        unreachableSince = MonotonicClock.now
-                        report("gateway \(settings.gateway): \(description); retrying (buffering up to \(queue.capacity) lines)")
-                    } else if settings.verbose {
-                        report("gateway \(settings.gateway): \(description); next attempt in \(String(format: "%.1f", backoff)) s")
-                    }
-                    Thread.sleep(forTimeInterval: backoff)
-                    backoff = min(backoff * 2, settings.maxBackoff)
-                }
-            }
-        }
-        if let stop = state.withLock({ $0.stop }) {
-            while true {
-                do throws(PublishFailure) {
-                    // A new connection attaches first: after a gateway restart, that continues the run to stop.
-                    if connection == nil || connection!.isStale || MonotonicClock.now - connection!.idleSince > 30 {
-                        connection = nil
-                        connection = try attach(&progress)
-                    }
-                    let open = connection!
-                    let answer = try call { () throws(ConnectionFailure) in try open.request("POST", workerPath + "/stop" + stop.query) }
-                    if answer.status >= 500 { throw PublishFailure.broken("\(answer.status) from the gateway") }
-                    if answer.status == 403 || answer.status == 409 { return .refused(refusal(answer)) }
-                    if answer.status != 200 {
-                        report("stopping worker '\(settings.worker)' failed (\(answer.status)): \(answer.text.prefix(300).trimmingCharacters(in: .whitespacesAndNewlines))")
-                    } else if settings.verbose {
-                        report("worker '\(settings.worker)' stopped: \(answer.text.prefix(300).trimmingCharacters(in: .whitespacesAndNewlines))")
-                    }
-                    break
-                } catch {
-                    if case .refused(let message) = error { return .refused(message) }
-                    connection = nil
-                    Thread.sleep(forTimeInterval: backoff)
-                    backoff = min(backoff * 2, settings.maxBackoff)
-                }
-            }
-        }
-        return .delivered
-    }
-
-    private enum PublishFailure: Error {
-        /// A 4xx answer: publishing cannot go on.
-        case refused(String)
-        /// The gateway could not be reached, the connection broke, or an answer made no sense: the
-        /// entries not confirmed are sent again on a new connection.
-        case broken(String)
-    }
-
-    private func call<T>(_ body: () throws(ConnectionFailure) -> T) throws(PublishFailure) -> T {
-        do {
-            return try body()
-        } catch {
-            throw .broken(error.description)
-        }
-    }
-
-    /// Opens a connection and names the publisher with an empty body; removes the entries the gateway
-    /// has, and makes the others the next to send.
-    private func attach(_ progress: inout Progress) throws(PublishFailure) -> GatewayConnection {
-        let connection = try call { () throws(ConnectionFailure) in try GatewayConnection(to: settings.gateway) }
-        let answer = try call { () throws(ConnectionFailure) in
-            try connection.request("POST", recordsPath, contentType: "application/x-ndjson", headers: [publisherHeader])
-        }
-        if (400...499).contains(answer.status) { throw .refused(refusal(answer)) }
-        guard answer.status == 200, let summary = try? JSONParser.parse(answer.text) else {
-            throw .broken("unexpected answer \(answer.status) to the publisher's first, empty body")
-        }
-        let confirmed = apply(summary, &progress)?.removed ?? 0
-        queue.rewind()
-        if settings.verbose {
-            let held = queue.status.held
-            report("attached to worker '\(settings.worker)' as publisher \(settings.publisher) (epoch \(progress.epoch ?? "unknown")): "
-                + "\(confirmed) line\(confirmed == 1 ? "" : "s") confirmed, \(held) to send from offset \(queue.nextUnsentOffset)")
-        }
-        return connection
-    }
-
-    /// Sends one body of entries, as they come, and removes them from the queue once the answer covers them.
-    private func sendBody(on connection: GatewayConnection, _ progress: inout Progress) throws(PublishFailure) {
-        let firstOffset = queue.nextUnsentOffset
-        try call { () throws(ConnectionFailure) in
-            try connection.startStreamingRequest("POST", recordsPath, contentType: "application/x-ndjson",
-                                                 headers: [publisherHeader, ("Tailgate-Offset", String(firstOffset))])
-        }
-        let started = MonotonicClock.now
-        var lastInput = started
-        var sent = 0
-        var lastOffset = firstOffset - 1
-        var carriesProgramLines = false
-        while sent < settings.maxBodyRecords {
-            let entries = queue.take(max: min(256, settings.maxBodyRecords - sent))
-            if entries.isEmpty {
-                let now = MonotonicClock.now
-                let remaining = min(settings.idleSeconds - (now - lastInput), settings.maxBodySeconds - (now - started))
-                if queue.status.closed || remaining <= 0 || connection.hasAnswerWaiting { break }
-                queue.waitForEntries(timeout: remaining)
-                continue
-            }
-            var chunk = ByteBuffer()
-            for entry in entries {
-                entry.record.writeNDJSON(into: &chunk)
-                carriesProgramLines = carriesProgramLines || entry.isProgramLine
-            }
-            sent += entries.count
-            lastOffset = entries[entries.count - 1].offset
-            lastInput = MonotonicClock.now
-            try call { () throws(ConnectionFailure) in try connection.sendChunk(Array(chunk.readableBytesView)) }
-        }
-        let answer = try call { () throws(ConnectionFailure) in try connection.finishBody() }
-        if (400...499).contains(answer.status) {
-            // Refused at the request head: none of the body's lines was taken.
-            throw .refused(refusal(answer))
-        }
-        guard answer.status == 200, let summary = try? JSONParser.parse(answer.text),
-              let accepted = summary["accepted"]?.intValue, let rejected = summary["rejected"]?.intValue else {
-            // A proxy's 5xx, say: the next connection's first answer tells what the gateway has.
-            throw .broken("unexpected answer \(answer.status) to a body of \(sent) lines")
-        }
-        var covered = lastOffset
-        if let applied = apply(summary, &progress) {
-            covered = applied.covered
-        } else {
-            queue.confirm(through: lastOffset)  // no offsets: the answer itself says the body arrived
-        }
-        if settings.verbose {
-            let seqs = summary["first_seq"]?.intValue.map { "seq \($0)-\(summary["last_seq"]?.intValue ?? $0)" } ?? "no seq"
-            let duplicates = summary["duplicates"]?.intValue ?? 0
-            report("acknowledged \(accepted) of \(sent) lines (\(seqs); offsets \(firstOffset)-\(lastOffset)"
-                + (duplicates > 0 ? ", \(duplicates) already published" : "") + ")")
-        }
-        if rejected > 0 {
-            var reasons: [String] = []
-            if case .array(let errors)? = summary["errors"] {
-                reasons = errors.prefix(3).compactMap { $0["message"]?.stringValue }
-            }
-            let message = "\(rejected) line\(rejected == 1 ? "" : "s") rejected by the gateway: \(reasons.joined(separator: "; "))"
-            report(message)
-            // Not for a body of notices only: a notice that is itself rejected must not loop.
-            if carriesProgramLines {
-                queue.appendNotice(.notice(.warning, String(message.prefix(400)), metadata: [("rejected", String(rejected))]))
-            }
-        }
-        if sent > 0 && covered < lastOffset {
-            // The body went (in part) into another run than the one attached to: the next connection
-            // starts again from what the gateway has.
-            throw .broken("the gateway has lines up to offset \(covered) of a body of offsets \(firstOffset)-\(lastOffset)")
-        }
-    }
-
-    /// Applies an answer's `epoch` and `offset` K: notes a new run, and removes the entries up to K
-    /// from the queue. Returns K and how many entries went; `nil` when the answer has no offset.
-    private func apply(_ summary: JSONValue, _ progress: inout Progress) -> (covered: UInt64, removed: Int)? {
-        guard let epoch = summary["epoch"]?.stringValue, let offset = summary["offset"]?.intValue, offset >= 0 else {
-            if !progress.offsetsMissing {
-                progress.offsetsMissing = true
-                report("gateway \(settings.gateway) reports no publisher offsets (an older version): lines being sent when a connection breaks are sent again and may be published twice")
-            }
-            return nil
-        }
-        if let previous = progress.epoch, previous != epoch, settings.verbose {
-            report("worker '\(settings.worker)' started a new run (epoch \(epoch), was \(previous)); offsets start again in it, the \(queue.status.held) lines held go into it")
-        }
-        progress.epoch = epoch
-        let covered = UInt64(offset)
-        return (covered, queue.confirm(through: covered))
-    }
-
-    private func refusal(_ answer: HTTPAnswer) -> String {
-        let reason = (try? JSONParser.parse(answer.text))?["error"]?["message"]?.stringValue ?? answer.text.prefix(200).description
-        return "the gateway \(settings.gateway) refused to publish into worker '\(settings.worker)' (\(answer.status)): \(reason)"
-    }
-
-    private func report(_ message: String) {
+    /// Writes `tailgate: message` to standard error.
+    func report(_ message: String) {
         printError("tailgate: \(message)")
+    }
+
+    /// The loop-bound worker, made on first use (on the event loop).
+    private func publishingLoop() -> PublishingLoop {
+        if let existing = loop.value { return existing }
+        let made = PublishingLoop(publisher: self, box: loop)
+        loop.value = made
+        return made
     }
 }

@@ -1,4 +1,3 @@
-import Dispatch
 import Synchronization
 import TailgateCore
 
@@ -64,18 +63,23 @@ final class OutgoingQueue: Sendable {
         /// The highest offset ever sent: a drop marker sent once is never counted up again.
         var highestSent: UInt64 = 0
         var closed = false
-        var waiting = false
+        /// Called (once) when an entry to send is appended or input ends.
+        var waiter: (@Sendable () -> Void)?
 
         mutating func append(_ content: Entry.Content) {
             entries.append(Entry(offset: nextOffset, content: content))
             nextOffset += 1
+        }
+
+        mutating func takeWaiter() -> (@Sendable () -> Void)? {
+            defer { waiter = nil }
+            return waiter
         }
     }
 
     /// The most program lines waiting to be sent.
     let capacity: Int
     private let state = Lock(State())
-    private let wakeUp = DispatchSemaphore(value: 0)
 
     init(capacity: Int) {
         self.capacity = capacity
@@ -83,7 +87,7 @@ final class OutgoingQueue: Sendable {
 
     /// Adds a line of the program's output, or counts it as dropped when the queue is full.
     func append(_ record: OutgoingRecord) {
-        state.withLock { state in
+        let waiter = state.withLock { state in
             if state.lines >= capacity {
                 if let last = state.entries.last, state.entries.count > state.head, last.offset > state.highestSent,
                    case .dropped(let count, let since) = last.content {
@@ -95,24 +99,27 @@ final class OutgoingQueue: Sendable {
                 state.lines += 1
                 state.append(.record(record))
             }
-            wakeWaiter(&state)
+            return state.takeWaiter()
         }
+        waiter?()
     }
 
     /// Adds a notice of tailgate's own; it is kept whatever the capacity.
     func appendNotice(_ record: OutgoingRecord) {
-        state.withLock { state in
+        let waiter = state.withLock { state in
             state.append(.record(record))
-            wakeWaiter(&state)
+            return state.takeWaiter()
         }
+        waiter?()
     }
 
     /// No more lines will come.
     func close() {
-        state.withLock { state in
+        let waiter = state.withLock { state in
             state.closed = true
-            wakeWaiter(&state)
+            return state.takeWaiter()
         }
+        waiter?()
     }
 
     /// The offset of the next entry `take` returns (of the next one appended, when none waits).
@@ -170,30 +177,18 @@ final class OutgoingQueue: Sendable {
         state.withLock { Status(held: $0.entries.count - $0.head, unsent: $0.entries.count - $0.cursor, closed: $0.closed) }
     }
 
-    /// Waits until an entry to send is added or input ends, at most `timeout` seconds (`nil`: no limit).
-    /// Returns at once when unsent entries wait or input has ended.
-    func waitForEntries(timeout: Double?) {
-        let mustWait = state.withLock { state -> Bool in
-            if state.entries.count > state.cursor || state.closed { return false }
-            state.waiting = true
-            return true
-        }
-        guard mustWait else { return }
-        let deadline: DispatchTime = timeout.map { .now() + $0 } ?? .distantFuture
-        if wakeUp.wait(timeout: deadline) == .timedOut {
-            let signalled = state.withLock { state -> Bool in
-                defer { state.waiting = false }
-                return !state.waiting
+    /// Calls `wake` once, as soon as an entry waits to be sent or input has ended — at once (on this
+    /// thread) when that is so already. A later call replaces a `wake` not yet called. `wake` is called
+    /// on the thread that appends, outside the lock: it should only hand the news on (to an event loop).
+    func notifyWhenEntries(_ wake: @escaping @Sendable () -> Void) {
+        let ready = state.withLock { state -> Bool in
+            if state.entries.count > state.cursor || state.closed {
+                state.waiter = nil
+                return true
             }
-            // A producer signalled between the time-out and the lock: take that signal back.
-            if signalled { wakeUp.wait() }
+            state.waiter = wake
+            return false
         }
-    }
-
-    private func wakeWaiter(_ state: inout State) {
-        if state.waiting {
-            state.waiting = false
-            wakeUp.signal()
-        }
+        if ready { wake() }
     }
 }

@@ -18,6 +18,9 @@
  *   --deflate              offer permessage-deflate; inflate compressed messages (zlib)
  *   --lat-all              one latency sample per record instead of per frame
  *   --connect-timeout S    give up waiting for connections after S seconds (default 60)
+ *   --until-end            replay mode (e.g. PATH ?since=0 of a stopped worker): count every record from the
+ *                          first connect until each connection has received `end`, then exit; SECONDS is
+ *                          only a time-out. `seconds` is connect → last `end`; no latency (the records are old)
  * While running it prints "READY n" on stderr once every connection is ready (or timed out).
  */
 #define _GNU_SOURCE
@@ -99,7 +102,8 @@ static double hist_pct(double p) { /* ms */
     return hmax / 1000.0;
 }
 
-static int lat_all = 0, measuring = 0, ready_on_upgrade = 0;
+static int lat_all = 0, measuring = 0, ready_on_upgrade = 0, until_end = 0;
+static double last_end_at;
 static long long m_records, m_frames, m_messages, m_compressed, m_wire, m_inflated_bytes, hello_msgs, gaps, ends;
 static char refusal[64];
 static unsigned char *zout; static size_t zout_cap = 1 << 22;
@@ -128,7 +132,7 @@ static void handle_payload(conn_t *c, const char *p, size_t n, double t) {
             c->records++;
             if (measuring) {
                 m_records++;
-                if (first || lat_all) {
+                if (!until_end && (first || lat_all)) {
                     const char *ts = memmem(q, end - q < 64 ? end - q : 64, "\"timestamp\":\"", 13);
                     if (ts) hist_add(t - parse_ts(ts + 13));
                     first = 0;
@@ -147,7 +151,7 @@ static void handle_payload(conn_t *c, const char *p, size_t n, double t) {
             c->next_seq = strtoll(to + 5, NULL, 10) + 1;
         }
         gaps++;
-    } else if (n > 13 && memcmp(p, "{\"type\":\"end\"", 13) == 0) ends++;
+    } else if (n > 13 && memcmp(p, "{\"type\":\"end\"", 13) == 0) { ends++; last_end_at = t; }
 }
 
 static void handle_message(conn_t *c, int rsv1, const char *p, size_t n, double t) {
@@ -182,7 +186,8 @@ static void close_conn(int ep, conn_t *c, long long *closed) {
 int main(int argc, char **argv) {
     if (argc < 6) {
         fprintf(stderr, "usage: wsload HOST PORT PATH CONNECTIONS SECONDS [--endpoints E,...] [--no-read-conn K] [--warmup S]\n"
-                        "       [--concurrency C] [--storm] [--ready-on-upgrade] [--deflate] [--lat-all] [--connect-timeout S]\n");
+                        "       [--concurrency C] [--storm] [--ready-on-upgrade] [--deflate] [--lat-all] [--connect-timeout S]\n"
+                        "       [--until-end]\n");
         return 2;
     }
     const char *host = argv[1];
@@ -200,6 +205,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--ready-on-upgrade")) ready_on_upgrade = 1;
         else if (!strcmp(argv[i], "--deflate")) offer_deflate = 1;
         else if (!strcmp(argv[i], "--lat-all")) lat_all = 1;
+        else if (!strcmp(argv[i], "--until-end")) { until_end = 1; warmup = 0; }
         else { fprintf(stderr, "wsload: unknown option %s\n", argv[i]); return 2; }
     }
     /* endpoints */
@@ -232,6 +238,7 @@ int main(int argc, char **argv) {
     double t0 = now_s(), all_ready_at = 0, cpu_start = cpu_s();
     double start = 0, cpu0 = 0, window_end = 0;
     int phase = 0; /* 0 connecting, 1 warmup, 2 measuring */
+    if (until_end) { measuring = 1; cpu0 = cpu_start; start = t0; }
     for (;;) {
         double t = now_s();
         /* launch connections */
@@ -257,7 +264,9 @@ int main(int argc, char **argv) {
             start = t + warmup;
         }
         if (phase == 0 && t - t0 > connect_timeout) { all_ready_at = t; fprintf(stderr, "READY %lld (timeout)\n", ready); fflush(stderr); phase = 1; start = t + warmup; }
-        if (phase == 1 && t >= start) {
+        if (until_end) { /* measured from the first connect; ends once every connection has its `end` */
+            if (ends >= n || closed >= n || t - t0 > seconds) break;
+        } else if (phase == 1 && t >= start) {
             phase = 2; measuring = 1; cpu0 = cpu_s(); window_end = start + seconds; m_wire = 0;
             for (int i = 0; i < n; i++) cs[i].records_at_window = cs[i].records;
         }
@@ -341,7 +350,7 @@ int main(int argc, char **argv) {
         }
     }
     double end = now_s();
-    double elapsed = storm ? (all_ready_at - t0) : (end - start);
+    double elapsed = storm ? (all_ready_at - t0) : until_end ? ((ends >= n ? last_end_at : end) - t0) : (end - start);
     double cpu = storm ? (cpu_s() - cpu_start) : (cpu_s() - cpu0);
     long long records = 0, violations = 0, minrec = -1, maxrec = 0, reading = 0;
     for (int i = 0; i < n; i++) {

@@ -107,6 +107,15 @@ if [ "${SKIP_SWIFT_TESTS:-0}" != 1 ]; then
     [ $rc -eq 0 ] || FAILED_STEPS+=("swift test (exit $rc)")
 fi
 
+# ---------------------------------------------------------------- usable as a dependency
+# A tagged clone of the working tree, depended on by version from a tiny package: SwiftPM loads the
+# graph (and would refuse unsafeFlags) in seconds. The full check builds and runs the consumer, which
+# takes many minutes from clean: `scripts/check-dependents.sh` by itself (README, "Depending on Tailgate").
+say "versioned dependency (scripts/check-dependents.sh --graph-only)"
+./scripts/check-dependents.sh --graph-only </dev/null
+rc=$?
+[ $rc -eq 0 ] || FAILED_STEPS+=("check-dependents --graph-only (exit $rc)")
+
 # ---------------------------------------------------------------- end-to-end tests
 say "pytest Tests/e2e (TAILGATE_BIN=$TAILGATE_BIN)"
 TAILGATE_BIN="$TAILGATE_BIN" "$VENV/bin/python" -m pytest "$E2E_DIR" -q \

@@ -9,7 +9,13 @@ struct Tailgate: AsyncParsableCommand {
             Browsers open ws://HOST:PORT/ws/workers/<id>; the gateway replays that worker's ring buffer, then \
             streams live records. The dashboard is at http://HOST:PORT/.
             """,
+        version: TailgateVersion.current,
         subcommands: [ServeCommand.self, TokenCommand.self, RunCommand.self, PipeCommand.self],
         defaultSubcommand: ServeCommand.self
     )
+
+    /// Parses and runs with `serve`'s settings from TAILGATE_<FLAG> and --config merged in first.
+    static func main() async {
+        await ConfigurationSources.main()
+    }
 }

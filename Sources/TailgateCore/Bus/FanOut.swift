@@ -99,7 +99,9 @@ public final class FanOut: Sendable {
 /// round in progress to end and then for its own turn in the next one. A round that fits in the
 /// budget runs at once, inside `deliver`.
 ///
-/// Only touched on `loop` (its `count` aside).
+/// Only touched on `loop` (its `count` aside). Its state is marked `@exclusivity(unchecked)`: one
+/// thread touches it, never through overlapping accesses, and the run-time checks of class properties
+/// were 8% of the instructions of a visit (Benchmarks/results/FINDINGS.md).
 final class LoopSubscribers: @unchecked Sendable {
     let loop: EventLoop
     private struct Entry {
@@ -112,20 +114,20 @@ final class LoopSubscribers: @unchecked Sendable {
         let batch: Batch
         var doneAt: Int
     }
-    private var entries: [Entry] = []
+    @exclusivity(unchecked) private var entries: [Entry] = []
     /// `entries`' subscribers, to find one without retaining every entry on the way.
-    private var ids: [ObjectIdentifier] = []
-    private var pending: [Pending] = []
-    private var pendingStart = 0
+    @exclusivity(unchecked) private var ids: [ObjectIdentifier] = []
+    @exclusivity(unchecked) private var pending: [Pending] = []
+    @exclusivity(unchecked) private var pendingStart = 0
     /// Runs of pending batches merged for a visit, each from some batch to the newest: valid until the next batch arrives.
-    private var mergedRuns: [(firstSeq: UInt64, batch: Batch?)] = []
+    @exclusivity(unchecked) private var mergedRuns: [(firstSeq: UInt64, batch: Batch?)] = []
     /// The next subscriber to visit.
-    private var cursor = 0
+    @exclusivity(unchecked) private var cursor = 0
     /// Visits made so far.
-    private var visits = 0
-    private var continuationScheduled = false
+    @exclusivity(unchecked) private var visits = 0
+    @exclusivity(unchecked) private var continuationScheduled = false
     /// A subscriber is being visited: `pending` must keep its indices until the visit ends.
-    private var visiting = false
+    @exclusivity(unchecked) private var visiting = false
     private let countAtomic = Atomic<Int>(0)
 
     /// How long one turn of a round may run before it yields the loop.

@@ -38,6 +38,10 @@ enum StatisticsJSON {
         }
         // The store's condition: `memory-only`, `ok` or `failed` with the last error.
         let store = gateway.bus.store?.health() ?? StoreHealth(state: "memory-only")
+        if let version = gateway.configuration.version {
+            buffer.writeStaticString(",\"version\":")
+            buffer.writeJSONString(version)
+        }
         buffer.writeStaticString(",\"stored_chunks_sent\":")
         buffer.writeJSONInteger(statistics.storedChunks.load(ordering: .relaxed))
         buffer.writeStaticString(",\"store\":{\"state\":")

@@ -209,7 +209,8 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
             let (handler, context) = loopBound.value
             do {
                 try handler.upgrade.perform(acceptance, responseHeaders: try result.get(), version: head.version,
-                                            httpContext: context, gateway: handler.gateway)
+                                            httpContext: context, gateway: handler.gateway,
+                                            client: handler.clientAddress(head))
             } catch {
                 handler.write(.error(StreamEndpoint.handshakeFailed), for: head, context: context)
             }
@@ -223,6 +224,11 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
         disarmTimeout()
         session.finish()
         session.close()
+        if session.rejected > 0 {
+            gateway.log.ingestErrors(worker: session.worker.id.description, client: clientAddress(head),
+                                     rejected: session.rejected, accepted: session.accepted,
+                                     first: session.errors.first.map { ($0.line, $0.message) })
+        }
         ingest = nil
         ingestEnded = false
         request = nil
@@ -327,8 +333,17 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     // MARK: Responses
 
+    /// The client's address for the log: the peer, or behind a trusted proxy the forwarded client.
+    private func clientAddress(_ head: HTTPRequestHead) -> String {
+        ClientIdentity.resolve(peer: connection.address, headers: head.headers, trustedProxies: gateway.configuration.trustedProxies).address
+    }
+
     private func write(_ response: HTTPResponse, for request: HTTPRequestHead, context: ChannelHandlerContext) {
-        if response.status.code >= 400 { gateway.statistics.refused(code: response.refusalCode, status: Int(response.status.code)) }
+        if response.status.code >= 400 {
+            gateway.statistics.refused(code: response.refusalCode, status: Int(response.status.code))
+            gateway.log.refusal(code: response.refusalCode, status: Int(response.status.code), client: clientAddress(request),
+                                method: "\(request.method)", uri: request.uri)
+        }
         var headers = response.headers
         // After an upgrade request the HTTP parser stops: a refused upgrade ends the connection.
         let keepAlive = request.isKeepAlive && !closeAfterResponse && request.headers["upgrade"].isEmpty

@@ -33,7 +33,7 @@ final class IngestSession {
     /// The publisher numbering its lines, if any.
     let publisher: String?
     /// The offset the next line of the body takes.
-    private var nextOffset: UInt64
+    @exclusivity(unchecked) private var nextOffset: UInt64
     /// The publisher's offset in the run when the body began: lines up to it are duplicates.
     private let knownOffset: UInt64
     /// The last offset handed to the worker.
@@ -46,11 +46,10 @@ final class IngestSession {
     private(set) var errors: [LineError] = []
     /// Where accepted, rejected and duplicate lines are also counted (per hand-over, not per line).
     private let statistics: GatewayStatistics?
-    private var lineNumber = 0
-    private var partial = ByteBuffer()
-    private var discardingLongLine = false
+    @exclusivity(unchecked) private var partial = ByteBuffer()
+    @exclusivity(unchecked) private var discardingLongLine = false
     /// Input not processed yet because the worker's queue was full.
-    private var stash = ByteBuffer()
+    @exclusivity(unchecked) private var stash = ByteBuffer()
     static let reportedErrors = 10
 
     /// `publisher`: the publisher's id and the offset of the body's first line (`nil`: right after
@@ -128,12 +127,12 @@ final class IngestSession {
                 piece = partial
                 partial = ByteBuffer()
             } else if piece.readableBytes > maxLineBytes {
-                lineNumber += 1
+                pending.lineNumber += 1
                 reject("line exceeds the limit of \(maxLineBytes) bytes")
                 continue
             }
             publish(piece, offset: offset)
-            if decoded.count >= Self.recordsPerEnqueue, flush() >= queueLimit, buffer.readableBytes > 0 { return false }
+            if pending.records.count >= Self.recordsPerEnqueue, flush() >= queueLimit, buffer.readableBytes > 0 { return false }
         }
         flush()
         return true
@@ -141,26 +140,66 @@ final class IngestSession {
 
     /// Decoded records not yet handed to the worker, and their line numbers (for a stopped worker's
     /// rejections): each read's lines go to the worker's queue together, under one lock.
-    private var decoded: [LogRecord] = []
-    private var repeatedValues = RecordDecoder.RepeatedValues()
-    private var decodedLines: [Int] = []
-    /// The offsets of `decoded`'s records (publishers that number their lines).
-    private var decodedOffsets: [UInt64] = []
+    ///
+    /// Everything a line changes is in this one stored property and changed by one mutating call
+    /// (`Decoded.decode`), which reads the line's bytes through one pointer access: each access to a
+    /// class's stored property (ours, or `ByteBuffer`'s storage in NIO code inlined here) is checked
+    /// for exclusivity at run time (Benchmarks/results/FINDINGS.md).
+    // Touched for every line, only on the connection's loop: no run-time exclusivity checks (FINDINGS.md).
+    @exclusivity(unchecked) private var pending = Decoded()
+
+    private struct Decoded {
+        var records: [LogRecord] = []
+        var repeatedValues = RecordDecoder.RepeatedValues()
+        var lines: [Int] = []
+        /// The offsets of `records` (publishers that number their lines).
+        var offsets: [UInt64] = []
+        /// The body's current line (blank lines of an NDJSON body aside).
+        var lineNumber = 0
+
+        /// Counts the line and decodes it into `records` (a trailing CR dropped; a blank NDJSON line is
+        /// skipped, not counted); returns why it was rejected, if it was.
+        mutating func decode(_ line: ByteBuffer, format: Format, offset: UInt64?) -> RecordDecoder.Rejection? {
+            var blank = false
+            let rejection = line.withUnsafeReadableBytes { raw -> RecordDecoder.Rejection? in
+                var bytes = raw.bindMemory(to: UInt8.self)
+                if bytes.last == UInt8(ascii: "\r") { bytes = UnsafeBufferPointer(rebasing: bytes.dropLast()) }
+                if format == .ndjson && !bytes.contains(where: { $0 != 0x20 && $0 != 0x09 }) {
+                    blank = true
+                    return nil
+                }
+                lineNumber += 1
+                do throws(RecordDecoder.Rejection) {
+                    // Appended straight from the decoder: the record is moved into the queue, not copied.
+                    records.append(format == .ndjson ? try RecordDecoder.decodeJSONLine(bytes, reusing: &repeatedValues)
+                                                     : try RecordDecoder.decodeTextLine(bytes))
+                    return nil
+                } catch {
+                    return error
+                }
+            }
+            if rejection == nil && !blank {
+                lines.append(lineNumber)
+                if let offset { offsets.append(offset) }
+            }
+            return rejection
+        }
+    }
     static let recordsPerEnqueue = 64
 
     /// Hands the decoded records to the worker; returns the worker's queue length.
     @discardableResult
     private func flush() -> Int {
         let lastOffset = nextOffset - 1
-        guard !decoded.isEmpty || (publisher != nil && lastOffset > flushedOffset) else { return 0 }
+        guard !pending.records.isEmpty || (publisher != nil && lastOffset > flushedOffset) else { return 0 }
         defer {
-            decodedLines.removeAll(keepingCapacity: true)
-            decodedOffsets.removeAll(keepingCapacity: true)
+            pending.lines.removeAll(keepingCapacity: true)
+            pending.offsets.removeAll(keepingCapacity: true)
         }
-        let lines = publisher.map { Worker.NumberedLines(publisher: $0, offsets: decodedOffsets, lastOffset: lastOffset) }
+        let lines = publisher.map { Worker.NumberedLines(publisher: $0, offsets: pending.offsets, lastOffset: lastOffset) }
         flushedOffset = lastOffset
-        guard let outcome = worker.enqueue(contentsOf: &decoded, lines: lines) else {
-            for line in decodedLines { reject("worker '\(worker.id)' has stopped", line: line) }
+        guard let outcome = worker.enqueue(contentsOf: &pending.records, lines: lines) else {
+            for line in pending.lines { reject("worker '\(worker.id)' has stopped", line: line) }
             return 0
         }
         accepted += outcome.published
@@ -178,7 +217,7 @@ final class IngestSession {
         guard !discardingLongLine else { return }
         var piece = piece
         if partial.readableBytes + piece.readableBytes > maxLineBytes {
-            lineNumber += 1
+            pending.lineNumber += 1
             reject("line exceeds the limit of \(maxLineBytes) bytes")
             discardingLongLine = true
             partial.clear()
@@ -194,38 +233,15 @@ final class IngestSession {
             statistics?.ingestDuplicates.add(1, ordering: .relaxed)
             return
         }
-        var line = line
-        if line.readableBytes > 0, line.getInteger(at: line.writerIndex - 1, as: UInt8.self) == UInt8(ascii: "\r") {
-            line.moveWriterIndex(to: line.writerIndex - 1)
-        }
-        let isBlank = line.withUnsafeReadableBytes { bytes in
-            !bytes.contains { $0 != 0x20 && $0 != 0x09 }
-        }
-        if format == .ndjson && isBlank { return }
-        lineNumber += 1
-        let rejection = line.withUnsafeReadableBytes { raw -> RecordDecoder.Rejection? in
-            let bytes = raw.bindMemory(to: UInt8.self)
-            do throws(RecordDecoder.Rejection) {
-                // Appended straight from the decoder: the record is moved into the queue, not copied.
-                decoded.append(format == .ndjson ? try RecordDecoder.decodeJSONLine(bytes, reusing: &repeatedValues)
-                                                 : try RecordDecoder.decodeTextLine(bytes))
-                return nil
-            } catch {
-                return error
-            }
-        }
-        if let rejection {
+        if let rejection = pending.decode(line, format: format, offset: publisher != nil ? offset : nil) {
             reject(rejection.message)
-        } else {
-            decodedLines.append(lineNumber)
-            if publisher != nil { decodedOffsets.append(offset) }
         }
     }
 
     private func reject(_ message: String, line: Int? = nil) {
         rejected += 1
         statistics?.ingestRejected.add(1, ordering: .relaxed)
-        if errors.count < Self.reportedErrors { errors.append(LineError(line: line ?? lineNumber, message: message)) }
+        if errors.count < Self.reportedErrors { errors.append(LineError(line: line ?? pending.lineNumber, message: message)) }
     }
 
     /// The absolute index of the first newline in `buffer`'s readable bytes.

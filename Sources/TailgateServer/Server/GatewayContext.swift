@@ -1,3 +1,4 @@
+import Logging
 import NIOCore
 import TailgateCore
 
@@ -19,12 +20,15 @@ final class GatewayContext: Sendable {
     let metrics: GatewayMetrics
     /// Starting, ready or shutting down, for `/readyz`.
     let readiness: GatewayReadiness
+    /// Where refusals, closes, ingest errors and worker changes are logged.
+    let log: ServerLog
 
     /// Queued records of a worker above which an HTTP publisher stops being read.
     var ingestQueueLimit: Int { max(64, min(8192, bus.configuration.workerLimits.ringRecords / 2)) }
 
     init(configuration: ServerConfiguration, bus: LogBus, statistics: GatewayStatistics, staticFiles: StaticFiles?,
-         registries: [SessionRegistry], listeningHost: String, metrics: GatewayMetrics? = nil, readiness: GatewayReadiness = GatewayReadiness()) {
+         registries: [SessionRegistry], listeningHost: String, metrics: GatewayMetrics? = nil, readiness: GatewayReadiness = GatewayReadiness(),
+         log: ServerLog = ServerLog(logger: Logger(label: "tailgate"))) {
         self.configuration = configuration
         self.bus = bus
         self.statistics = statistics
@@ -36,6 +40,7 @@ final class GatewayContext: Sendable {
         self.hostPolicy = HostPolicy(allowed: configuration.allowedHosts, listenHost: configuration.host)
         self.metrics = metrics ?? GatewayMetrics(perWorker: configuration.metricsPerWorker)
         self.readiness = readiness
+        self.log = log
     }
 
     /// The session registry of `loop`.

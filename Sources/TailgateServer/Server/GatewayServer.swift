@@ -27,9 +27,10 @@ public final class GatewayServer: Sendable {
     private let context: GatewayContext
     private let logger: Logger
     private let loopDelay: EventLoopDelayProbe
+    private let workerWatch: RepeatedTask
 
     private init(configuration: ServerConfiguration, statistics: GatewayStatistics, bus: LogBus, channel: Channel,
-                 context: GatewayContext, logger: Logger, loopDelay: EventLoopDelayProbe) {
+                 context: GatewayContext, logger: Logger, loopDelay: EventLoopDelayProbe, workerWatch: RepeatedTask) {
         self.configuration = configuration
         self.statistics = statistics
         self.bus = bus
@@ -38,13 +39,16 @@ public final class GatewayServer: Sendable {
         self.context = context
         self.logger = logger
         self.loopDelay = loopDelay
+        self.workerWatch = workerWatch
     }
 
     /// Its metrics, served by `GET /metrics`; `metrics.registry` takes the embedding program's own.
     public var metrics: GatewayMetrics { context.metrics }
 
     /// Binds and starts serving. Throws `ConfigurationError` when a setting cannot be used, or the
-    /// error of binding the address.
+    /// error of binding the address. `logger` receives what the gateway logs (`ServerLog`): refusals
+    /// and authentication failures, closed subscribers, rejected published lines, workers registered
+    /// and stopped, accept back-off; all rate-limited or per request, never per record.
     public static func start(
         configuration: ServerConfiguration, bus: LogBus, group: EventLoopGroup,
         logger: Logger = Logger(label: "tailgate")
@@ -60,7 +64,8 @@ public final class GatewayServer: Sendable {
         let registries = loops.map { SessionRegistry(loop: $0, delivery: StreamDeliveryCounters(latency: metrics.publishToWrite)) }
         let listeningHost = configuration.host.contains(":") ? "[\(configuration.host)]:\(configuration.port)" : "\(configuration.host):\(configuration.port)"
         let context = GatewayContext(configuration: configuration, bus: bus, statistics: statistics, staticFiles: staticFiles,
-                                     registries: registries, listeningHost: listeningHost, metrics: metrics)
+                                     registries: registries, listeningHost: listeningHost, metrics: metrics,
+                                     log: ServerLog(logger: logger))
         let acceptBackoff = AcceptBackoff(statistics: statistics, logger: logger)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelInitializer { channel in
@@ -80,9 +85,14 @@ public final class GatewayServer: Sendable {
         let channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
         let loopDelay = EventLoopDelayProbe(loops: loops, delay: metrics.eventLoopDelay)
         loopDelay.start()
+        // Workers registered and stopped are logged from a look once a second, off the record paths.
+        let log = context.log
+        let workerWatch = channel.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: .seconds(1)) { _ in
+            log.lookAtWorkers(bus)
+        }
         context.readiness.markReady()
         return GatewayServer(configuration: configuration, statistics: statistics, bus: bus, channel: channel,
-                             context: context, logger: logger, loopDelay: loopDelay)
+                             context: context, logger: logger, loopDelay: loopDelay, workerWatch: workerWatch)
     }
 
     /// Whether `/readyz` says ready: started, not shutting down, and its store (if any) writing.
@@ -99,6 +109,8 @@ public final class GatewayServer: Sendable {
     public func shutdown(timeout: TimeAmount = .seconds(3)) async {
         context.readiness.markShuttingDown()
         loopDelay.stop()
+        workerWatch.cancel()
+        context.log.lookAtWorkers(bus)
         try? await channel.close()
         var closes: [EventLoopFuture<Void>] = []
         for registry in context.registries {

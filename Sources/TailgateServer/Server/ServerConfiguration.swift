@@ -72,6 +72,10 @@ public struct ServerConfiguration: Sendable {
     /// 3 × `BusConfiguration.maxWorkers` more series. Default off.
     public var metricsPerWorker = false
 
+    /// The version of the program serving, reported as `version` by `GET /api/stats` when set.
+    /// Default none.
+    public var version: String?
+
     public init() {}
 
     /// Throws every setting that cannot be used, named by its property (`port`, `deflateLevel`, …).

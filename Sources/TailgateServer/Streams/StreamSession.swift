@@ -38,13 +38,18 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
     private let configuration: ServerConfiguration
     private let registry: SessionRegistry
     private let statistics: GatewayStatistics
-    private var context: ChannelHandlerContext?
-    private var phase = Phase.starting
+    /// Where closes are logged, and the client's address for them.
+    private let log: ServerLog?
+    private let client: String
+    // The state read on every delivery is `@exclusivity(unchecked)`: only the channel's loop touches
+    // it, never through overlapping accesses (see LoopSubscribers; Benchmarks/results/FINDINGS.md).
+    @exclusivity(unchecked) private var context: ChannelHandlerContext?
+    @exclusivity(unchecked) private var phase = Phase.starting
     /// The first seq not sent yet.
-    private(set) var nextSeq: UInt64 = 0
+    @exclusivity(unchecked) private(set) var nextSeq: UInt64 = 0
     /// Mirrors `channel.isWritable`: NIO reports every change synchronously, so the hot path reads a
     /// stored flag instead of asking the channel twice per batch.
-    private var writable = true
+    @exclusivity(unchecked) private var writable = true
     private var unwritableSince: NIODeadline?
     private var lastInbound = NIODeadline.now()
     private var pingSentAt: NIODeadline?
@@ -53,7 +58,10 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
     private let tokenExpiry: Int64?
 
     init(source: StreamSource, start: ReplayStart, resumed: (Bool, reason: String?)?, rendering: BatchRendering, tokenExpiry: Int64?,
-         inbound: InboundMessages, configuration: ServerConfiguration, registry: SessionRegistry, statistics: GatewayStatistics) {
+         inbound: InboundMessages, configuration: ServerConfiguration, registry: SessionRegistry, statistics: GatewayStatistics,
+         log: ServerLog? = nil, client: String = "") {
+        self.log = log
+        self.client = client
         self.source = source
         self.start = start
         self.resumed = resumed
@@ -109,6 +117,7 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
         detach()
         // Counted before the frame leaves: a client that sees the close may look at /api/stats at once.
         statistics.closes(code: code)
+        log?.subscriberClosed(worker: source.workerID.description, client: client, code: code, reason: reason)
         context.writeAndFlush(wrapOutboundOut(ServerFrames.close(code: code, reason: reason)), promise: nil)
         context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(2)) { [weak self] in
             self?.context?.close(promise: nil)

@@ -35,7 +35,7 @@ struct StreamUpgrade {
     /// Sends the `101` answer and swaps the pipeline. `httpContext` is the context of the handler that
     /// received the request, the last HTTP handler.
     func perform(_ acceptance: StreamAcceptance, responseHeaders: HTTPHeaders, version: HTTPVersion,
-                 httpContext: ChannelHandlerContext, gateway: GatewayContext) throws {
+                 httpContext: ChannelHandlerContext, gateway: GatewayContext, client: String = "") throws {
         let head = HTTPResponseHead(version: version, status: .switchingProtocols, headers: responseHeaders)
         // Not flushed: the session flushes it with its hello, one write for both.
         httpContext.write(NIOAny(HTTPServerResponsePart.head(head)), promise: nil)
@@ -58,7 +58,7 @@ struct StreamUpgrade {
             source: request.source, start: request.start, resumed: request.resumed, rendering: rendering, tokenExpiry: request.token?.expiresAt,
             inbound: InboundMessages(maxBytes: configuration.maxInboundMessageBytes, deflate: acceptance.deflate),
             configuration: configuration, registry: gateway.registry(for: channel.eventLoop),
-            statistics: gateway.statistics)
+            statistics: gateway.statistics, log: gateway.log, client: client)
         try pipeline.addHandlers([
             ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: configuration.maxInboundMessageBytes)),
             session,

@@ -138,8 +138,29 @@ struct ServeCommand: AsyncParsableCommand {
         discussion: "With --auth-secret-file, a token of scope metrics (tailgate token --scope metrics) is accepted from any address."))
     var metricsFrom: [String] = []
 
+    // Server logs (standard error).
+    @Option(name: .customLong("log-level"), help: "Least level logged: trace, debug, info (default), notice, warning, error or critical.",
+            transform: LogLevelArgument.parse)
+    var logLevel: Logger.Level = .info
+
+    @Option(name: .customLong("log-format"), help: "Log lines as text, or json (one JSON object per line, for log shippers).")
+    var logFormat = LogFormat.text
+
+    @Option(name: .customLong("self-worker"), help: ArgumentHelp("Also publish the gateway's own log lines as the worker NAME, so the dashboard shows them.", valueName: "NAME"))
+    var selfWorker: String?
+
     @Flag(name: .customLong("metrics-per-worker"), help: "Add per-worker series to /metrics, labelled worker=<id>: 3 per worker held (at most 3 x --max-workers).")
     var metricsPerWorker = false
+
+    // Configuration from TAILGATE_<FLAG> variables and a file (Support/ConfigurationSources.swift).
+    @Option(name: .customLong("config"), help: ArgumentHelp(
+        "A file of settings, one `flag = value` a line (e.g. port = 8080; also TAILGATE_CONFIG).",
+        discussion: "Every flag is also TAILGATE_<FLAG> in the environment (TAILGATE_DATA_DIR=/var/lib/tailgate; repeatable flags as comma-separated lists). Precedence: command line > environment > file > default.",
+        valueName: "file"))
+    var config: String?
+
+    @Flag(name: .customLong("print-config"), help: "Print the effective configuration and where each value comes from (secrets redacted), then exit.")
+    var printConfig = false
 
     /// Checks what only the command line knows; every gateway setting is checked by the library
     /// (`ServerConfiguration.validate`, `BusConfiguration.validate`) and reported under its flag.
@@ -153,6 +174,9 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("\(flag) must be between 0 and \(365 * 86_400) seconds")
         }
         guard retainDays >= 0 && retainDays <= 36_500 else { throw ValidationError("--retain-days must be between 0 and 36500") }
+        if let selfWorker, WorkerID(selfWorker) == nil {
+            throw ValidationError("--self-worker '\(selfWorker)' is not a valid worker id")
+        }
         _ = try serverConfiguration()
         _ = try busConfiguration()
         _ = try storeConfiguration()
@@ -180,7 +204,8 @@ struct ServeCommand: AsyncParsableCommand {
         var configuration = ServerConfiguration()
         configuration.host = host
         configuration.port = port
-        configuration.publicDirectory = publicDir
+        configuration.publicDirectory = PublicDirectory.resolve(publicDir)
+        configuration.version = TailgateVersion.current
         configuration.defaultTail = defaultTail
         configuration.maxConnections = maxConnections
         configuration.maxSubscribersPerWorker = maxSubscribersPerWorker
@@ -257,23 +282,36 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if printConfig {
+            print(ConfigurationSources.render(self))
+            return
+        }
+        ServerLogging.bootstrap(format: logFormat, level: logLevel)
+        // Lines logged while starting come after the start-up line (or the error that ends the start).
+        defer { ServerLogging.release() }
         let configuration = try serverConfiguration()
-        let signals = SignalWatcher.firstOf([SIGINT, SIGTERM])
-        var logger = Logger(label: "tailgate")
-        logger.logLevel = .info
+        let signals = ShutdownSignals.watch()
+        let logger = Logger(label: "tailgate")
         let group = MultiThreadedEventLoopGroup(numberOfThreads: eventLoops)
         var store: FileRunStore?
         if let storeConfiguration = try storeConfiguration() {
             do {
                 // Opening is told by the start-up line; the store logs its trouble (notice and above).
                 var storeLogger = logger
-                storeLogger.logLevel = .notice
+                storeLogger.logLevel = max(logLevel, .notice)
                 store = try FileRunStore(configuration: storeConfiguration, logger: storeLogger)
             } catch {
                 throw ValidationError("--data-dir \(dataDir): \(error)")
             }
         }
         let bus = try LogBus(configuration: try busConfiguration(), eventLoopGroup: group, store: store)
+        if let selfWorker, let id = WorkerID(selfWorker) {
+            do {
+                ServerLogging.publish(into: try bus.register(id))
+            } catch {
+                throw ValidationError("--self-worker \(selfWorker): \(error)")
+            }
+        }
         let server: GatewayServer
         do {
             server = try await GatewayServer.start(configuration: configuration, bus: bus, group: group, logger: logger)
@@ -285,7 +323,7 @@ struct ServeCommand: AsyncParsableCommand {
 
         let displayHost = host.contains(":") ? "[\(host)]" : host
         let base = "http://\(displayHost):\(server.port)/"
-        var line = "tailgate listening on \(base) — dashboard \(base), streams ws://\(displayHost):\(server.port)/ws/workers/<id>"
+        var line = "tailgate listening on \(base) — version \(TailgateVersion.current), dashboard \(base), streams ws://\(displayHost):\(server.port)/ws/workers/<id>"
         line += ", compression \(deflate ? "on" : "off")"
         line += configuration.access.isEnabled ? ", auth on (tokens required)" : ", auth off"
         line += ", \(eventLoops) event loop\(eventLoops == 1 ? "" : "s")"
@@ -298,12 +336,22 @@ struct ServeCommand: AsyncParsableCommand {
         }
         print(line)
         fflush(nil)
+        ServerLogging.release()
+        var started: Logger.Metadata = ["version": "\(TailgateVersion.current)", "listen": "\(base)", "pid": "\(getpid())",
+                                        "public_dir": "\(configuration.publicDirectory)", "auth": "\(configuration.access.isEnabled ? "on" : "off")"]
+        started["data_dir"] = store == nil ? "memory-only" : "\(Self.absolutePath(dataDir))"
+        if let selfWorker { started["self_worker"] = "\(selfWorker)" }
+        logger.info("tailgate started", metadata: started)
 
         for await _ in signals { break }
         print("tailgate shutting down: closing \(server.openConnections) connection(s) with 1001")
         fflush(nil)
+        logger.info("tailgate stopping", metadata: ["open_connections": "\(server.openConnections)"])
         fleet?.pause()
         await server.shutdown()
+        logger.info("tailgate stopped")
+        // The gateway's own worker stops with the rest; nothing more is published into it.
+        ServerLogging.publish(into: nil)
         // In-process runs end as interrupted; the store writes what it holds and closes.
         bus.close()
         try? await demoGroup.shutdownGracefully()

@@ -101,7 +101,7 @@ struct GatewayClient: Sendable {
         var uri = address.pathPrefix + path
         var headers = HTTPHeaders()
         headers.add(name: "Host", value: address.hostHeader)
-        headers.add(name: "User-Agent", value: "tailgate")
+        headers.add(name: "User-Agent", value: TailgateVersion.userAgent)
         let proxyAuthorization = configuration.headers.contains { $0.name.lowercased() == "authorization" }
         if let token = configuration.token {
             if proxyAuthorization {

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LISTENING, REPO_ROOT
+# Not imported from conftest: under a whole-suite run the name `conftest` may be the browser suite's.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LISTENING = re.compile(r"listening on http://(?P<host>\[[^\]]+\]|[^/:\s]+):(?P<port>\d+)/")
 
 SECRET = b"correct horse battery staple 0123456789"
 TOKEN_TEXT = "SECRETTOKENTEXT-do-not-log-me"

@@ -9,7 +9,10 @@ import TailgateCore
 /// off the loop when they left the ring — and renders about `chunkBytes` of output, so its memory does
 /// not depend on the run's size. The range is fixed when the request arrives (records published later
 /// are not included).
-final class LogExport {
+///
+/// `@unchecked Sendable`: an export belongs to one connection and is only touched on its loop — the
+/// store's reads complete there too — so its futures' closures never run concurrently.
+final class LogExport: @unchecked Sendable {
     enum Format: String {
         case ndjson
         case text

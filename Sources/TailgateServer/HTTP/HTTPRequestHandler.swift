@@ -234,9 +234,9 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
         request = nil
         // The answer confirms the lines: it waits until the run's records so far are stored (those of
         // this body, and any an earlier body of the publisher left in flight).
-        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let loopBound = NIOLoopBound((self, context, session), eventLoop: context.eventLoop)
         session.worker.whenStored(through: session.worker.lastPublishedSeq, on: context.eventLoop).whenComplete { _ in
-            let (handler, context) = loopBound.value
+            let (handler, context, session) = loopBound.value
             guard context.channel.isActive else { return }
             handler.write(.json(session.summary()), for: head, context: context)
         }
@@ -287,12 +287,13 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// `Content-Length`; a larger one is streamed chunked, each chunk read once the previous one has
     /// been written (so a slow client holds one chunk, not the run).
     private func startExport(_ export: LogExport, for request: HTTPRequestHead, context: ChannelHandlerContext) {
-        var headers = HTTPHeaders()
-        for (name, value) in export.headers { headers.add(name: name, value: value) }
+        var exportHeaders = HTTPHeaders()
+        for (name, value) in export.headers { exportHeaders.add(name: name, value: value) }
         let keepAlive = request.isKeepAlive && !closeAfterResponse
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        export.nextChunk(on: context.eventLoop).whenComplete { result in
+        export.nextChunk(on: context.eventLoop).whenComplete { [exportHeaders] result in
             let (handler, context) = loopBound.value
+            var headers = exportHeaders
             guard handler.context != nil, context.channel.isActive else { return }
             switch result {
             case .success(let chunk) where chunk == nil || export.isDone:

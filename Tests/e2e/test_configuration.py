@@ -8,11 +8,11 @@ port and the settings named in the start-up line).
 import os
 import re
 import signal
-import socket
 import subprocess
 from pathlib import Path
 
 import pytest
+from nginx_support import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,12 +49,6 @@ def write_config(tmp_path, text: str, name: str = "tailgate.conf"):
     path = tmp_path / name
     path.write_text(text)
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start(binary, *args, env, timeout=60) -> tuple[subprocess.Popen, str]:

@@ -9,9 +9,7 @@ new port each time and gives no data folder).
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from nginx_support import free_port, wait_until as wait_for
 
 import pytest
 
@@ -27,21 +26,9 @@ TIMEOUT = 60.0
 LINES = 20_000
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def wait_until(condition, timeout=TIMEOUT, what="a condition", interval=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(interval)
+    """Waits until `condition()` is true (and returns it), failing after `timeout` seconds."""
+    return wait_for(condition, timeout, interval, what)
 
 
 class Served:

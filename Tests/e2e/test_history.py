@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from ws_subscriber import Subscriber
+from nginx_support import wait_until as wait_for
 
 NDJSON = "application/x-ndjson"
 
@@ -45,11 +46,8 @@ def kill9(gw):
 
 
 def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
+    """Waits until `predicate()` is true (and returns it), failing after `timeout` seconds."""
+    return wait_for(predicate, timeout, 0.05, what)
 
 
 def restart(gateway, old, *args: str):

@@ -21,6 +21,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ws_subscriber import Subscriber
+from nginx_support import wait_until as wait_for
 
 NDJSON = "application/x-ndjson"
 SECRET = b"a metrics scraping secret, 16+ bytes"
@@ -96,11 +97,8 @@ def lines(first: int, last: int) -> bytes:
 
 
 def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
+    """Waits until `predicate()` is true (and returns it), failing after `timeout` seconds."""
+    return wait_for(predicate, timeout, 0.05, what)
 
 
 # ------------------------------------------------------------------------------------- the text itself

@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from nginx_support import wait_until as wait_for
 
 # Not imported from conftest: under a whole-suite run the name `conftest` may be the browser suite's.
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -27,13 +28,8 @@ TOKEN_TEXT = "SECRETTOKENTEXT-do-not-log-me"
 
 
 def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+    """Waits until `predicate()` is true (and returns it), failing after `timeout` seconds."""
+    return wait_for(predicate, timeout, 0.05, what)
 
 
 def post(port: int, path: str, body: bytes = b"", headers: dict[str, str] | None = None) -> tuple[int, bytes]:

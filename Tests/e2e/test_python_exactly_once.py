@@ -21,6 +21,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from nginx_support import free_port, wait_until as wait_for
 
 import pytest
 
@@ -32,12 +33,6 @@ SECONDS = 5.0  # the child logs RECORDS records over about this long
 
 
 # ----------------------------------------------------------------------------------------- helpers
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def http(port: int, path: str, *, method: str = "GET", timeout: float = 30.0) -> tuple[int, bytes]:
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
@@ -57,14 +52,8 @@ def http_json(port: int, path: str, **kwargs):
 
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
+    """Waits until `predicate()` is true (and returns it), failing after `timeout` seconds."""
+    return wait_for(predicate, timeout, interval, what)
 
 
 class DiskGateway:

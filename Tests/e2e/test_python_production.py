@@ -23,6 +23,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from nginx_support import wait_until as wait_for
 
 import pytest
 
@@ -84,14 +85,8 @@ def history(gw, worker: str, headers: dict[str, str] | None = None) -> list[dict
 
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
+    """Waits until `predicate()` is true (and returns it), failing after `timeout` seconds."""
+    return wait_for(predicate, timeout, interval, what)
 
 
 def run_program(source: str, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:

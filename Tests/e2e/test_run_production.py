@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from nginx_support import wait_until as wait_for
 
 import pytest
 
@@ -73,14 +74,8 @@ def finish(proc, stderr: Collected, timeout=TIMEOUT) -> int:
 
 
 def wait_until(condition, timeout=TIMEOUT, what="a condition", interval=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(interval)
+    """Waits until `condition()` is true (and returns it), failing after `timeout` seconds."""
+    return wait_for(condition, timeout, interval, what)
 
 
 @pytest.fixture

@@ -114,12 +114,14 @@ public final class LogBus: Sendable {
     /// the stored run of the id when it was left open by a restart (same epoch, seqs continue), else a
     /// new run. Throws `BusError.ownedByOther` when an in-process worker with this id is running.
     public func remoteWorker(_ id: WorkerID) throws(BusError) -> Worker {
-        if let existing = worker(id), !existing.isStopping {
-            guard existing.owner == .remote else { throw BusError.ownedByOther(id, existing.owner) }
-            return existing
+        let known = worker(id)
+        if let known, !known.isStopping {
+            guard known.owner == .remote else { throw BusError.ownedByOther(id, known.owner) }
+            return known
         }
-        // Reopening a stored run reads its tail from disk: done before taking the table's lock.
-        let resumable = workers.withLock { $0[id] == nil } ? resumableRun(of: id) : nil
+        // Reopening a stored run reads its tail from disk: done before taking the table's lock. A
+        // worker still held in memory (stopped) means its run ended: a new one starts.
+        let resumable = known == nil ? resumableRun(of: id) : nil
         return try workers.withLock { table throws(BusError) in
             if let existing = table[id], !existing.isStopping {
                 guard existing.owner == .remote else { throw BusError.ownedByOther(id, existing.owner) }

@@ -38,4 +38,19 @@ extension ByteBuffer {
         timestamp.write(to: &self)
         writeInteger(UInt8(ascii: "\""))
     }
+
+    /// Writes `value` in decimal, or `null`.
+    public mutating func writeJSONIntegerOrNull<I: BinaryInteger>(_ value: I?) {
+        if let value { writeJSONInteger(value) } else { writeStaticString("null") }
+    }
+
+    /// Writes `string` as a quoted JSON string, or `null`.
+    public mutating func writeJSONStringOrNull(_ string: String?) {
+        if let string { writeJSONString(string) } else { writeStaticString("null") }
+    }
+
+    /// Writes `timestamp` as a quoted ISO-8601 string, or `null`.
+    public mutating func writeJSONTimestampOrNull(_ timestamp: Timestamp?) {
+        if let timestamp { writeJSONTimestamp(timestamp) } else { writeStaticString("null") }
+    }
 }

@@ -60,7 +60,7 @@ public enum StreamMessages {
         buffer.writeStaticString(",\"status\":\"")
         buffer.writeString(ending.status.rawValue)
         buffer.writeStaticString("\",\"exit_code\":")
-        if let code = ending.exitCode { buffer.writeJSONInteger(code) } else { buffer.writeStaticString("null") }
+        buffer.writeJSONIntegerOrNull(ending.exitCode)
         buffer.writeStaticString("}")
         return buffer
     }

@@ -126,71 +126,67 @@ final class LogExport: @unchecked Sendable {
         if toSkip < 0 {
             // Newest N with a filter: count the matches once, then skip all but the last N.
             let start = position
-            return countMatches(from: start, counted: 0, on: loop).flatMap { count in
+            matches = 0
+            return walk(on: loop, until: { false }) { self.matches += self.count($0) }.flatMap {
                 self.position = start
-                self.toSkip = max(0, count - (self.remaining ?? count))
+                self.toSkip = max(0, self.matches - (self.remaining ?? self.matches))
                 return self.nextChunk(on: loop)
             }
         }
-        var out = ByteBufferAllocator().buffer(capacity: 4096)
-        return fill(&out, on: loop)
+        chunk = ByteBufferAllocator().buffer(capacity: 4096)
+        return walk(on: loop, until: { self.remaining == 0 || self.chunk.readableBytes >= Self.chunkBytes }) { self.render($0) }.map {
+            let out = self.chunk
+            self.chunk = ByteBuffer()
+            return out.readableBytes > 0 ? out : nil
+        }
     }
 
     /// Whether every record of the export has been rendered.
     var isDone: Bool { toSkip >= 0 && (position > lastSeq || remaining == 0) }
 
-    /// Renders records into `out` until it holds `chunkBytes` or the export is complete.
-    private func fill(_ out: inout ByteBuffer, on loop: EventLoop) -> EventLoopFuture<ByteBuffer?> {
-        var out = out
-        while !isDone && out.readableBytes < Self.chunkBytes {
-            switch readAvailable() {
+    /// The chunk being rendered, and the matches counted so far (newest N with a filter).
+    private var chunk = ByteBuffer()
+    private var matches = 0
+
+    /// Hands `use` each batch from `position` to the end of the range, until `enough()`: the ring's at
+    /// once, the store's when its read (off the loop) completes. Records that neither holds (retention
+    /// or a failed disk lost them) are skipped.
+    private func walk(on loop: EventLoop, until enough: @escaping @Sendable () -> Bool, _ use: @escaping @Sendable (Batch) -> Void) -> EventLoopFuture<Void> {
+        while position <= lastSeq && !enough() {
+            switch source.read(at: position) {
             case .batch(let batch):
-                render(batch, into: &out)
-            case .skip(let next):
-                position = next
-            case .store(let store, let through):
-                let sent = out
+                use(batch)
+            case .gap(_, let to):
+                position = to + 1
+            case .caughtUp:
+                position = lastSeq + 1
+            case .stored(_, let storedThrough):
+                let through = min(storedThrough, lastSeq)
+                guard let store = source.store else {
+                    position = through + 1
+                    continue
+                }
                 return store.read(source.runID, from: position, through: through, maxBytes: Self.chunkBytes, on: loop)
                     .flatMapErrorThrowing { _ in StoredChunk.none }
-                    .flatMap { chunk in
-                        var out = sent
-                        switch chunk {
+                    .flatMap { stored in
+                        switch stored {
                         case .records(let batch) where batch.firstSeq >= self.position:
-                            self.render(batch, into: &out)
+                            use(batch)
                         case .gap(_, let to) where to >= self.position:
                             self.position = min(to, through) + 1
                         default:
                             self.position = through + 1
                         }
-                        return self.fill(&out, on: loop)
+                        return self.walk(on: loop, until: enough, use)
                     }
             }
         }
-        return loop.makeSucceededFuture(out.readableBytes > 0 ? out : nil)
-    }
-
-    private enum Step {
-        case batch(Batch)
-        case skip(to: UInt64)
-        case store(RunStore, through: UInt64)
-    }
-
-    /// What holds `position` now: a batch of the ring, the store, or nothing (retention or a failed
-    /// disk lost it: skip it).
-    private func readAvailable() -> Step {
-        switch source.read(at: position) {
-        case .batch(let batch): return .batch(batch)
-        case .gap(_, let to): return .skip(to: to + 1)
-        case .stored(_, let through):
-            guard let store = source.store else { return .skip(to: through + 1) }
-            return .store(store, through: min(through, lastSeq))
-        case .caughtUp: return .skip(to: lastSeq + 1)
-        }
+        return loop.makeSucceededVoidFuture()
     }
 
     /// Appends the records of `batch` from `position` on (no further than the export's range) that pass
-    /// the filter, and moves `position` past the batch.
-    private func render(_ batch: Batch, into out: inout ByteBuffer) {
+    /// the filter to `chunk`, and moves `position` past them.
+    private func render(_ batch: Batch) {
         var seq = max(position, batch.firstSeq)
         let end = min(batch.lastSeq, lastSeq)
         while seq <= end, remaining != 0 {
@@ -203,47 +199,17 @@ final class LogExport: @unchecked Sendable {
             }
             switch format {
             case .ndjson:
-                out.writeImmutableBuffer(record)
-                out.writeStaticString("\n")
+                chunk.writeImmutableBuffer(record)
+                chunk.writeStaticString("\n")
             case .text:
-                Self.writeText(record, into: &out)
+                Self.writeText(record, into: &chunk)
             }
             if let count = remaining { remaining = count - 1 }
         }
         position = seq
     }
 
-    /// Counts the records from `start` to the end of the range that pass the filter.
-    private func countMatches(from start: UInt64, counted: Int, on loop: EventLoop) -> EventLoopFuture<Int> {
-        var counted = counted
-        position = start
-        while position <= lastSeq {
-            switch readAvailable() {
-            case .batch(let batch):
-                counted += count(batch)
-            case .skip(let next):
-                position = next
-            case .store(let store, let through):
-                let sofar = counted
-                return store.read(source.runID, from: position, through: through, maxBytes: Self.chunkBytes, on: loop)
-                    .flatMapErrorThrowing { _ in StoredChunk.none }
-                    .flatMap { chunk in
-                        var total = sofar
-                        switch chunk {
-                        case .records(let batch) where batch.firstSeq >= self.position:
-                            total += self.count(batch)
-                        case .gap(_, let to) where to >= self.position:
-                            self.position = min(to, through) + 1
-                        default:
-                            self.position = through + 1
-                        }
-                        return self.countMatches(from: self.position, counted: total, on: loop)
-                    }
-            }
-        }
-        return loop.makeSucceededFuture(counted)
-    }
-
+    /// Counts the records of `batch` from `position` on that pass the filter, and moves `position` past them.
     private func count(_ batch: Batch) -> Int {
         var seq = max(position, batch.firstSeq)
         let end = min(batch.lastSeq, lastSeq)

@@ -3,21 +3,26 @@ import TailgateCore
 
 /// The `Run` object of the REST API (docs/PROTOCOL.md, "Runs").
 enum RunJSON {
+    /// `,"status":"…","exit_code":N|null,"reason":"…"|null`: how a run stands, in a `Run` or a `Worker`.
+    static func writeOutcome(_ status: RunStatus, exitCode: Int?, reason: String?, into buffer: inout ByteBuffer) {
+        buffer.writeStaticString(",\"status\":\"")
+        buffer.writeString(status.rawValue)
+        buffer.writeStaticString("\",\"exit_code\":")
+        buffer.writeJSONIntegerOrNull(exitCode)
+        buffer.writeStaticString(",\"reason\":")
+        buffer.writeJSONStringOrNull(reason)
+    }
+
     static func write(_ run: RunInfo, current: Bool, pathPrefix: String, into buffer: inout ByteBuffer) {
         buffer.writeStaticString("{\"epoch\":")
         buffer.writeJSONString(run.id.epoch)
-        buffer.writeStaticString(",\"status\":\"")
-        buffer.writeString(run.status.rawValue)
-        buffer.writeStaticString("\",\"exit_code\":")
-        if let code = run.exitCode { buffer.writeJSONInteger(code) } else { buffer.writeStaticString("null") }
-        buffer.writeStaticString(",\"reason\":")
-        if let reason = run.reason { buffer.writeJSONString(reason) } else { buffer.writeStaticString("null") }
+        writeOutcome(run.status, exitCode: run.exitCode, reason: run.reason, into: &buffer)
         buffer.writeStaticString(",\"owner\":\"")
         buffer.writeString(run.owner.rawValue)
         buffer.writeStaticString("\",\"started_at\":")
         buffer.writeJSONTimestamp(run.startedAt)
         buffer.writeStaticString(",\"stopped_at\":")
-        if let stoppedAt = run.stoppedAt { buffer.writeJSONTimestamp(stoppedAt) } else { buffer.writeStaticString("null") }
+        buffer.writeJSONTimestampOrNull(run.stoppedAt)
         buffer.writeStaticString(",\"first_seq\":")
         buffer.writeJSONInteger(run.firstSeq)
         buffer.writeStaticString(",\"last_seq\":")

@@ -47,7 +47,7 @@ enum StatisticsJSON {
         buffer.writeStaticString(",\"store\":{\"state\":")
         buffer.writeJSONString(store.state)
         buffer.writeStaticString(",\"last_error\":")
-        if let error = store.lastError { buffer.writeJSONString(error) } else { buffer.writeStaticString("null") }
+        buffer.writeJSONStringOrNull(store.lastError)
         for (name, value) in [("failed_writes", Int(store.failedWrites)), ("stored_bytes", store.storedBytes), ("runs", store.runs),
                               ("write_queue", store.writeQueue)] {
             buffer.writeStaticString(",")

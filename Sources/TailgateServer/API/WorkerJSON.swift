@@ -25,7 +25,7 @@ enum WorkerJSON {
         buffer.writeStaticString(",\"started_at\":")
         buffer.writeJSONTimestamp(worker.startedAt)
         buffer.writeStaticString(",\"stopped_at\":")
-        if let stoppedAt = worker.stoppedAt { buffer.writeJSONTimestamp(stoppedAt) } else { buffer.writeStaticString("null") }
+        buffer.writeJSONTimestampOrNull(worker.stoppedAt)
         buffer.writeStaticString(",\"epoch\":")
         buffer.writeJSONString(worker.epoch)
         buffer.writeStaticString(",\"owner\":\"")
@@ -36,12 +36,7 @@ enum WorkerJSON {
         buffer.writeJSONInteger(worker.ringBytes)
         buffer.writeStaticString(",\"records_dropped\":")
         buffer.writeJSONInteger(worker.droppedBeforeRing)
-        buffer.writeStaticString(",\"status\":\"")
-        buffer.writeString(worker.status.rawValue)
-        buffer.writeStaticString("\",\"exit_code\":")
-        if let code = worker.exitCode { buffer.writeJSONInteger(code) } else { buffer.writeStaticString("null") }
-        buffer.writeStaticString(",\"reason\":")
-        if let reason = worker.reason { buffer.writeJSONString(reason) } else { buffer.writeStaticString("null") }
+        RunJSON.writeOutcome(worker.status, exitCode: worker.exitCode, reason: worker.reason, into: &buffer)
         buffer.writeStaticString("}")
     }
 

@@ -87,7 +87,7 @@ enum IngestEndpoint {
         body.writeStaticString(",\"status\":\"")
         body.writeString(ending.status.rawValue)
         body.writeStaticString("\",\"exit_code\":")
-        if let code = ending.exitCode { body.writeJSONInteger(code) } else { body.writeStaticString("null") }
+        body.writeJSONIntegerOrNull(ending.exitCode)
         body.writeStaticString("}\n")
         return .json(body)
     }

@@ -278,9 +278,9 @@ final class IngestSession {
         out.writeStaticString(",\"duplicates\":")
         out.writeJSONInteger(duplicates)
         out.writeStaticString(",\"first_seq\":")
-        if let firstSeq { out.writeJSONInteger(firstSeq) } else { out.writeStaticString("null") }
+        out.writeJSONIntegerOrNull(firstSeq)
         out.writeStaticString(",\"last_seq\":")
-        if let lastSeq { out.writeJSONInteger(lastSeq) } else { out.writeStaticString("null") }
+        out.writeJSONIntegerOrNull(lastSeq)
         out.writeStaticString(",\"errors\":[")
         for (index, error) in errors.enumerated() {
             if index > 0 { out.writeStaticString(",") }

@@ -115,7 +115,7 @@ enum StreamEndpoint {
         let live = gateway.bus.worker(id)
         if let epoch {
             if let live, live.epoch == epoch { return .worker(live) }
-            guard RunID.isValidEpoch(epoch), let store = gateway.bus.store, let run = store.run(RunID(worker: id, epoch: epoch)) else {
+            guard let store = gateway.bus.store, let run = store.run(RunID(worker: id, epoch: epoch)) else {
                 throw GatewayError.runNotFound(id, epoch)
             }
             return .storedRun(run, store)

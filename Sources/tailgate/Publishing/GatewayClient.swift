@@ -105,7 +105,7 @@ struct GatewayClient: Sendable {
         let proxyAuthorization = configuration.headers.contains { $0.name.lowercased() == "authorization" }
         if let token = configuration.token {
             if proxyAuthorization {
-                uri += (uri.contains("?") ? "&" : "?") + "access_token=" + Self.queryEncoded(token)
+                uri += (uri.contains("?") ? "&" : "?") + "access_token=" + QueryText.encoded(token)
             } else {
                 headers.add(name: "Authorization", value: "Bearer \(token)")
             }
@@ -119,21 +119,5 @@ struct GatewayClient: Sendable {
 
     static func isIPAddress(_ host: String) -> Bool {
         (try? SocketAddress(ipAddress: host, port: 0)) != nil
-    }
-
-    /// A token (base64url and dots, normally) safe in a query: anything else percent-encoded.
-    private static func queryEncoded(_ text: String) -> String {
-        let hex = Array("0123456789ABCDEF".utf8)
-        var bytes: [UInt8] = []
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                 UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
-                bytes.append(byte)
-            default:
-                bytes += [UInt8(ascii: "%"), hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]]
-            }
-        }
-        return String(decoding: bytes, as: UTF8.self)
     }
 }

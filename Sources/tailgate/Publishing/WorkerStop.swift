@@ -15,7 +15,7 @@ struct WorkerStop: Sendable, Equatable {
     var query: String {
         var parameters: [String] = []
         if let exitCode { parameters.append("exit_code=\(exitCode)") }
-        if let reason { parameters.append("reason=" + Self.percentEncoded(Self.cut(reason, toBytes: 200))) }
+        if let reason { parameters.append("reason=" + QueryText.encoded(Self.cut(reason, toBytes: 200))) }
         return parameters.isEmpty ? "" : "?" + parameters.joined(separator: "&")
     }
 
@@ -29,21 +29,5 @@ struct WorkerStop: Sendable, Equatable {
             kept.append(scalar)
         }
         return String(kept)
-    }
-
-    /// Every byte but the unreserved characters of RFC 3986 as `%XX` (a space as `%20`, never `+`).
-    private static func percentEncoded(_ text: String) -> String {
-        let hex = Array("0123456789ABCDEF".utf8)
-        var bytes: [UInt8] = []
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                 UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
-                bytes.append(byte)
-            default:
-                bytes += [UInt8(ascii: "%"), hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]]
-            }
-        }
-        return String(decoding: bytes, as: UTF8.self)
     }
 }

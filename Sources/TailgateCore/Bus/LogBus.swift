@@ -80,6 +80,7 @@ public final class LogBus: Sendable {
     private let maintenance = Lock<RepeatedTask?>(nil)
     /// The share each ring is held to while the total is over budget, else nil.
     private let ringShare = Lock<Int?>(nil)
+    private let runsStarted = Atomic<Int>(0)
 
     /// Makes an empty bus with the default settings whose workers drain on `eventLoopGroup`.
     public init(eventLoopGroup: EventLoopGroup) {
@@ -155,6 +156,7 @@ public final class LogBus: Sendable {
             self?.scheduleRemoval(of: worker)
         }
         if resumed == nil { store?.begin(RunInfo(id: worker.runID, owner: owner, startedAt: worker.startedAt)) }
+        runsStarted.add(1, ordering: .releasing)
         if let share = ringShare.withLock({ $0 }) { worker.setRingBudget(share) }
         return worker
     }
@@ -238,6 +240,9 @@ public final class LogBus: Sendable {
             }
         }
     }
+
+    /// How many workers (runs) the bus has made so far: when it has not changed, no worker appeared.
+    public var runsStartedCount: Int { runsStarted.load(ordering: .acquiring) }
 
     /// The worker with this id, running or retained after stopping.
     public func worker(_ id: WorkerID) -> Worker? {

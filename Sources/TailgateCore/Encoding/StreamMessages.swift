@@ -64,4 +64,41 @@ public enum StreamMessages {
         buffer.writeStaticString("}")
         return buffer
     }
+
+    /// `{"type":"gap","worker":ID,"from":A,"to":B,"reason":"evicted"}`: a `gap` on a connection that
+    /// carries several workers (`/ws/streams`).
+    public static func gap(worker: WorkerID, from: UInt64, to: UInt64) -> ByteBuffer {
+        var buffer = ByteBufferAllocator().buffer(capacity: 100 + worker.rawValue.utf8.count)
+        buffer.writeStaticString("{\"type\":\"gap\",\"worker\":")
+        buffer.writeJSONString(worker.rawValue)
+        buffer.writeStaticString(",\"from\":")
+        buffer.writeJSONInteger(from)
+        buffer.writeStaticString(",\"to\":")
+        buffer.writeJSONInteger(to)
+        buffer.writeStaticString(",\"reason\":\"evicted\"}")
+        return buffer
+    }
+
+    /// `{"type":"unsubscribed","worker":ID}`: nothing of the worker follows on this connection.
+    public static func unsubscribed(worker: WorkerID) -> ByteBuffer {
+        var buffer = ByteBufferAllocator().buffer(capacity: 40 + worker.rawValue.utf8.count)
+        buffer.writeStaticString("{\"type\":\"unsubscribed\",\"worker\":")
+        buffer.writeJSONString(worker.rawValue)
+        buffer.writeStaticString("}")
+        return buffer
+    }
+
+    /// `{"type":"error","worker":W,"code":C,"message":M}`: a subscription to `worker` (an id or a
+    /// pattern, as the client wrote it) could not be made; the connection stays open.
+    public static func subscriptionError(worker: String, code: String, message: String) -> ByteBuffer {
+        var buffer = ByteBufferAllocator().buffer(capacity: 80 + worker.utf8.count + code.utf8.count + message.utf8.count)
+        buffer.writeStaticString("{\"type\":\"error\",\"worker\":")
+        buffer.writeJSONString(worker)
+        buffer.writeStaticString(",\"code\":")
+        buffer.writeJSONString(code)
+        buffer.writeStaticString(",\"message\":")
+        buffer.writeJSONString(message)
+        buffer.writeStaticString("}")
+        return buffer
+    }
 }

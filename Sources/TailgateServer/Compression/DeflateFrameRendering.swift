@@ -13,7 +13,12 @@ struct DeflateFrameRendering: BatchRendering {
     var key: Int { 100 + windowBits }
 
     func render(_ batch: Batch) -> ByteBuffer {
-        let payload = batch.payload
+        Self.frame(batch.payload, windowBits: windowBits, threshold: threshold, pool: pool, statistics: statistics)
+    }
+
+    /// `payload` as one text frame: compressed (RSV1 set) when it is at least `threshold` bytes and
+    /// compressing makes it smaller, else as it is.
+    static func frame(_ payload: ByteBuffer, windowBits: Int, threshold: Int, pool: DeflaterPool, statistics: GatewayStatistics) -> ByteBuffer {
         guard payload.readableBytes >= threshold,
               let compressed = pool.withDeflater(windowBits: windowBits, { $0.compress(payload) }) ?? nil,
               compressed.readableBytes < payload.readableBytes

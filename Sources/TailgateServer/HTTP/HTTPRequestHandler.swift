@@ -176,6 +176,10 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 write(response, for: head, context: context)
             case .upgrade(let acceptance):
                 startStream(acceptance, head: head, context: context)
+            case .multiplex(let acceptance):
+                startMultiplex(acceptance, head: head, context: context)
+            case .events(let acceptance):
+                startEventStream(acceptance, head: head, context: context)
             case .export(let export):
                 startExport(export, for: head, context: context)
             case .refuseNow, .ingest, nil:
@@ -196,7 +200,7 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
             discardingBody = true
             closeAfterResponse = true
             write(.error(error), for: head, context: context)
-        case .respond, .upgrade, .export:
+        case .respond, .upgrade, .multiplex, .events, .export:
             self.decision = decision
         }
     }
@@ -214,6 +218,36 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
             } catch {
                 handler.write(.error(StreamEndpoint.handshakeFailed), for: head, context: context)
             }
+        }
+    }
+
+    private func startMultiplex(_ acceptance: MultiplexAcceptance, head: HTTPRequestHead, context: ChannelHandlerContext) {
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        StreamUpgrade.handshake.buildUpgradeResponse(channel: context.channel, upgradeRequest: head, initialResponseHeaders: HTTPHeaders())
+            .whenComplete { result in
+                let (handler, context) = loopBound.value
+                do {
+                    var headers = try result.get()
+                    headers.add(contentsOf: acceptance.responseHeaders)
+                    let session = MultiplexSession(subscriptions: acceptance.subscriptions, deflate: acceptance.deflate, token: acceptance.token,
+                                                   gateway: handler.gateway, client: acceptance.client.address)
+                    try handler.upgrade.switchToWebSocket(responseHeaders: headers, version: head.version, httpContext: context,
+                                                          maxFrameSize: MultiplexSession.maxInboundMessageBytes, session: session,
+                                                          statistics: handler.gateway.statistics)
+                } catch {
+                    handler.write(.error(StreamEndpoint.handshakeFailed), for: head, context: context)
+                }
+            }
+    }
+
+    private func startEventStream(_ acceptance: EventStreamAcceptance, head: HTTPRequestHead, context: ChannelHandlerContext) {
+        disarmTimeout()
+        let session = EventStreamSession(acceptance.subscriptions, version: head.version, token: acceptance.token,
+                                         gateway: gateway, client: acceptance.client.address)
+        do {
+            try upgrade.switchToEventStream(httpContext: context, session: session, statistics: gateway.statistics)
+        } catch {
+            context.close(promise: nil)
         }
     }
 

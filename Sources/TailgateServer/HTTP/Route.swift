@@ -32,6 +32,14 @@ enum Route: Equatable {
     case stream(WorkerID)
     /// `GET /ws/workers/{id}/runs/{epoch}` with a WebSocket upgrade
     case runStream(WorkerID, String)
+    /// `GET /ws/streams` with a WebSocket upgrade: many workers on one socket
+    case multiplexStream
+    /// `GET /api/workers/{id}/events`: the worker's stream as Server-Sent Events
+    case workerEvents(WorkerID)
+    /// `GET /api/workers/{id}/runs/{epoch}/events`: one run's stream as Server-Sent Events
+    case workerRunEvents(WorkerID, String)
+    /// `GET /api/streams/events`: many workers' streams as Server-Sent Events
+    case streamEvents
     /// Any other path under `/api/`: 404.
     case unknownAPI
     /// A static file of the browser UI (the path as sent, not decoded).
@@ -48,6 +56,8 @@ enum Route: Equatable {
         case "/metrics": self = .metrics
         case "/api/workers", "/api/workers/": self = .workerList
         case "/api/stats": self = .statistics
+        case "/ws/streams": self = .multiplexStream
+        case "/api/streams/events": self = .streamEvents
         default:
             if path.hasPrefix(Self.streamPathPrefix) {
                 self = try Self.streamRoute(path.dropFirst(Self.streamPathPrefix.count))
@@ -61,7 +71,8 @@ enum Route: Equatable {
         }
     }
 
-    /// `{id}`, `{id}/logs`, `{id}/records`, `{id}/stop`, `{id}/runs`, `{id}/runs/{epoch}`, `{id}/runs/{epoch}/logs`.
+    /// `{id}`, `{id}/logs`, `{id}/events`, `{id}/records`, `{id}/stop`, `{id}/runs`, `{id}/runs/{epoch}`,
+    /// `{id}/runs/{epoch}/logs`, `{id}/runs/{epoch}/events`.
     private static func workerRoute(_ rest: Substring) throws(GatewayError) -> Route {
         let parts = rest.split(separator: "/", omittingEmptySubsequences: false)
         let id = try workerID(parts[0])
@@ -72,6 +83,7 @@ enum Route: Equatable {
             switch parts[1] {
             case "": return .worker(id)
             case "logs": return .workerLogs(id)
+            case "events": return .workerEvents(id)
             case "records": return .workerRecords(id)
             case "stop": return .workerStop(id)
             case "runs": return .workerRuns(id)
@@ -81,6 +93,8 @@ enum Route: Equatable {
             return .workerRun(id, try epoch(parts[2]))
         case 4 where parts[1] == "runs" && parts[3] == "logs":
             return .workerRunLogs(id, try epoch(parts[2]))
+        case 4 where parts[1] == "runs" && parts[3] == "events":
+            return .workerRunEvents(id, try epoch(parts[2]))
         default:
             return .unknownAPI
         }

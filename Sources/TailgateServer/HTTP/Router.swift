@@ -12,13 +12,17 @@ enum RouteDecision {
     case ingest(IngestSession)
     /// Switch to a stream when the request has ended.
     case upgrade(StreamAcceptance)
+    /// Switch to a socket of many workers' streams (`/ws/streams`) when the request has ended.
+    case multiplex(MultiplexAcceptance)
+    /// Answer with a Server-Sent Events stream when the request has ended.
+    case events(EventStreamAcceptance)
     /// Stream a logs export, chunk by chunk, when the request has ended.
     case export(LogExport)
 }
 
 /// Routes every request: parses its target once, checks the connection's admission, and hands the
 /// request to the endpoint's handler function: `APIEndpoints`, `MetricsEndpoint`, `LogExport`,
-/// `IngestEndpoint`, `StreamEndpoint` or `StaticFiles`.
+/// `IngestEndpoint`, `StreamEndpoint`, `MultiplexEndpoint`, `EventStreamEndpoint` or `StaticFiles`.
 struct Router {
     let gateway: GatewayContext
 
@@ -32,6 +36,14 @@ struct Router {
                 return .upgrade(try StreamEndpoint.accept(request, id: id, connection: connection, gateway: gateway))
             case .runStream(let id, let epoch):
                 return .upgrade(try StreamEndpoint.accept(request, id: id, run: epoch, connection: connection, gateway: gateway))
+            case .multiplexStream:
+                return .multiplex(try MultiplexEndpoint.accept(request, connection: connection, gateway: gateway))
+            case .workerEvents(let id):
+                return .events(try EventStreamEndpoint.acceptWorker(request, id: id, run: nil, connection: connection, gateway: gateway))
+            case .workerRunEvents(let id, let epoch):
+                return .events(try EventStreamEndpoint.acceptWorker(request, id: id, run: epoch, connection: connection, gateway: gateway))
+            case .streamEvents:
+                return .events(try EventStreamEndpoint.acceptList(request, connection: connection, gateway: gateway))
             case .workerRuns(let id):
                 return .respond(try APIEndpoints.runs(request, id: id, gateway: gateway))
             case .workerRun(let id, let epoch):

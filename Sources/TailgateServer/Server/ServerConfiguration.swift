@@ -15,6 +15,8 @@ public struct ServerConfiguration: Sendable {
     public var maxConnections = 10_000
     /// Subscribers of one worker. Default 1000.
     public var maxSubscribersPerWorker = 1000
+    /// Worker subscriptions on one `/ws/streams` or `/api/streams/events` connection. Default 1000.
+    public var maxStreamSubscriptions = 1000
     /// Open connections from one client address. Default 256.
     public var maxConnectionsPerIP = 256
     /// Origins allowed besides the request's own host (exact `scheme://host[:port]`, or `*`).
@@ -87,6 +89,7 @@ public struct ServerConfiguration: Sendable {
         check.require(maxConnections, atLeast: 1, "maxConnections")
         check.require(maxSubscribersPerWorker, atLeast: 1, "maxSubscribersPerWorker")
         check.require(maxConnectionsPerIP, atLeast: 1, "maxConnectionsPerIP")
+        check.require(maxStreamSubscriptions, atLeast: 1, "maxStreamSubscriptions")
         for (setting, value) in [("stallTimeout", stallTimeout), ("pingInterval", pingInterval), ("pongTimeout", pongTimeout),
                                  ("handshakeTimeout", handshakeTimeout), ("keepAliveTimeout", keepAliveTimeout),
                                  ("requestBodyTimeout", requestBodyTimeout), ("publisherIdleTimeout", publisherIdleTimeout)] {

@@ -2,13 +2,16 @@ import NIOCore
 import NIOWebSocket
 
 /// Reassembles the data messages a client sends on a stream, enforcing the size cap and inflating
-/// compressed ones. Clients need send nothing; what they send is checked and then ignored.
+/// compressed ones. On `/ws/workers/{id}` clients need send nothing and what they send is checked and
+/// then ignored; with `keepsMessages` (`/ws/streams`) the last complete message is kept for the session.
 struct InboundMessages {
     private let maxBytes: Int
     private let inflater: Inflater?
     private var fragments: ByteBuffer?
     private var compressed = false
     private var isText = false
+    private let keepsMessages: Bool
+    private var completed: (message: ByteBuffer, isText: Bool)?
 
     /// What to do after a frame.
     enum Outcome: Equatable {
@@ -18,8 +21,9 @@ struct InboundMessages {
         case close(WebSocketErrorCode, String)
     }
 
-    init(maxBytes: Int, deflate: PerMessageDeflateParameters?) {
+    init(maxBytes: Int, deflate: PerMessageDeflateParameters?, keepsMessages: Bool = false) {
         self.maxBytes = maxBytes
+        self.keepsMessages = keepsMessages
         inflater = deflate.map { Inflater(keepsContext: !$0.clientNoContextTakeover) }
     }
 
@@ -58,7 +62,14 @@ struct InboundMessages {
         if isText, String(validating: message.readableBytesView, as: UTF8.self) == nil {
             return .close(.dataInconsistentWithMessage, "text messages must be valid UTF-8")
         }
+        if keepsMessages { completed = (message, isText) }
         return .accepted
+    }
+
+    /// The message the last frame completed, once (with `keepsMessages`).
+    mutating func takeMessage() -> (message: ByteBuffer, isText: Bool)? {
+        defer { completed = nil }
+        return completed
     }
 
     /// Whether the last complete message was compressed (for statistics).

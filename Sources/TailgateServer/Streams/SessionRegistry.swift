@@ -1,13 +1,26 @@
 import NIOCore
 import NIOWebSocket
 
+/// An open stream the registry looks after: a worker's stream, a `/ws/streams` socket or a
+/// Server-Sent Events response.
+protocol RegisteredStream: AnyObject {
+    /// Checked about once a second: stalls, keep-alive, token expiry.
+    func tick(now: NIODeadline)
+    /// Closes the stream (`code` for WebSockets; an event stream just ends).
+    func close(code: WebSocketErrorCode, reason: String)
+    /// The future of the connection's close, while the stream is in a pipeline.
+    var closeFuture: EventLoopFuture<Void>? { get }
+}
+
+extension StreamSession: RegisteredStream {}
+
 /// The open streams of one event loop: checks them for stalls and keep-alive once a second, and
 /// closes them all at shutdown. Only touched on its loop.
 final class SessionRegistry: @unchecked Sendable {
     let loop: EventLoop
     /// What this loop's streams have written, for `/metrics`.
     let delivery: StreamDeliveryCounters
-    private var sessions: [ObjectIdentifier: StreamSession] = [:]
+    private var sessions: [ObjectIdentifier: any RegisteredStream] = [:]
     private var timer: RepeatedTask?
 
     init(loop: EventLoop, delivery: StreamDeliveryCounters = StreamDeliveryCounters()) {
@@ -17,7 +30,7 @@ final class SessionRegistry: @unchecked Sendable {
 
     var count: Int { sessions.count }
 
-    func add(_ session: StreamSession) {
+    func add(_ session: any RegisteredStream) {
         loop.assertInEventLoop()
         sessions[ObjectIdentifier(session)] = session
         if timer == nil {
@@ -27,7 +40,7 @@ final class SessionRegistry: @unchecked Sendable {
         }
     }
 
-    func remove(_ session: StreamSession) {
+    func remove(_ session: any RegisteredStream) {
         loop.assertInEventLoop()
         sessions[ObjectIdentifier(session)] = nil
     }

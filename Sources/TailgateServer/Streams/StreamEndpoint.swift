@@ -25,6 +25,18 @@ enum ReplayStart: Equatable {
     }
 }
 
+extension ReplayStart {
+    /// Where a client that asked for `asked` starts in `source` (`since` wins over `tail`, else the
+    /// default tail), and whether its `epoch` was resumed: an epoch that is not the source's run starts
+    /// at the run's first record, with the reason.
+    static func resolving(_ asked: SubscriptionStart, defaultTail: Int, in source: StreamSource) -> (ReplayStart, resumed: (Bool, reason: String?)?) {
+        let start: ReplayStart = asked.since.map { .after($0) } ?? .tail(asked.tail ?? defaultTail)
+        guard let epoch = asked.epoch else { return (start, nil) }
+        if epoch == source.runID.epoch { return (start, (true, nil)) }
+        return (.first, (false, "run \(epoch) is not the current run of \(source.workerID) (it is \(source.runID.epoch))"))
+    }
+}
+
 /// A validated request to open a worker's stream.
 struct StreamRequest {
     let source: StreamSource
@@ -79,18 +91,7 @@ enum StreamEndpoint {
     static func validate(_ request: Request, id: WorkerID, run epoch: String? = nil, gateway: GatewayContext) throws(GatewayError) -> StreamRequest {
         let configuration = gateway.configuration
         let target = request.target
-        var start: ReplayStart
-        if let since = try target.unsignedValue("since") {
-            start = .after(since)
-        } else if let tail = try target.unsignedValue("tail", max: 1_000_000_000) {
-            start = .tail(Int(tail))
-        } else {
-            start = .tail(configuration.defaultTail)
-        }
-        let resumeEpoch = target.value("epoch")
-        if let resumeEpoch, !RunID.isValidEpoch(resumeEpoch) {
-            throw .badParameter("epoch", "expected the epoch of a run (1 to 32 characters of a-z and 0-9)")
-        }
+        let asked = try subscriptionStart(target)
         guard request.method == .GET else { throw GatewayError.methodNotAllowed("GET") }
         try checkHandshake(request.headers)
         let token = try configuration.access.token(query: target, headers: request.headers)
@@ -98,16 +99,23 @@ enum StreamEndpoint {
         try OriginPolicy(allowed: configuration.allowedOrigins).check(request.headers, host: client.host)
         try configuration.access.require(.read, on: id, token: token)
         let source = try Self.source(id: id, run: epoch, gateway: gateway)
-        var resumed: (Bool, reason: String?)?
-        if let resumeEpoch {
-            if resumeEpoch == source.runID.epoch {
-                resumed = (true, nil)
-            } else {
-                resumed = (false, "run \(resumeEpoch) is not the current run of \(id) (it is \(source.runID.epoch))")
-                start = .first
-            }
-        }
+        let (start, resumed) = ReplayStart.resolving(asked, defaultTail: configuration.defaultTail, in: source)
         return StreamRequest(source: source, start: start, resumed: resumed, client: client, token: token)
+    }
+
+    /// `since`, `tail` and `epoch` of a single worker's stream; 400 when malformed.
+    static func subscriptionStart(_ target: RequestTarget) throws(GatewayError) -> SubscriptionStart {
+        var asked = SubscriptionStart()
+        if let since = try target.unsignedValue("since") {
+            asked.since = since
+        } else if let tail = try target.unsignedValue("tail", max: 1_000_000_000) {
+            asked.tail = Int(tail)
+        }
+        asked.epoch = target.value("epoch")
+        if let epoch = asked.epoch, !RunID.isValidEpoch(epoch) {
+            throw .badParameter("epoch", "expected the epoch of a run (1 to 32 characters of a-z and 0-9)")
+        }
+        return asked
     }
 
     /// What the stream follows: the worker's live run, else its last stored run; with `epoch`, that run.

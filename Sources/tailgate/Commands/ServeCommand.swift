@@ -79,6 +79,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("max-subscribers-per-worker"), help: "Subscribers of one worker.")
     var maxSubscribersPerWorker = 1000
 
+    @Option(name: .customLong("max-stream-subscriptions"), help: "Worker subscriptions on one /ws/streams or /api/streams/events connection.")
+    var maxStreamSubscriptions = 1000
+
     @Option(name: .customLong("max-connections-per-ip"), help: "Open connections from one client address.")
     var maxConnectionsPerIP = 256
 
@@ -186,6 +189,7 @@ struct ServeCommand: AsyncParsableCommand {
     static let flagOfSetting: [String: String] = [
         "host": "--host", "port": "--port", "publicDirectory": "--public-dir", "defaultTail": "--default-tail",
         "maxConnections": "--max-connections", "maxSubscribersPerWorker": "--max-subscribers-per-worker",
+        "maxStreamSubscriptions": "--max-stream-subscriptions",
         "maxConnectionsPerIP": "--max-connections-per-ip", "stallTimeout": "--stall-timeout", "pingInterval": "--ping-interval",
         "pongTimeout": "--pong-timeout", "requestBodyTimeout": "--request-timeout", "publisherIdleTimeout": "--publisher-idle-timeout", "deflateLevel": "--deflate-level", "deflateThreshold": "--deflate-threshold",
         "maxRecordBytes": "--max-record-bytes", "basePath": "--base-path", "retention": "--retention",
@@ -209,6 +213,7 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.defaultTail = defaultTail
         configuration.maxConnections = maxConnections
         configuration.maxSubscribersPerWorker = maxSubscribersPerWorker
+        configuration.maxStreamSubscriptions = maxStreamSubscriptions
         configuration.maxConnectionsPerIP = maxConnectionsPerIP
         configuration.allowedOrigins = allowedOrigins
         configuration.allowedHosts = allowedHosts

@@ -1,0 +1,248 @@
+import NIOCore
+import NIOWebSocket
+import TailgateCore
+
+/// A `/ws/streams` socket after the upgrade: many workers' streams on one WebSocket, subscribed and
+/// unsubscribed by the client's messages.
+///
+/// The subscriptions are a `SubscriptionSet` writing in `NamedFrameFormat` (every message names its
+/// worker). This handler speaks the WebSocket side: the client's frames (subscribe/unsubscribe
+/// messages, pings, close), keep-alive pings, stalls, token expiry, shutdown. It writes framed bytes
+/// itself (there is no frame encoder in the pipeline) and sits last in the pipeline, after the frame
+/// decoder. While the socket is not writable it reads no more of the client's messages, so a client
+/// that sends and does not read cannot make the gateway buffer answers without end.
+final class MultiplexSession: ChannelDuplexHandler, SubscriptionOutput, RegisteredStream {
+    typealias InboundIn = WebSocketFrame
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let initial: SubscriptionList
+    private let deflate: NamedFrameFormat.DeflateSettings?
+    private let gateway: GatewayContext
+    private let token: AccessToken?
+    private let client: String
+    private var inbound: InboundMessages
+    private var context: ChannelHandlerContext?
+    private var subscriptions: SubscriptionSet?
+    private var closing = false
+    private(set) var isWritable = true
+    private var readPending = false
+    private var unwritableSince: NIODeadline?
+    private var lastInbound = NIODeadline.now()
+    private var pingSentAt: NIODeadline?
+
+    /// The largest message a client may send on `/ws/streams`.
+    static let maxInboundMessageBytes = 64 << 10
+
+    init(subscriptions initial: SubscriptionList, deflate: PerMessageDeflateParameters?, token: AccessToken?, gateway: GatewayContext, client: String) {
+        self.initial = initial
+        self.gateway = gateway
+        self.token = token
+        self.client = client
+        let configuration = gateway.configuration
+        self.deflate = deflate.map {
+            NamedFrameFormat.DeflateSettings(windowBits: $0.serverMaxWindowBits, threshold: configuration.deflateThreshold,
+                                             pool: gateway.deflaters, statistics: gateway.statistics)
+        }
+        inbound = InboundMessages(maxBytes: Self.maxInboundMessageBytes, deflate: deflate, keepsMessages: true)
+    }
+
+    // MARK: Starting and stopping
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        isWritable = context.channel.isWritable
+        let subscriptions = SubscriptionSet(format: NamedFrameFormat(deflate: deflate), output: self, token: token,
+                                            loop: context.eventLoop, gateway: gateway)
+        self.subscriptions = subscriptions
+        gateway.registry(for: context.eventLoop).add(self)
+        for (selector, start) in initial.entries { subscriptions.subscribe(selector, start: start) }
+        // The 101 answer waits in the pipeline for this first flush.
+        context.flush()
+    }
+
+    var closeFuture: EventLoopFuture<Void>? { context?.channel.closeFuture }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        detach()
+        self.context = nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        detach()
+        context.fireChannelInactive()
+    }
+
+    private func detach() {
+        guard let subscriptions, let context else { return }
+        self.subscriptions = nil
+        subscriptions.removeAll()
+        gateway.registry(for: context.eventLoop).remove(self)
+    }
+
+    /// Sends a close frame with `code` and `reason`, then closes the connection once the client
+    /// answers (or after a short wait).
+    func close(code: WebSocketErrorCode, reason: String) {
+        guard let context, !closing else { return }
+        closing = true
+        let workers = subscriptions?.count ?? 0
+        detach()
+        gateway.statistics.closes(code: code)
+        gateway.log.subscriberClosed(worker: "/ws/streams (\(workers) workers)", client: client, code: code, reason: reason)
+        context.writeAndFlush(wrapOutboundOut(ServerFrames.close(code: code, reason: reason)), promise: nil)
+        context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(2)) { [weak self] in
+            self?.context?.close(promise: nil)
+        }
+    }
+
+    // MARK: SubscriptionOutput
+
+    func write(_ bytes: ByteBuffer) {
+        context?.write(wrapOutboundOut(bytes), promise: nil)
+    }
+
+    func flush() {
+        context?.flush()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        isWritable = context.channel.isWritable
+        if isWritable {
+            unwritableSince = nil
+            subscriptions?.writabilityChanged()
+            if readPending {
+                readPending = false
+                context.read()
+            }
+        } else if unwritableSince == nil {
+            unwritableSince = .now()
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// Holds back reading while the socket is not writable.
+    func read(context: ChannelHandlerContext) {
+        if isWritable || closing {
+            context.read()
+        } else {
+            readPending = true
+        }
+    }
+
+    // MARK: Receiving
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        lastInbound = .now()
+        guard frame.maskKey != nil else {
+            close(code: .protocolError, reason: "client frames must be masked")
+            return
+        }
+        if frame.rsv1 || frame.rsv2 || frame.rsv3, frame.opcode.isControlOpcode {
+            close(code: .protocolError, reason: "reserved bits set on a control frame")
+            return
+        }
+        switch frame.opcode {
+        case .ping:
+            guard frame.fin, frame.length <= 125 else {
+                close(code: .protocolError, reason: "invalid ping frame")
+                return
+            }
+            var payload = frame.unmaskedData
+            let pong = ServerFrames.frame(.pong, payload: payload.readSlice(length: payload.readableBytes)!)
+            context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
+        case .pong:
+            pingSentAt = nil
+        case .connectionClose:
+            answerClose(frame, context: context)
+        case .text, .binary, .continuation:
+            guard !closing else { return }
+            if case .close(let code, let reason) = inbound.receive(frame) {
+                close(code: code, reason: reason)
+                return
+            }
+            if frame.fin && inbound.lastWasCompressed { gateway.statistics.inflatedMessages.add(1, ordering: .relaxed) }
+            if let (message, isText) = inbound.takeMessage() { handle(message, isText: isText) }
+        default:
+            close(code: .protocolError, reason: "unknown opcode")
+        }
+    }
+
+    private func answerClose(_ frame: WebSocketFrame, context: ChannelHandlerContext) {
+        if closing {
+            context.close(promise: nil)
+            return
+        }
+        // Echo the client's code (RFC 6455 §5.5.1), or refuse a close frame no endpoint may send.
+        let reply: ByteBuffer
+        switch ClientClose.check(frame) {
+        case .echo(let code):
+            reply = ServerFrames.close(code: code, reason: "")
+        case .refuse(let code, let reason):
+            gateway.statistics.closes(code: code)
+            reply = ServerFrames.close(code: code, reason: reason)
+        }
+        closing = true
+        detach()
+        let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+        context.writeAndFlush(wrapOutboundOut(reply)).whenComplete { _ in loopBoundContext.value.close(promise: nil) }
+    }
+
+    /// Acts on one complete message: subscribe or unsubscribe; anything else closes with 1007.
+    private func handle(_ message: ByteBuffer, isText: Bool) {
+        guard let subscriptions else { return }
+        guard isText else {
+            close(code: .dataInconsistentWithMessage, reason: "messages must be JSON text")
+            return
+        }
+        do {
+            switch try SubscriptionMessage.parse(message) {
+            case .subscribe(let selectors, let start):
+                for selector in selectors { subscriptions.subscribe(selector, start: start) }
+            case .unsubscribe(let selectors):
+                for selector in selectors { subscriptions.unsubscribe(selector) }
+            }
+            subscriptions.flush()
+        } catch {
+            close(code: .dataInconsistentWithMessage, reason: "bad message: \(error.reason)")
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        switch error {
+        case NIOWebSocketError.invalidFrameLength:
+            close(code: .messageTooLarge, reason: "inbound messages are limited to \(Self.maxInboundMessageBytes) bytes")
+        case is NIOWebSocketError:
+            close(code: .protocolError, reason: "invalid frame")
+        default:
+            context.close(promise: nil)
+        }
+    }
+
+    // MARK: Timers
+
+    /// Checked about once a second: token expiry, stalls, keep-alive pings, and the workers the
+    /// subscribed patterns match.
+    func tick(now: NIODeadline) {
+        guard let context, !closing else { return }
+        let configuration = gateway.configuration
+        if let expiry = token?.expiresAt, Timestamp.now().microseconds / 1_000_000 >= expiry {
+            close(code: .policyViolation, reason: "access token expired")
+            return
+        }
+        if let since = unwritableSince, !isWritable, now - since >= configuration.stallTimeout {
+            close(code: .tryAgainLater, reason: "stalled: no progress for \(configuration.stallTimeout.nanoseconds / 1_000_000_000) s")
+            return
+        }
+        if let sent = pingSentAt {
+            if now - sent >= configuration.pongTimeout {
+                close(code: .tryAgainLater, reason: "no pong within \(configuration.pongTimeout.nanoseconds / 1_000_000_000) s")
+                return
+            }
+        } else if now - lastInbound >= configuration.pingInterval {
+            pingSentAt = now
+            context.writeAndFlush(wrapOutboundOut(ServerFrames.frame(.ping, payload: ByteBuffer())), promise: nil)
+        }
+        subscriptions?.followPatterns()
+    }
+}

@@ -2,7 +2,12 @@
 // protocol (hello, logs, gap, end), reconnects with backoff and resumes with `epoch=<run>&since=<last
 // seq>` so that no record is given twice and none is skipped; notices a new run of the worker (a new
 // `epoch`, or `"resumed":false` in `hello`) and starts that run from the beginning.
+//
+// Where WebSockets cannot open (a proxy refuses the upgrade: the socket fails twice in a row while the
+// gateway answers HTTP), the same messages come as Server-Sent Events from `/api/workers/ID/events`
+// (the browser resumes a dropped event stream with `Last-Event-ID`; reopened here, with `since`).
 
+import { EventSourceSocket } from './transport.js';
 import { apiURL, runPath, streamURL } from './urls.js';
 
 /** The states a connection reports. */
@@ -30,6 +35,10 @@ export class StreamConnection {
   #timer = null;
   #attempt = 0;
   #wanted = false;
+  /** WebSocket failures in a row while the gateway answered HTTP. */
+  #failures = 0;
+  /** `websocket`, or `sse` once WebSockets were found blocked. */
+  transport = 'websocket';
   /** The last seq covered by `logs` or `gap` in the current run, `null` before the first `hello`. */
   cursor = null;
   /** The current run's epoch. */
@@ -112,11 +121,20 @@ export class StreamConnection {
     else params = { tail: this.#options.tail };
     this.#setState(this.#attempt === 0 && this.cursor === null ? State.connecting : State.reconnecting, 'connecting…');
     let socket;
-    try {
-      socket = new WebSocket(streamURL(this.#workerId, params, this.#options.run));
-    } catch (error) {
-      this.#setState(State.refused, String(error));
-      return;
+    if (this.transport === 'sse') {
+      const run = this.#options.run;
+      const path = run ? `${runPath(this.#workerId, run)}/events` : `api/workers/${this.#workerId}/events`;
+      socket = new EventSourceSocket(apiURL(path, params), { reconnect: true });
+      socket.onreconnecting = () => {
+        if (this.#socket === socket) this.#setState(State.reconnecting, 'event stream interrupted');
+      };
+    } else {
+      try {
+        socket = new WebSocket(streamURL(this.#workerId, params, this.#options.run));
+      } catch (error) {
+        this.#setState(State.refused, String(error));
+        return;
+      }
     }
     this.#socket = socket;
     const session = { greeted: false };
@@ -165,6 +183,7 @@ export class StreamConnection {
       case 'hello': {
         session.greeted = true;
         this.#attempt = 0;
+        this.#failures = 0;
         const serverTime = Date.parse(message.server_time);
         // Correct for the clocks only when they really differ (the hello's own delay is noise).
         const offset = serverTime - Date.now();
@@ -240,6 +259,7 @@ export class StreamConnection {
     }
     if (!session.greeted) {
       // Refused before the upgrade (the browser does not say why): ask the API whether the worker exists.
+      let answered = false;
       try {
         const run = this.#options.run;
         const response = await fetch(apiURL(run ? runPath(this.#workerId, run) : `api/workers/${this.#workerId}`), { cache: 'no-store' });
@@ -253,10 +273,18 @@ export class StreamConnection {
           this.#setState(State.refused, `access refused (${response.status})`);
           return;
         }
+        answered = response.ok;
       } catch {
         // The gateway is unreachable: retry below.
       }
       if (!this.#wanted) return;
+      // The gateway answers HTTP but the WebSocket failed, twice in a row: WebSockets are blocked.
+      if (!answered) this.#failures = 0;
+      else if (this.transport === 'websocket' && ++this.#failures >= 2 && this.#options.fallback !== false) {
+        this.transport = 'sse';
+        this.#failures = 0;
+        this.#attempt = 0;
+      }
     }
     this.#scheduleRetry(event.code === 1001 ? 'gateway restarting' : `closed (${event.code})`);
   }

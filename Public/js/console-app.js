@@ -7,6 +7,10 @@
 // `console.html?worker=ID` follows the worker's current run live (and the next one, when it starts);
 // `console.html?worker=ID&run=EPOCH` shows that run (`/ws/workers/ID/runs/EPOCH`: its records, then
 // `end` once it has ended). The run picker switches between them in the page and keeps the URL in step.
+//
+// `console.html?workers=a,b,strategy-*` is a merged console: those workers (ids and prefix patterns) on
+// one `/ws/streams` connection (multiplex.js), their lines interleaved by timestamp (merge.js), each
+// tagged with its worker; the worker picker adds and removes workers live and keeps `workers=` in the URL.
 
 import { Alerts } from './alerts.js';
 import { State, StreamConnection } from './connection.js';
@@ -18,8 +22,11 @@ import { RateMeter, formatRate } from './meter.js';
 import { Search } from './search.js';
 import { fetchRuns, formatRecords, formatWhen, hasRuns, runDuration, showStatus, statusLabel, statusTitle } from './runs.js';
 import { Kind, LineStore } from './store.js';
+import { MergedStore } from './merge.js';
+import { StreamMux, transportNote } from './multiplex.js';
 import { setUpTheme } from './theme.js';
-import { EPOCH, WORKER_ID, apiURL, pageParam, pageURL, runPath } from './urls.js';
+import { EPOCH, WORKER_ID, apiURL, isSelection, pageParam, pageURL, runPath } from './urls.js';
+import { WorkerPicker } from './worker-picker.js';
 import { Viewport } from './viewport.js';
 import { TIME_MODES, readViewState, sameView, writeViewState } from './view-state.js';
 
@@ -58,6 +65,22 @@ function permalinkSeq() {
   const match = /^#L(\d+)$/.exec(location.hash);
   return match ? Number(match[1]) : null;
 }
+
+/** A merged console's permalink (`#LWORKER:SEQ`): `{worker, seq}`, or `null`. */
+function mergedPermalink() {
+  const match = /^#L(.+):(\d+)$/.exec(decodeURIComponent(location.hash));
+  return match && WORKER_ID.test(match[1]) ? { worker: match[1], seq: Number(match[2]) } : null;
+}
+
+/** The names of a merged console's `workers=` (ids and patterns), or `null` when it has none. */
+function workersParam() {
+  const text = pageParam('workers');
+  if (text === null) return null;
+  return [...new Set(text.split(',').map((name) => name.trim()).filter(Boolean))];
+}
+
+/** How often a merged console lists the gateway's workers again (for the picker and ended streams). */
+const WORKERS_REFRESH_MS = 5000;
 
 /** The run the page's URL asks for (`?run=EPOCH`), or `null` (follow the current run). */
 function runParam() {
@@ -114,6 +137,15 @@ class ConsoleApp {
   highlightId = -1;
   /** A permalink seq waiting for its record to arrive. */
   pendingSeq = null;
+  /** In a merged console, the worker of that permalink. */
+  pendingWorker = null;
+  /** A merged console (`?workers=`): the selected names (ids and patterns); `null` for one worker. */
+  names = null;
+  /** Per worker of a merged console: its seqs up to this one were history when its stream opened. */
+  #historyByWorker = new Map();
+  /** Old id → new id, when the merged store numbered its lines again during the last insertion. */
+  #renumbered = null;
+  picker = null;
   /** Seqs up to this one were history when the stream (re)opened; later ones are live. */
   historyUntil = 0;
   /** Lag of the latest live record on arrival (ms), or null. */
@@ -134,10 +166,11 @@ class ConsoleApp {
   #dataRenderPending = false;
   #lastRender = 0;
 
-  constructor(workerId) {
+  constructor(workerId, names = null) {
     this.workerId = workerId;
+    this.names = names;
     const capacity = Number(pageParam('max')) || 200000;
-    this.store = new LineStore({ capacity });
+    this.store = names ? new MergedStore({ capacity }) : new LineStore({ capacity });
     this.search = new Search(this.store);
     this.viewport = new Viewport($('log'), {
       count: () => this.store.view.length,
@@ -149,12 +182,21 @@ class ConsoleApp {
       onUserScroll: (scroll) => this.#userScrolled(scroll),
       onRenderNeeded: () => this.requestRender(),
     });
-    this.alerts = new Alerts({ name: workerId, onChange: () => this.#showAlerts() });
-    this.store.on('append', (ids) => {
+    this.alerts = new Alerts({ name: workerId ?? 'merged console', onChange: () => this.#showAlerts() });
+    const arrived = (ids) => {
       this.viewport.appended(ids);
       if (!this.viewport.follow) this.newLines += ids.length;
       this.requestDataRender();
-    });
+    };
+    this.store.on('append', arrived);
+    if (names) {
+      // Lines of the merged view that belong before others (by time) come as `insert`; `renumber` is rare.
+      this.store.on('insert', arrived);
+      this.store.on('renumber', ({ map }) => {
+        this.highlightId = map.get(this.highlightId) ?? -1;
+        this.#renumbered = map;
+      });
+    }
     this.store.on('trim', ({ viewRemoved }) => {
       this.viewport.removedFront(viewRemoved);
       this.requestDataRender();
@@ -166,7 +208,15 @@ class ConsoleApp {
     });
   }
 
+  get merged() {
+    return this.names !== null;
+  }
+
   start() {
+    if (this.merged) {
+      this.#startMerged();
+      return;
+    }
     document.title = `${this.workerId} — Tailgate`;
     $('worker-name').textContent = this.workerId;
     this.runEpoch = runParam();
@@ -202,6 +252,111 @@ class ConsoleApp {
       onState: mine(() => this.#showStatus()),
     });
     return connection;
+  }
+
+  // A merged console
+
+  #startMerged() {
+    document.body.classList.add('merged');
+    $('worker-name').textContent = 'Merged';
+    $('worker-name').title = 'Several workers in one console, their lines in timestamp order (ties: worker id, then seq)';
+    const root = document.createElement('div');
+    root.className = 'picker';
+    root.id = 'picker';
+    $('worker-name').after(root);
+    this.picker = new WorkerPicker(root, this.names, { onChange: (names, change) => this.#selectionChanged(names, change) });
+    this.#showTitle();
+    this.#setUpToolbar();
+    this.#setUpKeys();
+    const target = mergedPermalink();
+    this.pendingSeq = target?.seq ?? null;
+    this.pendingWorker = target?.worker ?? null;
+    const tail = Number(pageParam('tail') ?? 1000);
+    this.connection = new StreamMux({
+      tail: Number.isFinite(tail) && tail >= 0 ? tail : 1000,
+      onHello: ((id, hello) => {
+        this.#historyByWorker.set(id, hello.last_seq);
+        this.picker.setStatus(id, 'live', `${hello.state}, run ${hello.epoch ?? '?'}`);
+      }),
+      onRestart: ((id, hello, { previous }) => {
+        this.store.addMarker(id, Kind.restart, { epoch: hello.epoch, previous });
+        this.#historyByWorker.set(id, 0);
+      }),
+      onRecords: ((id, records) => this.#records(records, id)),
+      onGap: ((id, from, to, reason) => this.store.addMarker(id, Kind.gap, { from, to, reason })),
+      onEnd: ((id, message) => {
+        const label = statusLabel(message);
+        this.store.addMarker(id, Kind.end, { lastSeq: message.last_seq, status: label });
+        this.picker.setStatus(id, 'ended', `finished${label ? `: ${label}` : ''}`);
+      }),
+      onError: ((id, code, message) => {
+        this.picker.setStatus(id, 'error', message);
+        this.#notice(`${id}: ${message}`);
+      }),
+      onForget: ((id) => this.store.removeWorker(id)),
+      onState: (() => this.#showStatus()),
+    });
+    this.#updateDownloads();
+    setInterval(() => this.#showStatus(), 250);
+    this.#showStatus();
+    this.requestRender();
+    this.connection.subscribe(this.names);
+    this.connection.connect();
+    this.#loadWorkers();
+    setInterval(() => {
+      if (!document.hidden) this.#loadWorkers();
+    }, WORKERS_REFRESH_MS);
+  }
+
+  #showTitle() {
+    const names = this.names;
+    document.title = names.length ? `${names.join(', ')} — Tailgate` : 'Merged console — Tailgate';
+    const banner = $('banner');
+    if (names.length && banner.classList.contains('empty-selection')) {
+      banner.hidden = true;
+      banner.classList.remove('empty-selection');
+    }
+    if (!names.length) {
+      banner.hidden = false;
+      banner.className = 'banner notice empty-selection';
+      banner.textContent = 'No workers selected: add some with “+ Worker”.';
+    }
+  }
+
+  /** The picker changed the selection: subscribe and unsubscribe on the open connection, keep the URL. */
+  #selectionChanged(names, { added, removed }) {
+    this.names = [...names];
+    if (removed.length) this.connection.unsubscribe(removed);
+    if (added.length) this.connection.subscribe(added);
+    const url = new URL(location.href);
+    if (names.length) url.searchParams.set('workers', names.join(','));
+    else url.searchParams.delete('workers');
+    history.replaceState(history.state, '', url.href.replace(/%2C/gi, ',').replace(/%2A/gi, '*'));
+    this.#showTitle();
+    this.#showStatus();
+  }
+
+  /** The gateway's workers: for the picker, and to follow an explicitly named worker into its next run. */
+  async #loadWorkers() {
+    let workers;
+    try {
+      const response = await fetch(apiURL('api/workers'), { cache: 'no-store' });
+      if (!response.ok) return;
+      workers = (await response.json()).workers ?? [];
+    } catch {
+      return; // unreachable: the stream says so
+    }
+    workers.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    this.picker.setWorkers(workers);
+    const mux = this.connection;
+    for (const worker of workers) {
+      if (!this.names.includes(worker.id)) continue;
+      const stream = mux.workers.get(worker.id);
+      if (mux.errors.has(worker.id) || (stream?.ended && worker.state === 'running'
+        && (worker.epoch !== stream.epoch || worker.last_seq > (stream.cursor ?? 0)))) {
+        mux.resubscribe(worker.id);
+      }
+    }
   }
 
   async #checkWorker() {
@@ -261,13 +416,24 @@ class ConsoleApp {
     if (this.runsSupported) this.#loadRuns();
   }
 
-  #records(records) {
-    this.store.addRecords(records);
+  #records(records, worker = null) {
+    let historyUntil = this.historyUntil;
+    if (worker !== null) {
+      // Merged: the worker's lines go where their times put them, and what is in sight stays put.
+      const anchor = this.viewport.anchor();
+      this.#renumbered = null;
+      this.store.addRecords(worker, this.connection.workers.get(worker)?.epoch ?? null, records);
+      if (anchor && this.#renumbered) anchor.id = this.#renumbered.get(anchor.id) ?? anchor.id;
+      this.viewport.restoreAnchor(anchor);
+      historyUntil = this.#historyByWorker.get(worker) ?? 0;
+    } else {
+      this.store.addRecords(records);
+    }
     this.received += records.length;
     const last = records[records.length - 1];
-    if (last.seq > this.historyUntil) {
+    if (last.seq > historyUntil) {
       // Live records (not the history replayed on connecting): count them and measure how late they are.
-      const live = records[0].seq > this.historyUntil ? records.length : last.seq - this.historyUntil;
+      const live = records[0].seq > historyUntil ? records.length : last.seq - historyUntil;
       this.meter.add(live);
       this.lag = Date.now() + this.connection.clockOffset - timestampMillis(last.timestamp);
     }
@@ -280,7 +446,8 @@ class ConsoleApp {
       }
     }
     if (errors) {
-      this.alerts.add(errors, { live: last.seq > this.historyUntil, level: firstError.level, text: String(firstError.message) });
+      const text = worker !== null ? `${worker}: ${firstError.message}` : String(firstError.message);
+      this.alerts.add(errors, { live: last.seq > historyUntil, level: firstError.level, text });
     }
     if (this.pendingSeq !== null) this.#resolvePermalink();
   }
@@ -547,6 +714,15 @@ class ConsoleApp {
   }
 
   #updateDownloads() {
+    if (this.merged) {
+      // The gateway keeps each worker's log; a merged one is made here from the records loaded.
+      $('download-server').hidden = true;
+      const link = $('download-ndjson');
+      link.removeAttribute('href');
+      link.textContent = '⇩ NDJSON (loaded)';
+      link.title = 'The records loaded in this page (every selected worker, merged, filters not applied), as NDJSON with each record\'s worker';
+      return;
+    }
     const epoch = this.runEpoch ?? (this.runsSupported ? this.connection?.epoch : null);
     const path = epoch ? `${runPath(this.workerId, epoch)}/logs` : `api/workers/${this.workerId}/logs`;
     $('download-server').href = apiURL(path, { download: 1, format: 'text' });
@@ -610,7 +786,7 @@ class ConsoleApp {
   }
 
   #resolvePermalink() {
-    const entry = this.store.findSeq(this.pendingSeq);
+    const entry = this.merged ? this.store.findSeq(this.pendingSeq, this.pendingWorker) : this.store.findSeq(this.pendingSeq);
     if (!entry) return;
     const seq = this.pendingSeq;
     this.pendingSeq = null;
@@ -715,6 +891,12 @@ class ConsoleApp {
     $('next').addEventListener('click', () => this.move(1));
     $('prev').addEventListener('click', () => this.move(-1));
     $('download-view').addEventListener('click', () => this.#downloadView());
+    if (this.merged) {
+      $('download-ndjson').addEventListener('click', (event) => {
+        event.preventDefault();
+        this.#downloadLoaded();
+      });
+    }
     $('errors').addEventListener('click', () => this.#nextError());
 
     const notify = $('notify');
@@ -753,7 +935,7 @@ class ConsoleApp {
       if (!link) return;
       event.preventDefault();
       const row = link.closest('.line');
-      history.replaceState(null, '', `#L${row.dataset.seq}`);
+      history.replaceState(null, '', row.dataset.worker ? `#L${row.dataset.worker}:${row.dataset.seq}` : `#L${row.dataset.seq}`);
       this.highlightId = Number(row.dataset.id);
       this.setFollow(false);
       this.viewport.invalidate();
@@ -780,7 +962,11 @@ class ConsoleApp {
       if (event.deltaY < 0 && this.viewport.follow) this.setFollow(false);
     }, { passive: true });
     window.addEventListener('hashchange', () => {
-      this.pendingSeq = permalinkSeq();
+      if (this.merged) {
+        const target = mergedPermalink();
+        this.pendingWorker = target?.worker ?? null;
+        this.pendingSeq = target?.seq ?? null;
+      } else this.pendingSeq = permalinkSeq();
       if (this.pendingSeq !== null) this.#resolvePermalink();
     });
     window.addEventListener('resize', () => this.requestRender());
@@ -988,10 +1174,24 @@ class ConsoleApp {
     const mode = this.timeMode === 'off' ? 'off' : this.timeMode;
     const lines = this.store.view.map((id) => lineText(this.store.entry(id), mode));
     const blob = new Blob([lines.join('\n'), lines.length ? '\n' : ''], { type: 'text/plain;charset=utf-8' });
+    this.#save(blob, `${this.merged ? 'merged' : this.workerId.replace(/:/g, '_')}-console.log`);
+  }
+
+  /** A merged console's records as NDJSON (what is loaded, in merge order, each with its worker). */
+  #downloadLoaded() {
+    const lines = [];
+    for (const e of this.store.entries) {
+      if (e.kind !== Kind.record) continue;
+      lines.push(JSON.stringify({ worker: e.worker, seq: e.seq, timestamp: e.ts, level: e.level, message: e.raw, logger_name: e.logger || undefined, metadata: e.metadata ?? undefined }));
+    }
+    this.#save(new Blob([lines.join('\n'), lines.length ? '\n' : ''], { type: 'application/x-ndjson' }), 'merged-console.ndjson');
+  }
+
+  #save(blob, name) {
     const url = URL.createObjectURL(blob);
     const link = document.createElement('a');
     link.href = url;
-    link.download = `${this.workerId.replace(/:/g, '_')}-console.log`;
+    link.download = name;
     document.body.append(link);
     link.click();
     link.remove();
@@ -1052,7 +1252,8 @@ class ConsoleApp {
     const state = this.missing ? State.notFound : c ? c.state : State.connecting;
     const status = $('status');
     let text = STATE_TEXT[state] ?? state;
-    if (state === State.reconnecting && c.retryAt > Date.now()) {
+    if (state === State.live && c?.transport === 'sse') text = `live (${transportNote('sse')})`;
+    else if (state === State.reconnecting && c.retryAt > Date.now()) {
       text = `reconnecting in ${Math.ceil((c.retryAt - Date.now()) / 1000)} s${c.detail ? ` (${c.detail})` : ''}`;
     } else if (state === State.refused && c.detail) {
       text = `refused: ${c.detail}`;
@@ -1070,6 +1271,16 @@ class ConsoleApp {
     const total = this.store.entries.length;
     const shown = this.store.view.length;
     $('st-lines').textContent = `${total.toLocaleString('en-US')} lines${shown !== total ? ` · ${shown.toLocaleString('en-US')} shown` : ''}`;
+    status.dataset.transport = c?.transport ?? '';
+    if (this.merged) {
+      const streams = [...c.workers.values()];
+      const ended = streams.filter((w) => w.ended).length;
+      $('st-seq').textContent = `${streams.length} worker${streams.length === 1 ? '' : 's'}${ended ? ` · ${ended} finished` : ''}`;
+      $('st-seq').title = streams.map((w) => `${w.id}: seq ${w.cursor ?? '–'}${w.ended ? ' (finished)' : ''}`).join('\n');
+      $('st-run').textContent = '';
+      this.#showMatches();
+      return;
+    }
     $('st-seq').textContent = c && c.cursor !== null ? `seq ${c.cursor.toLocaleString('en-US')}` : '';
     $('st-run').textContent = c && c.epoch ? `run ${c.epoch}${this.runEpoch ? '' : ' (current)'}` : '';
     status.dataset.cursor = c?.cursor ?? '';
@@ -1080,6 +1291,9 @@ class ConsoleApp {
   /** For tests and debugging: what the console holds. */
   inspect({ lines = false } = {}) {
     const result = {
+      merged: this.merged,
+      names: this.names,
+      transport: this.connection?.transport,
       state: this.connection?.state,
       epoch: this.connection?.epoch,
       cursor: this.connection?.cursor,
@@ -1102,10 +1316,16 @@ class ConsoleApp {
       lag: this.lag,
       rate: this.meter.rate(),
     };
+    if (this.merged) {
+      result.workers = Object.fromEntries([...this.connection.workers.values()].map((w) => [w.id, { cursor: w.cursor, epoch: w.epoch, ended: w.ended }]));
+      result.subscriptionErrors = Object.fromEntries(this.connection.errors);
+      result.alerts = this.alerts.count;
+      result.opened = this.connection.opened;
+    }
     if (lines) {
       result.entries = this.store.entries.map((e) => (e.kind === Kind.record
-        ? { kind: 'record', run: e.run, seq: e.seq, level: e.level, text: e.text, metadata: e.metadata, lines: e.nl, open: e.open }
-        : { kind: ['record', 'gap', 'restart', 'end', 'note'][e.kind], run: e.run, from: e.from, to: e.to, text: e.text }));
+        ? { kind: 'record', worker: e.worker, ts: e.ts, run: e.run, seq: e.seq, level: e.level, text: e.text, metadata: e.metadata, lines: e.nl, open: e.open }
+        : { kind: ['record', 'gap', 'restart', 'end', 'note'][e.kind], worker: e.worker, run: e.run, from: e.from, to: e.to, text: e.text }));
     }
     return result;
   }
@@ -1127,7 +1347,20 @@ export function currentConsole() {
 
 const workerId = pageParam('worker');
 const runText = pageParam('run');
-if (!workerId || !WORKER_ID.test(workerId) || (runText !== null && !EPOCH.test(runText))) {
+const names = workersParam();
+if (names !== null && names.every(isSelection)) {
+  app = new ConsoleApp(null, names);
+  app.start();
+} else if (names !== null) {
+  $('main').hidden = true;
+  $('toolbar').hidden = true;
+  $('missing').hidden = false;
+  $('missing-back').href = pageURL('./');
+  $('missing').querySelector('h2').textContent = 'No such workers';
+  $('missing-text').textContent = `“${names.find((name) => !isSelection(name))}” is neither a worker id nor a prefix pattern (such as strategy-*).`;
+  $('st-conn').textContent = '● no workers';
+  setUpTheme($('theme'));
+} else if (!workerId || !WORKER_ID.test(workerId) || (runText !== null && !EPOCH.test(runText))) {
   $('main').hidden = true;
   $('toolbar').hidden = true;
   $('missing').hidden = false;

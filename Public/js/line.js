@@ -8,6 +8,7 @@
 // lines, exactly what `drawLine` draws.
 
 import { ansiRuns } from './ansi.js';
+import { workerColorIndex } from './merge.js';
 import { LEVELS, formatFullTime, formatTime } from './levels.js';
 import { Kind } from './store.js';
 
@@ -88,7 +89,7 @@ export function estimateRows(entry, { collapse = COLLAPSE, columns = 120, prefix
 /** The width in characters of a line's prefix (seq, time, level, logger), as `estimateRows` wants it. */
 export function prefixColumns(entry, { timeMode = 'local', showSeq = true, showLogger = true } = {}) {
   if (entry.kind !== Kind.record) return 16;
-  return (showSeq ? 12 : 0) + (timeMode === 'off' ? 0 : 13) + 9 + (showLogger && entry.logger ? entry.logger.length + 3 : 0) + 2;
+  return (entry.worker ? Math.min(entry.worker.length, 24) + 2 : 0) + (showSeq ? 12 : 0) + (timeMode === 'off' ? 0 : 13) + 9 + (showLogger && entry.logger ? entry.logger.length + 3 : 0) + 2;
 }
 
 /** Makes a styled segment element (or a text node) for `text`. */
@@ -229,12 +230,15 @@ export function drawLine(row, entry, options) {
   } = options;
   row.dataset.id = entry.id;
   row.dataset.run = entry.run;
+  if (entry.worker) row.dataset.worker = entry.worker;
+  else delete row.dataset.worker;
   if (entry.kind !== Kind.record) {
     row.className = `line marker ${KIND_CLASS[entry.kind]}`;
     delete row.dataset.seq;
     delete row.dataset.level;
     delete row.dataset.lines;
     row.textContent = entry.text;
+    if (entry.worker) row.classList.add(`wc-${workerColorIndex(entry.worker)}`);
     if (entry.kind === Kind.gap) {
       row.dataset.from = entry.from;
       row.dataset.to = entry.to;
@@ -251,10 +255,16 @@ export function drawLine(row, entry, options) {
   if (lines > 1) row.dataset.lines = lines;
   else delete row.dataset.lines;
   const parts = [];
+  if (entry.worker) {
+    // A merged console: the line's worker, in the worker's colour.
+    const tag = element('span', `wk wc-${workerColorIndex(entry.worker)}`, entry.worker);
+    tag.title = `worker ${entry.worker}`;
+    parts.push(tag);
+  }
   if (showSeq) {
     const link = document.createElement('a');
     link.className = 'seq';
-    link.href = `#L${entry.seq}`;
+    link.href = entry.worker ? `#L${entry.worker}:${entry.seq}` : `#L${entry.seq}`;
     link.textContent = entry.seq;
     link.title = entry.metadata?.stream === 'stderr' ? 'permalink to this line (stderr)' : 'permalink to this line';
     parts.push(link);
@@ -284,5 +294,6 @@ export function drawLine(row, entry, options) {
 export function lineText(entry, timeMode = 'utc') {
   if (entry.kind !== Kind.record) return entry.text;
   const time = timeMode === 'off' ? '' : `${formatFullTime(entry.ts, entry.ms, timeMode)} `;
-  return `${time}${entry.level.padEnd(8)} ${entry.logger ? `[${entry.logger}] ` : ''}${entry.text}${entry.metaText ? `  ${entry.metaText}` : ''}`;
+  const worker = entry.worker ? `${entry.worker} ` : '';
+  return `${worker}${time}${entry.level.padEnd(8)} ${entry.logger ? `[${entry.logger}] ` : ''}${entry.text}${entry.metaText ? `  ${entry.metaText}` : ''}`;
 }

@@ -68,32 +68,7 @@ export class LineStore {
   addRecords(records) {
     const added = [];
     for (const record of records) {
-      const message = typeof record.message === 'string' ? record.message : String(record.message ?? '');
-      const text = stripAnsi(message);
-      const metadata = metadataOf(record.metadata);
-      const spans = text.includes('\n') ? lineSpans(text) : null;
-      const entry = {
-        id: this.#nextId++,
-        kind: Kind.record,
-        run: this.run,
-        seq: record.seq,
-        ts: record.timestamp ?? '',
-        ms: timestampMillis(record.timestamp),
-        level: record.level ?? 'INFO',
-        lv: levelIndex(record.level),
-        raw: message,
-        text,
-        logger: record.logger_name ?? '',
-        source: record.module || record.func_name ? `${record.module ?? ''}${record.func_name ? `.${record.func_name}` : ''}${record.line_no != null ? `:${record.line_no}` : ''}` : '',
-        metadata,
-        /** `key=value key=value` of the metadata (searched with the message), or `''`. */
-        metaText: metadata ? Object.entries(metadata).map(([key, value]) => `${key}=${value}`).join(' ') : '',
-        /** The message's lines: how many, and where (`[start, end, start, end, …]` in `text`) when more than one. */
-        nl: spans ? spans.length / 2 : 1,
-        spans,
-        /** A long multi-line message shown in full (the user expanded it). */
-        open: false,
-      };
+      const entry = recordEntry(record, this.#nextId++, this.run);
       this.entries.push(entry);
       if (this.#passes(entry)) added.push(entry.id);
     }
@@ -212,6 +187,36 @@ export class LineStore {
   }
 }
 
+/** The line of protocol record `record`, with id `id`, in run `run` (what the console draws and searches). */
+export function recordEntry(record, id, run) {
+  const message = typeof record.message === 'string' ? record.message : String(record.message ?? '');
+  const text = stripAnsi(message);
+  const metadata = metadataOf(record.metadata);
+  const spans = text.includes('\n') ? lineSpans(text) : null;
+  return {
+    id,
+    kind: Kind.record,
+    run,
+    seq: record.seq,
+    ts: record.timestamp ?? '',
+    ms: timestampMillis(record.timestamp),
+    level: record.level ?? 'INFO',
+    lv: levelIndex(record.level),
+    raw: message,
+    text,
+    logger: record.logger_name ?? '',
+    source: record.module || record.func_name ? `${record.module ?? ''}${record.func_name ? `.${record.func_name}` : ''}${record.line_no != null ? `:${record.line_no}` : ''}` : '',
+    metadata,
+    /** `key=value key=value` of the metadata (searched with the message), or `''`. */
+    metaText: metadata ? Object.entries(metadata).map(([key, value]) => `${key}=${value}`).join(' ') : '',
+    /** The message's lines: how many, and where (`[start, end, start, end, …]` in `text`) when more than one. */
+    nl: spans ? spans.length / 2 : 1,
+    spans,
+    /** A long multi-line message shown in full (the user expanded it). */
+    open: false,
+  };
+}
+
 /** A record's metadata as an object of strings (the protocol's), or `null` when it has none. */
 function metadataOf(metadata) {
   if (!metadata || typeof metadata !== 'object' || Array.isArray(metadata)) return null;
@@ -244,7 +249,8 @@ export function lineSpans(text) {
   }
 }
 
-function markerText(entry) {
+/** The text of a marker line (gap, restart, end, note). */
+export function markerText(entry) {
   switch (entry.kind) {
     case Kind.gap: {
       const n = entry.to - entry.from + 1;

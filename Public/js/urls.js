@@ -54,3 +54,31 @@ export function streamURL(workerId, params, epoch = null) {
 export function consoleURL(workerId, run = null) {
   return pageURL('console.html', { worker: workerId, run });
 }
+
+/** The WebSocket URL of `path` (`ws/streams`, …) with `params`. */
+export function socketURL(path, params) {
+  const url = resolve(path, params);
+  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+  return url.href;
+}
+
+/**
+ * Worker selections: ids, and prefix patterns (`strategy-*`, `*` for every worker), as
+ * `/ws/streams?workers=` takes them (docs/PROTOCOL.md, "Many workers on one socket").
+ */
+export const WORKER_PATTERN = /^(?:[A-Za-z0-9][A-Za-z0-9._:-]{0,126})?\*$/;
+
+/** Whether `name` is a worker id or a prefix pattern. */
+export function isSelection(name) {
+  return WORKER_ID.test(name) || WORKER_PATTERN.test(name);
+}
+
+/** Whether worker `id` is selected by `name` (an id or a prefix pattern). */
+export function selects(name, id) {
+  return name.endsWith('*') ? id.startsWith(name.slice(0, -1)) : name === id;
+}
+
+/** The merged console of `names` (ids and patterns). */
+export function mergedConsoleURL(names) {
+  return pageURL('console.html', { workers: names.join(',') });
+}

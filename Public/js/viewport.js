@@ -267,6 +267,16 @@ export class Viewport {
     this.#expectedTop = this.#scroller.scrollTop;
   }
 
+  /** Where the view is, to keep it there across a change of the lines before it (`null` when following). */
+  anchor() {
+    return this.#anchor();
+  }
+
+  /** Scrolls back to `anchor` (from `anchor()`) after lines were inserted or removed before it. */
+  restoreAnchor(anchor) {
+    this.#restore(anchor);
+  }
+
   /** The first row in sight and how far (px) the top of the box is below its top. */
   #anchor() {
     const count = this.#source.count();

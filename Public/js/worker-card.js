@@ -1,9 +1,10 @@
 // A dashboard card: one worker's state (the status of its last run, when the gateway keeps runs),
-// rate, subscribers and error count, and a live mini-console of its last lines (its own stream with
-// `tail=50`). Stopped workers stay listed by the gateway while their history is kept: their cards show
-// how their last run ended and its last lines.
+// rate, subscribers and error count, and a live mini-console of its last lines. The dashboard feeds it
+// from its one shared stream (multiplex.js) while the card is on screen or near it (`hello`, `records`,
+// `gap`, `restart`, `end`); off screen it is paused. Stopped workers stay listed by the gateway while
+// their history is kept: their cards show how their last run ended and its last lines.
 
-import { State, StreamConnection } from './connection.js';
+import { State } from './connection.js';
 import { frames } from './frame.js';
 import { MINI_COLLAPSE, drawLine, rowCount } from './line.js';
 import { formatRate } from './meter.js';
@@ -39,7 +40,6 @@ export class WorkerCard {
   element;
   worker;
   #store = new LineStore({ capacity: 200 });
-  #connection;
   #lines;
   #rateText;
   #subscribersText;
@@ -53,6 +53,9 @@ export class WorkerCard {
   #lastTotal = null;
   #lastPoll = 0;
   #drawn = -1;
+  /** The run and the last seq shown. */
+  #epoch = null;
+  #seq = 0;
 
   constructor(worker) {
     this.worker = worker;
@@ -108,7 +111,11 @@ export class WorkerCard {
 
     this.#store.on('append', () => this.#scheduleDraw());
     this.#store.on('trim', () => this.#scheduleDraw());
-    this.#connection = this.#openStream(worker.id);
+    this.#store.on('reset', () => {
+      this.#drawn = -2;
+      this.#scheduleDraw();
+    });
+    this.paused();
     this.update(worker);
   }
 
@@ -135,29 +142,45 @@ export class WorkerCard {
     this.#rateText.textContent = this.#rate === null ? '– /s' : `${formatRate(this.#rate)} /s`;
     this.#subscribersText.textContent = `${worker.subscribers} sub${worker.subscribers === 1 ? '' : 's'}`;
     this.#seqText.textContent = `seq ${worker.first_seq}–${worker.last_seq} · ${Number(worker.records_total).toLocaleString('en-US')} records`;
-    if (worker.state === 'running' && [State.ended, State.disconnected].includes(this.#connection.state)) {
-      // The worker came back (a new run under the same id).
-      this.#connection = this.#reopen();
-    }
   }
 
-  #openStream(workerId) {
-    const connection = new StreamConnection(workerId, {
-      tail: 50,
-      maxDelay: 10000,
-      onRecords: (records) => this.#records(records),
-      onGap: (from, to, reason) => this.#store.addMarker(Kind.gap, { from, to, reason }),
-      onRestart: (hello) => this.#store.addMarker(Kind.restart, { epoch: hello.epoch }),
-      onEnd: (message) => this.#store.addMarker(Kind.end, { lastSeq: message.last_seq, status: statusLabel(message) }),
-      onState: (state) => this.#showConnection(state),
-    });
-    connection.connect();
-    return connection;
+  // The stream (while the card is on screen)
+
+  /** Its stream (re)started: lines missed while the card was off screen are not shown; the tail follows. */
+  hello(hello, { restarted = false } = {}) {
+    if (!restarted && hello.epoch === this.#epoch && hello.replay_from > this.#seq + 1 && this.#seq > 0) this.#store.clear();
+    this.#epoch = hello.epoch ?? this.#epoch;
+    this.showConnection(State.live);
   }
 
-  #reopen() {
-    this.#store.addMarker(Kind.restart, {});
-    return this.#openStream(this.worker.id);
+  /** New records of its stream (in seq order). */
+  records(records) {
+    records = records.filter((record) => record.seq > this.#seq);
+    if (records.length === 0) return;
+    this.#seq = records[records.length - 1].seq;
+    this.#store.addRecords(records);
+  }
+
+  gap(from, to, reason) {
+    this.#seq = Math.max(this.#seq, to);
+    this.#store.addMarker(Kind.gap, { from, to, reason });
+  }
+
+  restart(hello) {
+    this.#epoch = hello.epoch;
+    this.#seq = 0;
+    this.#store.addMarker(Kind.restart, { epoch: hello.epoch });
+  }
+
+  end(message) {
+    this.#store.addMarker(Kind.end, { lastSeq: message.last_seq, status: statusLabel(message) });
+    this.showConnection(State.ended);
+  }
+
+  /** Off screen: not streamed. */
+  paused() {
+    this.showConnection('paused');
+    this.#connText.title = 'Not streamed while off screen';
   }
 
   /** The worker is no longer listed by the gateway. */
@@ -168,25 +191,19 @@ export class WorkerCard {
     this.#stateText.dataset.status = '';
   }
 
-  /** Closes the card's stream. */
-  close() {
-    this.#connection.disconnect();
+  /** ERROR and CRITICAL lines seen (the dashboard's count for the worker). */
+  setErrors(count) {
+    if (count === this.#errors) return;
+    this.#errors = count;
+    this.#badge.hidden = count === 0;
+    this.#badge.textContent = `⚠ ${count}`;
   }
 
-  #records(records) {
-    this.#store.addRecords(records);
-    let errors = 0;
-    for (const record of records) if (record.level === 'ERROR' || record.level === 'CRITICAL') errors++;
-    if (errors) {
-      this.#errors += errors;
-      this.#badge.hidden = false;
-      this.#badge.textContent = `⚠ ${this.#errors}`;
-    }
-  }
-
-  #showConnection(state) {
+  /** The state of its stream (`live`, `reconnecting`, `paused`, …). */
+  showConnection(state) {
     this.#connText.textContent = `● ${state === State.live ? 'live' : state}`;
     this.#connText.dataset.state = state;
+    this.#connText.title = '';
   }
 
   #scheduleDraw() {

@@ -114,11 +114,16 @@ export class StreamMux {
     return added;
   }
 
-  /** Subscribes again to worker `id` after its stream ended (a new run, or the same one going on). */
+  /**
+   * Subscribes again to worker `id` after its stream ended (a new run, or the same one going on), or
+   * after the gateway refused it (it did not exist yet).
+   */
   resubscribe(id) {
+    if (!this.#names.has(id)) return;
     const stream = this.workers.get(id);
-    if (!stream || !stream.ended || !this.#names.has(id)) return;
-    stream.ended = false;
+    if (this.errors.has(id)) this.errors.delete(id); // refused before (no such worker yet): ask again
+    else if (!stream?.ended) return;
+    if (stream) stream.ended = false;
     this.#sendSubscribe([id], this.#names.get(id));
   }
 

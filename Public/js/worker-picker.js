@@ -4,7 +4,7 @@
 // where a typed pattern ending in `*` can be added too.
 
 import { workerColorIndex } from './merge.js';
-import { isSelection, selects } from './urls.js';
+import { consoleURL, isSelection, selects } from './urls.js';
 
 export class WorkerPicker {
   /** The selected names, in the order they were added. */
@@ -170,9 +170,14 @@ export class WorkerPicker {
       chip.className = `chip-worker wc-${workerColorIndex(name)}`;
       chip.dataset.name = name;
       chip.setAttribute('role', 'listitem');
-      const label = document.createElement('span');
+      // An id links to that worker's own console (its runs, the gateway's copy of its log).
+      const label = document.createElement(name.endsWith('*') ? 'span' : 'a');
       label.className = 'chip-name';
       label.textContent = name;
+      if (!name.endsWith('*')) {
+        label.href = consoleURL(name);
+        label.title = `Open the console of ${name} alone (its runs, its log as the gateway keeps it)`;
+      }
       const remove = document.createElement('button');
       remove.type = 'button';
       remove.className = 'unpick';

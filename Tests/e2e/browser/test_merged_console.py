@@ -175,3 +175,32 @@ def test_worker_picker_adds_and_removes_workers_live_and_the_url_round_trips(bro
         assert browser_errors(page) == []
     finally:
         page.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": script})
+
+
+def test_merged_console_shows_each_workers_gap_after_a_pause(browser_gateway, page):
+    # Memory only, a small ring: records published while the console was disconnected are gone.
+    gateway = browser_gateway("--demo", "2", "--demo-rate", "200", "--ring-records", "50", "--memory-only")
+    page.get(gateway.url("console.html?workers=demo-1,demo-2&tail=10"))
+    wait_for(lambda: (s := inspect_console(page)) and len(s["workers"]) == 2 and all(w["cursor"] for w in s["workers"].values()),
+             message="both workers")
+    page.find_element(By.ID, "connect").click()  # Disconnect
+    wait_for(lambda: inspect_console(page)["state"] == "disconnected", message="disconnected")
+    paused = inspect_console(page)["workers"]
+    wait_for(lambda: all(w["last_seq"] > paused[w["id"]]["cursor"] + 200 for w in gateway.json("api/workers")["workers"]),
+             message="records evicted meanwhile")
+    page.find_element(By.ID, "connect").click()  # Connect: resumes each worker after its cursor
+    state = wait_for(lambda: (s := inspect_console(page, lines=True)) and len([e for e in s["entries"] if e["kind"] == "gap"]) == 2 and s,
+                     message="a gap per worker")
+    gaps = {e["worker"]: e for e in state["entries"] if e["kind"] == "gap"}
+    assert set(gaps) == {"demo-1", "demo-2"}
+    for worker, gap in gaps.items():
+        assert gap["from"] == paused[worker]["cursor"] + 1
+        assert gap["text"].startswith(f"{worker}: … ") and "not available" in gap["text"]
+    # Around its gap, each worker's records go on: up to the gap, then right after it.
+    for worker, gap in gaps.items():
+        seqs = [e["seq"] for e in state["entries"] if e["kind"] == "record" and e["worker"] == worker]
+        assert gap["from"] - 1 in seqs and gap["to"] + 1 in seqs
+        assert not [s for s in seqs if gap["from"] <= s <= gap["to"]]
+    rows = page.execute_script("return [...document.querySelectorAll('#log .line.gap')].map((r) => r.dataset.worker)")
+    assert set(rows) <= {"demo-1", "demo-2"}
+    assert browser_errors(page) == []

@@ -138,3 +138,24 @@ def test_merged_console_and_dashboard_over_server_sent_events(browser_gateway, p
     wait_for(lambda: all(len(card.find_elements(By.CSS_SELECTOR, ".mini .line:not([hidden])")) >= 5
                          for card in page.find_elements(By.CSS_SELECTOR, ".card")), message="lines in the cards")
     assert other_errors(page) == []
+
+
+def test_server_sent_events_end_closes_the_stream(browser_gateway, proxy, page):
+    from test_runs_ui import publish, stop
+
+    gateway = browser_gateway()
+    publish(gateway, "job-sse", [f"line {n}" for n in range(1, 31)])
+    nginx = proxy(gateway)
+    page.get(nginx.url("console.html?worker=job-sse"))
+    wait_for(lambda: (s := inspect_console(page)) and s["transport"] == "sse" and s["cursor"] == 30, timeout=20, message="30 records over SSE")
+    wait_for(lambda: gateway.json("api/workers/job-sse")["subscribers"] == 1, message="one subscriber")
+    publish(gateway, "job-sse", ["last words"])
+    stop(gateway, "job-sse", exit_code=3)
+    banner = wait_for(lambda: (b := page.find_element(By.ID, "banner")).is_displayed() and b, message="the finished banner")
+    assert "failed (exit 3)" in banner.text and "last seq 31" in banner.text
+    assert inspect_console(page)["state"] == "ended"
+    # The page closed its event stream on `end`: the browser does not reconnect it.
+    wait_for(lambda: gateway.json("api/workers/job-sse")["subscribers"] == 0, message="no subscriber left")
+    time.sleep(3.5)  # longer than EventSource's reconnection delay
+    assert gateway.json("api/workers/job-sse")["subscribers"] == 0
+    assert other_errors(page) == []

@@ -4,7 +4,7 @@
 // scroll as smoothly as ten. Tells the dashboard which workers are in sight (to stream only those).
 
 import { frames } from './frame.js';
-import { COLUMNS, GROUP_RULE, formatAgo } from './fleet.js';
+import { COLUMNS, GROUP_RULE, formatAgo, groupSelection } from './fleet.js';
 import { formatRate } from './meter.js';
 import { statusTitle } from './runs.js';
 import { consoleURL, mergedConsoleURL } from './urls.js';
@@ -177,9 +177,12 @@ export class FleetList {
       counts.textContent = `${row.count.toLocaleString('en-US')} worker${row.count === 1 ? '' : 's'} · ${row.running.toLocaleString('en-US')} running${row.failed ? ` · ${row.failed} failed` : ''}`;
       const link = document.createElement('a');
       link.className = 'group-merged';
-      link.href = mergedConsoleURL([`${row.group}*`]);
+      const selection = groupSelection(row.group);
+      link.href = mergedConsoleURL([selection]);
       link.textContent = 'merged console';
-      link.title = `Every worker whose id starts with ${row.group} in one console, in timestamp order`;
+      link.title = selection.endsWith('*')
+        ? `Every worker whose id starts with ${row.group} in one console, in timestamp order (new ones too)`
+        : `${row.group} in a console`;
       cell.append(name, counts, link);
       element.replaceChildren(cell);
     }

@@ -10,17 +10,22 @@ import { statusLabel } from './runs.js';
 const byName = new Intl.Collator('en', { numeric: true }).compare;
 
 /**
- * The group of a worker id: the id without its trailing number and the `-`, `.` or `:` before it
- * (`strategy-12` → `strategy`, `eu.node.3` → `eu.node`, `host:7` → `host`); ids without one form their
- * own group.
+ * The group of a worker id: its prefix up to the trailing number (`strategy-12` → `strategy-`,
+ * `eu.node.3` → `eu.node.`, `host:7` → `host:`): the text before the last `-`, `.` or `:` that is
+ * followed by digits only, with that separator. An id without such a number is a group of its own.
  */
 export function groupOf(id) {
-  const match = /^(.+?)[-.:]\d+$/.exec(id);
+  const match = /^(.+?[-.:])\d+$/.exec(id);
   return match ? match[1] : id;
 }
 
+/** The selection of a merged console showing group `group` (`strategy-*`). */
+export function groupSelection(group) {
+  return /[-.:]$/.test(group) ? `${group}*` : group;
+}
+
 /** What the dashboard shows in its title about grouping. */
-export const GROUP_RULE = 'Grouped by id prefix: the id without its trailing number (strategy-12 → strategy, eu.node.3 → eu.node, host:7 → host)';
+export const GROUP_RULE = 'Grouped by id prefix: the id up to its trailing number (strategy-12 → strategy-, eu.node.3 → eu.node., host:7 → host:); an id without one is a group of its own';
 
 /** One worker's summary. */
 export class WorkerSummary {

@@ -36,7 +36,9 @@ def test_fleet_list_of_1000_workers_one_socket_sorting_filtering_url(browser_gat
         # Windowed: a few dozen rows in the DOM, grouped by prefix, in natural id order.
         rows = page.execute_script(ROWS)
         assert 10 <= len(rows) <= 80, len(rows)
-        assert rows[0]["group"] == "demo" and "1,000 workers" in rows[0]["cells"][0]
+        assert rows[0]["group"] == "demo-" and "1,000 workers" in rows[0]["cells"][0]
+        link = page.find_element(By.CSS_SELECTOR, '.fleet-group[data-group="demo-"] .group-merged')
+        assert link.get_attribute("href").endswith("console.html?workers=demo-*")
         assert shown_workers(page)[:3] == ["demo-1", "demo-2", "demo-3"]
 
         # Only the rows in sight are streamed: their last lines arrive, on one socket.

@@ -169,6 +169,17 @@ def test_worker_picker_adds_and_removes_workers_live_and_the_url_round_trips(bro
         assert again["names"] == ["demo-2", "demo-3"] and again["view"]["q"] == "order" and again["view"]["time"] == "utc"
         assert [c.get_attribute("data-name") for c in page.find_elements(By.CSS_SELECTOR, ".chip-worker")] == ["demo-2", "demo-3"]
 
+        # A line's permalink names its worker; opening it shows that line, highlighted.
+        link = wait_for(lambda: page.find_elements(By.CSS_SELECTOR, '#log .line[data-worker="demo-3"] a.seq'), message="a demo-3 row")[0]
+        seq = link.text
+        link.click()
+        assert page.current_url.endswith(f"#Ldemo-3:{seq}")
+        page.get("about:blank")
+        page.get(url.split("#")[0] + f"#Ldemo-3:{seq}")
+        row = wait_for(lambda: page.find_elements(By.CSS_SELECTOR, f'#log .line.permalink[data-worker="demo-3"][data-seq="{seq}"]'),
+                       message="the permalinked line")[0]
+        assert row.is_displayed()
+
         # A prefix pattern follows every worker it matches.
         page.get(gateway.url("console.html?workers=demo-*"))
         wait_for(lambda: sorted(inspect_console(page)["workers"]) == ["demo-1", "demo-2", "demo-3"], message="the pattern's workers")

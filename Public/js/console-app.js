@@ -145,6 +145,8 @@ class ConsoleApp {
   #historyByWorker = new Map();
   /** Old id → new id, when the merged store numbered its lines again during the last insertion. */
   #renumbered = null;
+  /** While a merged console gathers a task's lines: where the view was (`undefined` otherwise). */
+  #batchAnchor = undefined;
   picker = null;
   /** Seqs up to this one were history when the stream (re)opened; later ones are live. */
   historyUntil = 0;
@@ -271,20 +273,24 @@ class ConsoleApp {
     const target = mergedPermalink();
     this.pendingSeq = target?.seq ?? null;
     this.pendingWorker = target?.worker ?? null;
-    const tail = Number(pageParam('tail') ?? 1000);
     this.connection = new StreamMux({
-      tail: Number.isFinite(tail) && tail >= 0 ? tail : 1000,
+      tail: this.#tailOf('worker'),
       onHello: ((id, hello) => {
         this.#historyByWorker.set(id, hello.last_seq);
         this.picker.setStatus(id, 'live', `${hello.state}, run ${hello.epoch ?? '?'}`);
       }),
       onRestart: ((id, hello, { previous }) => {
+        this.#mergeSoon();
         this.store.addMarker(id, Kind.restart, { epoch: hello.epoch, previous });
         this.#historyByWorker.set(id, 0);
       }),
       onRecords: ((id, records) => this.#records(records, id)),
-      onGap: ((id, from, to, reason) => this.store.addMarker(id, Kind.gap, { from, to, reason })),
+      onGap: ((id, from, to, reason) => {
+        this.#mergeSoon();
+        this.store.addMarker(id, Kind.gap, { from, to, reason });
+      }),
       onEnd: ((id, message) => {
+        this.#mergeSoon();
         const label = statusLabel(message);
         this.store.addMarker(id, Kind.end, { lastSeq: message.last_seq, status: label });
         this.picker.setStatus(id, 'ended', `finished${label ? `: ${label}` : ''}`);
@@ -300,12 +306,48 @@ class ConsoleApp {
     setInterval(() => this.#showStatus(), 250);
     this.#showStatus();
     this.requestRender();
-    this.connection.subscribe(this.names);
+    this.#subscribe(this.names);
     this.connection.connect();
     this.#loadWorkers();
     setInterval(() => {
       if (!document.hidden) this.#loadWorkers();
     }, WORKERS_REFRESH_MS);
+  }
+
+  /**
+   * How many records a merged console's new subscription starts with: `?tail=N`, else 1,000 for a
+   * worker and 200 for each worker of a prefix pattern (which may select hundreds).
+   */
+  #tailOf(name) {
+    const tail = Number(pageParam('tail') ?? NaN);
+    if (Number.isFinite(tail) && tail >= 0) return tail;
+    return name.endsWith('*') ? 200 : 1000;
+  }
+
+  #subscribe(names) {
+    const ids = names.filter((name) => !name.endsWith('*'));
+    const patterns = names.filter((name) => name.endsWith('*'));
+    if (ids.length) this.connection.subscribe(ids, { tail: this.#tailOf('worker') });
+    if (patterns.length) this.connection.subscribe(patterns, { tail: this.#tailOf('*') });
+  }
+
+  /**
+   * What a merged console receives in one task (the messages of many workers) goes into the view
+   * together, at the end of the task; what is in sight stays put.
+   */
+  #mergeSoon() {
+    if (this.#batchAnchor !== undefined) return;
+    this.#batchAnchor = this.viewport.anchor();
+    this.#renumbered = null;
+    this.store.beginBatch();
+    queueMicrotask(() => {
+      const anchor = this.#batchAnchor;
+      this.#batchAnchor = undefined;
+      this.store.endBatch();
+      if (anchor && this.#renumbered) anchor.id = this.#renumbered.get(anchor.id) ?? anchor.id;
+      this.viewport.restoreAnchor(anchor);
+      if (this.pendingSeq !== null) this.#resolvePermalink();
+    });
   }
 
   #showTitle() {
@@ -327,7 +369,7 @@ class ConsoleApp {
   #selectionChanged(names, { added, removed }) {
     this.names = [...names];
     if (removed.length) this.connection.unsubscribe(removed);
-    if (added.length) this.connection.subscribe(added);
+    if (added.length) this.#subscribe(added);
     const url = new URL(location.href);
     if (names.length) url.searchParams.set('workers', names.join(','));
     else url.searchParams.delete('workers');
@@ -420,11 +462,8 @@ class ConsoleApp {
     let historyUntil = this.historyUntil;
     if (worker !== null) {
       // Merged: the worker's lines go where their times put them, and what is in sight stays put.
-      const anchor = this.viewport.anchor();
-      this.#renumbered = null;
+      this.#mergeSoon();
       this.store.addRecords(worker, this.connection.workers.get(worker)?.epoch ?? null, records);
-      if (anchor && this.#renumbered) anchor.id = this.#renumbered.get(anchor.id) ?? anchor.id;
-      this.viewport.restoreAnchor(anchor);
       historyUntil = this.#historyByWorker.get(worker) ?? 0;
     } else {
       this.store.addRecords(records);

@@ -70,6 +70,8 @@ export class MergedStore {
   #metadataFilter = null;
   #extraFilter = null;
   #listeners = { append: [], insert: [], trim: [], reset: [], renumber: [] };
+  /** Lines added since `beginBatch()`, inserted together by `endBatch()`; `null` outside a batch. */
+  #batch = null;
 
   constructor({ capacity = 200000 } = {}) {
     this.#capacity = capacity;
@@ -160,9 +162,24 @@ export class MergedStore {
     this.#insert([entry]);
   }
 
+  /**
+   * Gathers what is added until `endBatch()` and inserts it in one go (many workers' histories arriving
+   * together are merged once rather than one worker after the other).
+   */
+  beginBatch() {
+    this.#batch ??= [];
+  }
+
+  endBatch() {
+    const lines = this.#batch;
+    this.#batch = null;
+    if (lines?.length) this.#insert(lines.sort(compareLines));
+  }
+
   /** Removes every line of `worker` (it left the selection) and forgets it. */
   removeWorker(worker) {
     this.#workers.delete(worker);
+    if (this.#batch) this.#batch = this.#batch.filter((line) => line.worker !== worker);
     const kept = this.entries.filter((entry) => entry.worker !== worker);
     if (kept.length === this.entries.length) return;
     for (const entry of this.entries) if (entry.worker === worker) this.#byId.delete(entry.id);
@@ -178,6 +195,10 @@ export class MergedStore {
 
   /** Inserts `lines` (in merge order) among the entries. */
   #insert(lines) {
+    if (this.#batch) {
+      for (const line of lines) this.#batch.push(line);
+      return;
+    }
     const entries = this.entries;
     const last = entries[entries.length - 1];
     if (!last || compareLines(lines[0], last) >= 0) {

@@ -176,9 +176,15 @@ export class StreamMux {
         resumed.add(stream.id);
       }
     }
-    const workers = this.names.filter((name) => !resumed.has(name));
+    let workers = this.names.filter((name) => !resumed.has(name));
     let tail = 0;
-    for (const name of workers) tail = Math.max(tail, this.#names.get(name));
+    if (this.transport === 'websocket' && workers.length) {
+      // One tail per URL: the names with another tail are subscribed by message once the socket is open.
+      tail = this.#names.get(workers[0]);
+      workers = workers.filter((name) => this.#names.get(name) === tail);
+    } else {
+      for (const name of workers) tail = Math.max(tail, this.#names.get(name));
+    }
     const params = {};
     if (workers.length) params.workers = workers.join(',');
     if (workers.length) params.tail = tail;

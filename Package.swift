@@ -49,11 +49,13 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
+        .target(name: "CTailgateChecksum"),
         .target(
             name: "TailgateStore",
             dependencies: [
                 "TailgateCore",
                 "CZlib",
+                "CTailgateChecksum",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -111,7 +113,7 @@ let package = Package(
         .testTarget(
             name: "TailgateStoreTests",
             dependencies: [
-                "TailgateStore", "TailgateCore",
+                "TailgateStore", "TailgateCore", "CTailgateChecksum",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

@@ -158,13 +158,15 @@ public final class FileRunStore: RunStore {
     /// nothing left to write; otherwise at the latest when the run ends or the store closes.
     public func whenWritten(_ id: RunID, through seq: UInt64, on loop: EventLoop) -> EventLoopFuture<Void> {
         let promise = loop.makePromise(of: Void.self)
-        let waiting = shared.state.withLock { state -> Bool in
-            guard !state.closed, !state.health.failed, let entry = state.runs[id], seq > entry.processedThrough else { return false }
+        let (waiting, wake) = shared.state.withLock { state -> (Bool, Bool) in
+            guard !state.closed, !state.health.failed, let entry = state.runs[id], seq > entry.processedThrough else { return (false, false) }
             // A run with nothing left to write will never reach `seq`.
-            guard entry.isOpen || !entry.pending.isEmpty || entry.queuedOperations > 0 else { return false }
+            guard entry.isOpen || !entry.pending.isEmpty || entry.queuedOperations > 0 else { return (false, false) }
             state.runs[id]!.waiters.append(WriteWaiter(seq: seq, promise: promise))
-            return true
+            // Someone waits: a writer letting batches gather writes now.
+            return (true, state.writerCoalescing && state.wakesWriter(urgent: true))
         }
+        if wake { shared.wakeup.signal() }
         if !waiting { promise.succeed() }
         return promise.futureResult
     }

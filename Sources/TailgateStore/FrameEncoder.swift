@@ -9,13 +9,13 @@ import TailgateCore
 ///
 /// ```text
 /// offset size  field (integers little-endian)
-///  0     4     magic "TGF1"
+///  0     4     magic "TGF2" ("TGF1": the checksum is zlib's CRC-32; earlier versions wrote it, it is still read)
 ///  4     4     recordsLength: bytes of the records section
 ///  8     4     offsetsLength: bytes of the publisher offsets section (0: none)
 /// 12     4     count: records in the frame (>= 1)
 /// 16     8     firstSeq: seq of the first record; record i has firstSeq + i
 /// 24     4     reserved, 0
-/// 28     4     CRC-32 (zlib) of bytes 0..<28, then of the records and offsets sections
+/// 28     4     CRC-32C of bytes 0..<28, then of the records and offsets sections
 /// 32     …     records: each record's JSON object exactly as published, followed by "\n"
 ///        …     offsets: per publisher, u16 id length, id (UTF-8), u64 highest offset, sorted by id
 /// ```
@@ -41,10 +41,7 @@ enum FrameEncoder {
         buffer.writeRepeatingByte(0, count: FrameHeader.size)
         var count = 0
         for batch in batches {
-            batch.forEachRecord { _, record in
-                buffer.writeImmutableBuffer(record)
-                buffer.writeInteger(UInt8(ascii: "\n"))
-            }
+            batch.writeLines(into: &buffer)
             count += batch.count
         }
         let recordsLength = buffer.readableBytes - start - FrameHeader.size

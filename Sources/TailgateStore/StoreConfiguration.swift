@@ -29,10 +29,18 @@ public struct StoreConfiguration: Sendable {
     /// up, records beyond it are dropped for the disk (kept in memory only) and the store reports
     /// `failed`: memory stays bounded.
     public var writeQueueBytes: Int
+    /// How long the writer, woken by a first batch after a quiet spell, lets more batches gather before
+    /// it writes (default 5 ms): fewer, larger writes and wake-ups under a steady stream. It writes at
+    /// once when someone waits for the data (`whenWritten`, `flush`, a resumed run, closing), or when
+    /// `coalesceBytes` are queued. Zero: write as soon as woken.
+    public var coalesceDelay: TimeAmount
+    /// Queued bytes that end a coalescing delay early (default 1 MiB).
+    public var coalesceBytes: Int
 
     public init(directory: String, fsync: FsyncPolicy = .interval, fsyncInterval: TimeAmount = .seconds(1),
                 retainAge: TimeAmount? = .hours(24 * 14), retainBytes: Int? = 10 << 30,
-                segmentBytes: Int = 16 << 20, maintenanceInterval: TimeAmount = .seconds(5), writeQueueBytes: Int = 64 << 20) {
+                segmentBytes: Int = 16 << 20, maintenanceInterval: TimeAmount = .seconds(5), writeQueueBytes: Int = 64 << 20,
+                coalesceDelay: TimeAmount = .milliseconds(5), coalesceBytes: Int = 1 << 20) {
         self.directory = directory
         self.fsync = fsync
         self.fsyncInterval = fsyncInterval
@@ -41,6 +49,8 @@ public struct StoreConfiguration: Sendable {
         self.segmentBytes = segmentBytes
         self.maintenanceInterval = maintenanceInterval
         self.writeQueueBytes = writeQueueBytes
+        self.coalesceDelay = coalesceDelay
+        self.coalesceBytes = coalesceBytes
     }
 
     /// Throws every problem of these settings.
@@ -53,6 +63,8 @@ public struct StoreConfiguration: Sendable {
         check.require(segmentBytes, in: 64 << 10 ... 1 << 30, "segmentBytes")
         check.require(maintenanceInterval > .zero, "maintenanceInterval", "must be longer than 0")
         check.require(writeQueueBytes >= 1 << 20, "writeQueueBytes", "must be at least 1 MiB")
+        check.require(coalesceDelay >= .zero && coalesceDelay <= .seconds(10), "coalesceDelay", "must be between 0 and 10 s")
+        check.require(coalesceBytes >= 1, "coalesceBytes", "must be at least 1")
         try check.throwIfAny()
     }
 }

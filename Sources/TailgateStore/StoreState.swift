@@ -114,6 +114,11 @@ struct StoreState: Sendable {
     var queuedBytes = 0
     /// The writer waits for `StoreShared.wakeup`: whoever queues work signals it.
     var writerIdle = false
+    /// The writer lets batches gather (`StoreConfiguration.coalesceDelay`): only work that someone
+    /// waits for, or `coalesceBytes` queued, signals it.
+    var writerCoalescing = false
+    /// Queued bytes that end the writer's coalescing delay.
+    var coalesceBytes = Int.max
     var health = WriteHealth()
     /// `close()` was called (or the store was dropped): operations are refused.
     var closed = false
@@ -122,10 +127,26 @@ struct StoreState: Sendable {
     mutating func enqueue(_ operation: WriteOperation) -> Bool {
         queue.append(operation)
         if let id = operation.runID { runs[id]?.queuedOperations += 1 }
-        if case .append = operation { queuedBatches += 1 }
-        let wake = writerIdle
-        writerIdle = false
-        return wake
+        var urgent = true
+        if case .append = operation {
+            queuedBatches += 1
+            urgent = queuedBytes >= coalesceBytes
+        }
+        return wakesWriter(urgent: urgent)
+    }
+
+    /// Whether new work must wake the writer: when it sleeps, and while it lets batches gather when
+    /// the work is `urgent` (someone waits for it). Clears the writer's state accordingly.
+    mutating func wakesWriter(urgent: Bool) -> Bool {
+        if writerIdle {
+            writerIdle = false
+            return true
+        }
+        if writerCoalescing && urgent {
+            writerCoalescing = false
+            return true
+        }
+        return false
     }
 
     /// Every waiter of every run, removed (to succeed them: the store failed or closed).

@@ -48,14 +48,30 @@ final class StoreWriter {
     }
 
     private func run() {
+        shared.state.withLock { $0.coalesceBytes = configuration.coalesceBytes }
         while true {
             if let operations = takeOperations() {
                 if !process(operations) { return }
-            } else {
-                waitForWork()
+            } else if waitForWork() {
+                coalesce()
             }
             runTimers()
         }
+    }
+
+    /// Woken by new work after a quiet spell: lets more batches gather for `coalesceDelay`, unless
+    /// something urgent (a waiter, a flush, a resumed run, enough bytes) is or becomes queued.
+    private func coalesce() {
+        guard configuration.coalesceDelay > .zero else { return }
+        let gather = shared.state.withLock { state -> Bool in
+            let urgent = state.queuedBytes >= state.coalesceBytes || state.runs.values.contains { !$0.waiters.isEmpty }
+                || state.queue.contains { if case .append = $0 { return false } else { return true } }
+            state.writerCoalescing = !urgent
+            return !urgent
+        }
+        guard gather else { return }
+        _ = shared.wakeup.wait(timeout: .now() + .nanoseconds(Int(configuration.coalesceDelay.nanoseconds)))
+        shared.state.withLock { $0.writerCoalescing = false }
     }
 
     /// Takes up to `cycleBytes` of queued operations, or says there are none (the writer then sleeps
@@ -87,11 +103,12 @@ final class StoreWriter {
         }
     }
 
-    private func waitForWork() {
+    /// Sleeps until work is queued or a timer is due; `true` when woken by work.
+    private func waitForWork() -> Bool {
         var wake = nextMaintenance
         if configuration.fsync == .interval { wake = min(wake, nextSync) }
         let nanoseconds = max(0, (wake - .now()).nanoseconds)
-        _ = shared.wakeup.wait(timeout: .now() + .nanoseconds(Int(clamping: nanoseconds)))
+        return shared.wakeup.wait(timeout: .now() + .nanoseconds(Int(clamping: nanoseconds))) == .success
     }
 
     private func runTimers() {

@@ -99,6 +99,20 @@ struct BatchTests {
         #expect(batch.payload.readableBytes == batch.recordBytes + #"{"type":"logs","records":[]}"#.utf8.count)
     }
 
+    @Test func linesAreTheRecordsOnePerLine() throws {
+        for batch in [makeBatch(firstSeq: 10), Batch.fromLines(firstSeq: 3, lines: ByteBuffer(string: "{\"a\":\"x,y\"}\n"))!] {
+            var expected = ""
+            batch.forEachRecord { _, record in expected += String(buffer: record) + "\n" }
+            var lines = ByteBuffer(string: "before|")
+            batch.writeLines(into: &lines)
+            #expect(String(buffer: lines) == "before|" + expected)
+            #expect(lines.readableBytes == "before|".utf8.count + batch.recordBytes + batch.count)
+            // The stored form reads back as the same batch.
+            lines.moveReaderIndex(forwardBy: "before|".utf8.count)
+            #expect(Batch.fromLines(firstSeq: batch.firstSeq, lines: lines)?.payload == batch.payload)
+        }
+    }
+
     @Test func recordBytesCountTheRecordsAlone() {
         let batch = makeBatch(firstSeq: 10)
         let sizes = (batch.firstSeq...batch.lastSeq).map { batch.record($0).readableBytes }

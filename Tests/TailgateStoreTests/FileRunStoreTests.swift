@@ -97,6 +97,63 @@ struct FileRunStoreTests {
         store.close()
     }
 
+    /// The frames of the run's first segment, by first seq.
+    private func frames(_ folder: TemporaryFolder, _ id: RunID) throws -> [UInt64] {
+        let runPath = StoreLayout(root: folder.dataDirectory).runPath(id)
+        guard let segment = try RunFiles.list(runPath).segments.first else { return [] }
+        let scanner = FrameScanner(file: try DiskFile.openForReading(StoreLayout.segmentPath(inRun: runPath, firstSeq: segment.firstSeq)),
+                                   from: 0, to: segment.bytes)
+        var starts: [UInt64] = []
+        while let frame = try scanner.next() { starts.append(frame.header.firstSeq) }
+        return starts
+    }
+
+    /// Waits until the writer sleeps for want of work (so that the next batch wakes it and starts a delay).
+    private func untilWriterIdle(_ store: FileRunStore) async throws {
+        store.flush()
+        while !store.shared.state.withLock({ $0.writerIdle }) { try await Task.sleep(for: .milliseconds(1)) }
+    }
+
+    @Test func theWriterLetsBatchesGatherUnlessSomeoneWaits() async throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        var configuration = testConfiguration(folder.dataDirectory)
+        configuration.coalesceDelay = .seconds(1)
+        let store = try FileRunStore(configuration: configuration, logger: LogRecorder().logger)
+        let id = runID()
+        store.begin(newRun(id))
+        try await untilWriterIdle(store)
+        for batch in batches(1...50, perBatch: 10) { store.append(batch, to: id, publisherOffsets: [:]) }
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(try frames(folder, id).isEmpty, "written before the delay ended")
+        // A waiter ends the delay: everything queued goes in one write, as one frame.
+        let waited = ContinuousClock.now
+        try await store.whenWritten(id, through: 50, on: testLoop).get()
+        #expect(ContinuousClock.now - waited < .milliseconds(900), "the waiter waited for the delay")
+        #expect(try frames(folder, id) == [1])
+        #expect(try await readAll(store, id).seqs == Array(1...50))
+        store.close()
+    }
+
+    @Test func enoughQueuedBytesEndTheDelay() async throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        var configuration = testConfiguration(folder.dataDirectory)
+        configuration.coalesceDelay = .seconds(10)
+        configuration.coalesceBytes = 4 << 10
+        let store = try FileRunStore(configuration: configuration, logger: LogRecorder().logger)
+        let id = runID()
+        store.begin(newRun(id))
+        try await untilWriterIdle(store)
+        store.append(makeBatch(firstSeq: 1, count: 1), to: id, publisherOffsets: [:])
+        store.append(makeBatch(firstSeq: 2, count: 60), to: id, publisherOffsets: [:])
+        // Nobody waits, yet more than coalesceBytes are queued: written long before the 10 s.
+        let deadline = ContinuousClock.now + .seconds(10)
+        while try frames(folder, id).isEmpty && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(try frames(folder, id) == [1])
+        store.close()
+    }
+
     @Test func pendingBatchesContinueWhatIsOnDisk() async throws {
         // The reader alone, over a run whose first records are on disk and later ones still queued.
         let folder = TemporaryFolder()

@@ -1,3 +1,4 @@
+import CTailgateChecksum
 import Foundation
 import NIOCore
 import TailgateCore
@@ -26,7 +27,7 @@ struct SegmentFormatTests {
         var expected = ""
         for batch in [first, second] { batch.forEachRecord { _, record in expected += String(buffer: record) + "\n" } }
         let header = try #require(bytes.withUnsafeBytes { FrameHeader(at: $0.baseAddress!) })
-        #expect(Array(bytes.prefix(4)) == Array("TGF1".utf8))
+        #expect(Array(bytes.prefix(4)) == Array("TGF2".utf8))
         #expect(header.firstSeq == 7 && header.count == 5 && header.lastSeq == 11)
         #expect(header.recordsLength == expected.utf8.count)
         #expect(String(decoding: bytes[32..<(32 + header.recordsLength)], as: UTF8.self) == expected, "exports copy these bytes as they are")
@@ -39,6 +40,74 @@ struct SegmentFormatTests {
         #expect(offsets == ["run-7f3a": 125, "p": 1])
         #expect(try scanner.next() == nil)
         #expect(scanner.end == .endOfData && scanner.validEnd == bytes.count)
+    }
+
+    /// A frame as earlier versions wrote it: magic `TGF1` and zlib's CRC-32.
+    private func asCRC32Frame(_ frame: [UInt8]) -> [UInt8] {
+        var bytes = frame
+        bytes[3] = UInt8(ascii: "1")
+        bytes.withUnsafeMutableBytes { raw in
+            let header = raw.baseAddress!
+            let crc = CRC32.update(CRC32.update(0, UnsafeRawBufferPointer(start: header, count: 28)),
+                                   UnsafeRawBufferPointer(rebasing: raw[FrameHeader.size...]))
+            header.storeBytes(of: crc.littleEndian, toByteOffset: 28, as: UInt32.self)
+        }
+        return bytes
+    }
+
+    @Test func framesOfEarlierVersionsAreStillRead() throws {
+        let folder = TemporaryFolder()
+        defer { folder.remove() }
+        // A segment begun by an earlier version (CRC-32 frames) and continued by this one (CRC-32C).
+        let (_, old) = try writeFrames(folder, [([makeBatch(firstSeq: 1, count: 3)], ["p": 3])])
+        let (_, new) = try writeFrames(folder, [([makeBatch(firstSeq: 4, count: 2)], ["p": 5])])
+        let mixed = asCRC32Frame(old) + new
+        let path = folder.path + "/mixed.seg"
+        try Data(mixed).write(to: URL(fileURLWithPath: path))
+        let scanner = FrameScanner(file: try DiskFile.openForReading(path), from: 0, to: mixed.count)
+        #expect(try scanner.next()?.header.firstSeq == 1)
+        #expect(try scanner.next()?.header.firstSeq == 4)
+        #expect(try scanner.next() == nil)
+        #expect(scanner.end == .endOfData && scanner.validEnd == mixed.count)
+        // The old checksum guards old frames: a CRC-32C there, or a changed byte, is damage.
+        var wrong = asCRC32Frame(old)
+        wrong[40] ^= 1
+        try Data(wrong).write(to: URL(fileURLWithPath: path))
+        #expect(try FrameScanner(file: try DiskFile.openForReading(path), from: 0, to: wrong.count).next() == nil)
+        var relabelled = old
+        relabelled[3] = UInt8(ascii: "1")
+        try Data(relabelled).write(to: URL(fileURLWithPath: path))
+        #expect(try FrameScanner(file: try DiskFile.openForReading(path), from: 0, to: relabelled.count).next() == nil)
+    }
+
+    /// CRC-32C one bit at a time, as the definition says.
+    private func referenceCRC32C(_ bytes: [UInt8], seed: UInt32 = 0) -> UInt32 {
+        var crc = ~seed
+        for byte in bytes {
+            crc ^= UInt32(byte)
+            for _ in 0..<8 { crc = crc & 1 == 1 ? (crc >> 1) ^ 0x82F6_3B78 : crc >> 1 }
+        }
+        return ~crc
+    }
+
+    @Test func crc32cIsTheCastagnoliChecksum() {
+        func crc(_ bytes: [UInt8], seed: UInt32 = 0) -> UInt32 { bytes.withUnsafeBytes { CRC32C.update(seed, $0) } }
+        #expect(crc(Array("123456789".utf8)) == 0xE306_9283)  // the check value of CRC-32C
+        #expect(crc([UInt8](repeating: 0, count: 32)) == 0x8A91_36AA)  // RFC 3720, B.4
+        #expect(crc([UInt8](repeating: 0xFF, count: 32)) == 0x62A8_AB43)
+        #expect(crc([]) == 0)
+        // Every length and alignment around the 8-byte steps, continued in two parts.
+        let data = (0..<300).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) }
+        for start in 0..<9 {
+            for length in [0, 1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 200] where start + length <= data.count {
+                let part = Array(data[start..<(start + length)])
+                #expect(crc(part) == referenceCRC32C(part), "start \(start) length \(length)")
+                let half = length / 2
+                #expect(crc(Array(part[half...]), seed: crc(Array(part[..<half]))) == crc(part))
+                // The table, used where the CPU has no CRC32 instruction, gives the same.
+                #expect(part.withUnsafeBytes { tailgate_crc32c_portable(0, $0.baseAddress, $0.count) } == referenceCRC32C(part))
+            }
+        }
     }
 
     @Test func everyChangedByteIsCaught() throws {

@@ -101,6 +101,29 @@ public final class Batch: Sendable {
         return Batch(firstSeq: firstSeq, payload: buffer, offsets: offsets)
     }
 
+    /// Appends the records as NDJSON (each record's JSON followed by `\n`, the store's format) to
+    /// `buffer`: one copy of the batch's records, with a newline put in place of each comma between them.
+    public func writeLines(into buffer: inout ByteBuffer) {
+        let offsets = self.offsets
+        let start = Int(offsets[0])
+        let length = payload.readableBytes - Self.suffix.utf8CodeUnitCount - start
+        buffer.reserveCapacity(minimumWritableBytes: length + 1)
+        payload.withUnsafeReadableBytes { source in
+            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: length + 1) { target in
+                let lines = target.baseAddress!
+                lines.copyMemory(from: source.baseAddress! + start, byteCount: length)
+                offsets.withUnsafeBufferPointer { starts in
+                    // Record i starts just after the comma that ends record i - 1.
+                    for next in starts.dropFirst() {
+                        lines.storeBytes(of: UInt8(ascii: "\n"), toByteOffset: Int(next) - 1 - start, as: UInt8.self)
+                    }
+                }
+                lines.storeBytes(of: UInt8(ascii: "\n"), toByteOffset: length, as: UInt8.self)
+                return length + 1
+            }
+        }
+    }
+
     /// Calls `body` with each record's JSON, in seq order (slices of the batch's storage, no copy).
     public func forEachRecord(_ body: (UInt64, ByteBuffer) -> Void) {
         for seq in firstSeq...lastSeq { body(seq, record(seq)) }

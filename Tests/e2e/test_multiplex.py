@@ -378,3 +378,27 @@ def test_permessage_deflate_compresses_each_batch_once_and_names_the_worker(gate
     asyncio.run(main())
     stats = gw.http("/api/stats").json()
     assert stats["deflate_compressions"] > 0 and stats["deflate_compressed_bytes"] < stats["deflate_raw_bytes"]
+
+
+# ---------------------------------------------------------------------------------- the flag
+
+@pytest.mark.parametrize("source", ["environment", "config file"])
+def test_max_stream_subscriptions_from_the_environment_or_a_config_file(gateway, tmp_path, monkeypatch, source):
+    if source == "environment":
+        monkeypatch.setenv("TAILGATE_MAX_STREAM_SUBSCRIPTIONS", "2")
+        gw = gateway("--memory-only")
+    else:
+        config = tmp_path / "tailgate.conf"
+        config.write_text("# the socket's limit\nmax-stream-subscriptions = 2\n")
+        gw = gateway("--memory-only", "--config", str(config))
+    for worker in ("cap-1", "cap-2", "cap-3"):
+        publish(gw.port, worker, 1)
+
+    async def main():
+        t = Transcripts()
+        async with open_socket(gw.ws_url("/ws/streams?workers=cap-1,cap-2,cap-3")) as ws:
+            await read_until(ws, t, lambda: len(t.hello) == 2 and t.others)
+        return t
+
+    t = asyncio.run(main())
+    assert sorted(t.hello) == ["cap-1", "cap-2"] and [(m["worker"], m["code"]) for m in t.others] == [("cap-3", "too_many_subscriptions")]

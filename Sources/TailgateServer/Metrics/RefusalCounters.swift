@@ -14,10 +14,11 @@ public final class RefusalCounters: Sendable {
         ("origin_not_allowed", 403), ("host_not_allowed", 403), ("metrics_not_allowed", 403),
         ("not_found", 404), ("worker_not_found", 404), ("run_not_found", 404), ("no_public_directory", 404),
         ("method_not_allowed", 405), ("request_timeout", 408), ("publisher_idle", 408), ("worker_owned_in_process", 409),
+        ("already_subscribed", 409),
         ("unsupported_media_type", 415), ("websocket_upgrade_required", 426), ("unsupported_websocket_version", 426),
         ("headers_too_large", 431), ("export_failed", 500),
         ("too_many_connections", 503), ("too_many_connections_from_address", 503), ("too_many_subscribers", 503),
-        ("too_many_workers", 503), ("not_ready", 503),
+        ("too_many_workers", 503), ("not_ready", 503), ("too_many_subscriptions", 503),
     ]
 
     /// The series of `other`: refusals whose code is not in `known`, by status class.

@@ -136,8 +136,12 @@ export class FleetList {
         this.#pool.push(element);
       }
       element.hidden = false;
-      element.style.transform = `translateY(${i * ROW_PX}px)`;
-      element.setAttribute('aria-rowindex', String(i + 2));
+      // Only what changed is written (scrolling moves rows: most frames only their offsets change).
+      if (element.tgIndex !== i) {
+        element.tgIndex = i;
+        element.style.transform = `translateY(${i * ROW_PX}px)`;
+        element.setAttribute('aria-rowindex', String(i + 2));
+      }
       const row = rows[i];
       if (row.heading) this.#drawHeading(element, row);
       else this.#drawWorker(element, row, now);
@@ -145,6 +149,7 @@ export class FleetList {
     for (; index < this.#pool.length; index++) {
       this.#pool[index].hidden = true;
       this.#pool[index].tgKey = undefined;
+      this.#pool[index].tgIndex = undefined;
     }
     if (this.firstRendered === null && rows.length) {
       this.firstRendered = performance.now();
@@ -159,6 +164,7 @@ export class FleetList {
   };
 
   #drawHeading(element, row) {
+    element.tgData = undefined;
     if (element.tgKey !== `group:${row.group}` || element.tgCount !== `${row.count}/${row.running}/${row.failed}`) {
       element.tgKey = `group:${row.group}`;
       element.tgCount = `${row.count}/${row.running}/${row.failed}`;
@@ -189,6 +195,11 @@ export class FleetList {
   }
 
   #drawWorker(element, s, now) {
+    const ago = formatAgo(s.activity, now);
+    const worker = s.worker;
+    const data = `${worker.state}|${worker.status}|${s.status}|${s.exitCode}|${s.rate}|${s.errors}|${s.last?.text}|${s.last?.level}|${ago}`;
+    if (element.tgKey === s.id && element.tgData === data) return;
+    element.tgData = data;
     if (element.tgKey !== s.id) {
       element.tgKey = s.id;
       element.className = 'fleet-row fleet-worker';
@@ -211,7 +222,6 @@ export class FleetList {
       element.replaceChildren(...cells);
     }
     const cells = element.children;
-    const worker = s.worker;
     const pill = cells[1].firstElementChild;
     set(pill, s.status);
     pill.dataset.state = worker.state;
@@ -226,7 +236,7 @@ export class FleetList {
     set(cells[5], s.last ? s.last.text.replace(/\s+/g, ' ').slice(0, 300) : '');
     cells[5].dataset.level = s.last?.level ?? '';
     cells[5].title = s.last ? s.last.text.slice(0, 2000) : 'Shown while the row is on screen';
-    set(cells[6], formatAgo(s.activity, now));
+    set(cells[6], ago);
     cells[6].title = s.activity ? new Date(s.activity).toISOString() : '';
   }
 }

@@ -122,7 +122,7 @@ def test_fleet_list_of_1000_workers_one_socket_sorting_filtering_url(browser_gat
             "return [...document.querySelectorAll('.card:not([hidden])')].slice(0, 3)"
             ".every((c) => c.querySelectorAll('.mini .line:not([hidden])').length > 0)"), message="lines in the cards on screen")
         sockets = page.execute_script("return window.__sockets")
-        assert len(sockets) == 1, sockets
+        assert len(sockets) == 1 and page.execute_script("return window.__maxLive") == 1, sockets
         assert browser_errors(page) == []
     finally:
         page.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": script})

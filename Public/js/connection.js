@@ -286,7 +286,7 @@ export class StreamConnection {
         this.#attempt = 0;
       }
     }
-    this.#scheduleRetry(event.code === 1001 ? 'gateway restarting' : `closed (${event.code})`);
+    this.#scheduleRetry(event.code === 1001 ? 'gateway restarting' : `closed (${event.code}${event.reason ? `: ${event.reason}` : ''})`);
   }
 
   #scheduleRetry(reason) {

@@ -398,7 +398,7 @@ export class StreamMux {
     } else {
       this.#failures = 0;
     }
-    this.#scheduleRetry(event.code === 1001 ? 'gateway restarting' : `closed (${event.code})`);
+    this.#scheduleRetry(event.code === 1001 ? 'gateway restarting' : `closed (${event.code}${event.reason ? `: ${event.reason}` : ''})`);
   }
 
   /**

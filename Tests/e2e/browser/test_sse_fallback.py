@@ -159,3 +159,25 @@ def test_server_sent_events_end_closes_the_stream(browser_gateway, proxy, page):
     time.sleep(3.5)  # longer than EventSource's reconnection delay
     assert gateway.json("api/workers/job-sse")["subscribers"] == 0
     assert other_errors(page) == []
+
+
+def test_merged_console_over_server_sent_events_resumes_after_a_restart(browser_gateway, proxy, page):
+    from test_merged_console import assert_contiguous, records_by_worker
+
+    gateway = browser_gateway("--demo", "2", "--demo-rate", "20")
+    nginx = proxy(gateway)
+    page.get(nginx.url("console.html?workers=demo-1,demo-2"))
+    state = wait_for(lambda: (s := inspect_console(page)) and s["transport"] == "sse" and len(s["workers"]) == 2
+                     and all(w["cursor"] >= 20 for w in s["workers"].values()) and s, timeout=20, message="two workers over SSE")
+    epochs = {w: s["epoch"] for w, s in state["workers"].items()}
+    gateway.restart()  # nginx answers 502 meanwhile; the event stream is reopened with resume=
+    after = wait_for(lambda: (s := inspect_console(page, lines=True)) and s["state"] == "live"
+                     and all(s["workers"][w]["epoch"] != epochs[w] for w in epochs)
+                     and all(len(records_by_worker(s["entries"]).get((w, 1), [])) >= 20 for w in epochs) and s,
+                     timeout=40, message="the new runs over SSE")
+    assert after["transport"] == "sse"
+    assert_contiguous(after["entries"])
+    for worker in epochs:
+        assert records_by_worker(after["entries"])[(worker, 1)][0] == 1
+    assert [e for e in after["entries"] if e["kind"] == "gap"] == []
+    assert all("/ws/" in e or "502" in e or "events" in e for e in browser_errors(page)), browser_errors(page)

@@ -40,8 +40,18 @@ import(new URL('js/merge.js', document.baseURI).href).then((m) => {
   store.addRecords('c', 'e', [rec(1, 20), rec(2, 20)]);
   store.addRecords('a', 'e', [rec(3, 30), rec(4, 35)]);  // seq 3 again: left out
   const ids = store.entries.map((e) => e.id);
+  // Many lines inserted at one place: ids run out between neighbours and every line is numbered again.
+  const crowded = new m.MergedStore();
+  let renumbered = 0;
+  crowded.on('renumber', () => renumbered++);
+  crowded.addRecords('z', 'e', [rec(1, 1000), rec(2, 1001)]);
+  for (let i = 0; i < 100; i++) crowded.addRecords(`w${String(i).padStart(3, '0')}`, 'e', [rec(1, 1000)]);
+  const crowdedIds = crowded.entries.map((e) => e.id);
   done({ order: store.entries.map((e) => `${e.worker}${e.seq}`), ascending: ids.every((id, i) => i === 0 || id > ids[i - 1]),
-         view: store.view.length, color: [m.workerColorIndex('demo-1'), m.workerColorIndex('demo-1')] });
+         view: store.view.length, color: [m.workerColorIndex('demo-1'), m.workerColorIndex('demo-1')],
+         crowded: { renumbered, ascending: crowdedIds.every((id, i) => i === 0 || id > crowdedIds[i - 1]),
+                    view: crowded.view.length, first: crowded.entries[0].worker, last: crowded.entries.at(-1).seq,
+                    sorted: crowded.entries.slice(0, -2).every((e, i, a) => i === 0 || a[i - 1].worker < e.worker) } });
 }).catch((e) => done({ error: String(e) }));
 """
 
@@ -77,6 +87,9 @@ def test_merge_order_in_the_page(browser_gateway, page):
     assert result["order"] == ["b1", "a1", "a2", "c1", "c2", "b2", "a3", "a4", "b3"], result
     assert result["ascending"] and result["view"] == 9
     assert result["color"][0] == result["color"][1]
+    crowded = result["crowded"]
+    assert crowded["renumbered"] >= 1 and crowded["ascending"] and crowded["view"] == 102 and crowded["sorted"]
+    assert crowded["last"] == 2  # z's second record (1 ms later) stays last
 
 
 def test_merged_console_interleaves_tags_and_resumes_after_a_restart(browser_gateway, page):

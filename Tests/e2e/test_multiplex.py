@@ -37,6 +37,7 @@ class Transcripts:
         self.ended: dict[str, dict] = {}
         self.others: list[dict] = []
         self.hellos = 0
+        self.order: list[str] = []  # the worker of each logs message, in arrival order
 
     def take(self, raw) -> dict:
         assert isinstance(raw, str), f"binary frame: {raw[:80]!r}"
@@ -55,6 +56,7 @@ class Transcripts:
             assert worker in self.next_seq and worker not in self.ended, f"{kind} of {worker} outside a subscription: {message}"
             if kind == "logs":
                 assert message["records"], "empty logs message"
+                self.order.append(worker)
                 for record in message["records"]:
                     assert record["seq"] == self.next_seq[worker], (
                         f"{worker}: expected seq {self.next_seq[worker]}, got {record['seq']} (gaps {self.gaps[worker][-3:]})")
@@ -402,3 +404,28 @@ def test_max_stream_subscriptions_from_the_environment_or_a_config_file(gateway,
 
     t = asyncio.run(main())
     assert sorted(t.hello) == ["cap-1", "cap-2"] and [(m["worker"], m["code"]) for m in t.others] == [("cap-3", "too_many_subscriptions")]
+
+
+# ------------------------------------------------------------------------------ from the store
+
+def test_records_that_left_the_ring_come_from_the_store_for_every_worker_in_turn(gateway):
+    # A ring of 100 records: 2,900 of each worker's 3,000 are read from disk, one read in flight per socket.
+    gw = gateway("--ring-records", "100")
+    workers = ["disk-1", "disk-2", "disk-3"]
+    for worker in workers:
+        publish(gw.port, worker, 3000)
+
+    async def main():
+        t = Transcripts()
+        async with open_socket(gw.ws_url("/ws/streams?workers=disk-*&tail=3000")) as ws:
+            await read_until(ws, t, lambda: all(t.covered(w) == 3000 for w in workers) and len(t.hello) == 3)
+        return t
+
+    t = asyncio.run(main())
+    for worker in workers:
+        assert t.hello[worker]["replay_from"] == 1 and t.gaps[worker] == []
+        assert t.records[worker] == list(range(1, 3001))
+    assert gw.http("/api/stats").json()["stored_chunks_sent"] > 3
+    # In turn: every worker's catch-up has begun before any worker's has ended.
+    first_done = min(max(i for i, w in enumerate(t.order) if w == worker) for worker in workers)
+    assert all(t.order.index(worker) < first_done for worker in workers), t.order[:40]

@@ -312,15 +312,17 @@ final class SubscriptionSet {
     private func storedChunkArrived(_ result: Result<StoredChunk, Error>, for cursor: WorkerCursor, from: UInt64, through: UInt64) {
         storeBusy = false
         guard output != nil else { return }
-        if cursor.phase == .reading, cursor.nextSeq == from {
-            cursor.storedChunkArrived(result, from: from, through: through, into: self)
-            enqueue(cursor)
-        }
+        // The cursors that waited for the store go first, so that the next read is theirs: the
+        // store is shared in turn, not kept by the cursor that had it.
         for waiting in waitingForStore where waiting.phase == .behind {
             waiting.queued = false
             enqueue(waiting)
         }
         waitingForStore.removeAll()
+        if cursor.phase == .reading, cursor.nextSeq == from {
+            cursor.storedChunkArrived(result, from: from, through: through, into: self)
+            enqueue(cursor)
+        }
         pump()
         flush()
     }

@@ -429,3 +429,38 @@ def test_records_that_left_the_ring_come_from_the_store_for_every_worker_in_turn
     # In turn: every worker's catch-up has begun before any worker's has ended.
     first_done = min(max(i for i, w in enumerate(t.order) if w == worker) for worker in workers)
     assert all(t.order.index(worker) < first_done for worker in workers), t.order[:40]
+
+
+# ------------------------------------------------------------------------------- token expiry
+
+def test_an_expiring_token_closes_the_socket_with_1008_and_ends_an_event_stream(gateway, tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_bytes(SECRET)
+    secret.chmod(0o600)
+    gw = gateway("--memory-only", "--auth-secret-file", str(secret))
+    publish(gw.port, "exp-1", 3)
+    token = sign(["exp-1"], ttl=2)
+    expires = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))["exp"]
+    import socket
+
+    events = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+    events.sendall(f"GET /api/streams/events?workers=exp-1&access_token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+
+    async def main():
+        t = Transcripts()
+        async with open_socket(gw.ws_url(f"/ws/streams?workers=exp-*&access_token={token}")) as ws:
+            await read_until(ws, t, lambda: t.covered("exp-1") == 3)
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    t.take(await asyncio.wait_for(ws.recv(), 10))
+            assert closed.value.rcvd.code == 1008
+        return time.time()
+
+    closed_at = asyncio.run(main())
+    assert expires - 0.5 <= closed_at <= expires + 3
+    received = b""
+    while chunk := events.recv(65536):
+        received += chunk
+    events.close()
+    assert b"200 OK" in received and b'"worker":"exp-1"' in received
+    assert time.time() <= expires + 4

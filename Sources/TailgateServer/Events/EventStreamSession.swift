@@ -128,6 +128,10 @@ final class EventStreamSession: ChannelDuplexHandler, SubscriptionOutput, Regist
         context?.flush()
     }
 
+    func writeAndFlush(_ bytes: ByteBuffer) {
+        context?.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
+    }
+
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         isWritable = context.channel.isWritable
         if isWritable {

@@ -105,6 +105,10 @@ final class MultiplexSession: ChannelDuplexHandler, SubscriptionOutput, Register
         context?.flush()
     }
 
+    func writeAndFlush(_ bytes: ByteBuffer) {
+        context?.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
+    }
+
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         isWritable = context.channel.isWritable
         if isWritable {

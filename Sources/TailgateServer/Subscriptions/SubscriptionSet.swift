@@ -8,6 +8,8 @@ protocol SubscriptionOutput: AnyObject {
     /// Writes bytes already in the connection's wire format (not flushed).
     func write(_ bytes: ByteBuffer)
     func flush()
+    /// Writes and flushes (a live batch).
+    func writeAndFlush(_ bytes: ByteBuffer)
 }
 
 /// The worker subscriptions of one connection (`/ws/streams`, Server-Sent Events): subscribing and
@@ -26,7 +28,11 @@ final class SubscriptionSet {
     private let loop: EventLoop
     private let token: AccessToken?
     private let registry: SessionRegistry
-    private weak var output: SubscriptionOutput?
+    /// The connection that owns the set. `unowned(unsafe)`: it is read on every live batch, and the
+    /// set touches it only until `removeAll()` (the owner calls it before letting go of the set; a store
+    /// read that completes later finds `detached` set).
+    private unowned(unsafe) let output: SubscriptionOutput
+    private var detached = false
     /// Called when a subscription has ended with `end` (it is removed already).
     var onEnded: ((WorkerCursor) -> Void)?
 
@@ -58,7 +64,7 @@ final class SubscriptionSet {
         self.registry = gateway.registry(for: loop)
     }
 
-    var isWritable: Bool { output?.isWritable ?? false }
+    var isWritable: Bool { !detached && output.isWritable }
     var count: Int { cursors.count }
 
     // MARK: Subscribing
@@ -139,6 +145,7 @@ final class SubscriptionSet {
 
     /// Ends every subscription without a word (the connection is closing).
     func removeAll() {
+        detached = true
         for cursor in Array(cursors.values) { remove(cursor) }
         patterns.removeAll()
         queue.removeAll()
@@ -193,7 +200,8 @@ final class SubscriptionSet {
     // MARK: Writing
 
     func writeControl(_ json: ByteBuffer, lastSeq: UInt64?) {
-        output?.write(format.control(json, lastSeq: lastSeq))
+        guard !detached else { return }
+        output.write(format.control(json, lastSeq: lastSeq))
         unflushed = true
     }
 
@@ -205,16 +213,16 @@ final class SubscriptionSet {
 
     /// Writes `logs` bytes while catching up.
     func write(_ bytes: ByteBuffer, records: Int, payloadBytes: Int) {
-        output?.write(bytes)
+        guard !detached else { return }
+        output.write(bytes)
         unflushed = true
         registry.delivery.wrote(records: records, payloadBytes: payloadBytes, wireBytes: bytes.readableBytes)
     }
 
     /// Writes and flushes a live batch's rendered bytes.
     func writeLive(_ rendered: ByteBuffer, of batch: Batch) {
-        guard let output else { return }
-        output.write(rendered)
-        output.flush()
+        guard !detached else { return }
+        output.writeAndFlush(rendered)
         registry.delivery.wroteLive(batch, wireBytes: rendered.readableBytes, streams: registry.count)
     }
 
@@ -227,7 +235,7 @@ final class SubscriptionSet {
     func flush() {
         guard unflushed else { return }
         unflushed = false
-        output?.flush()
+        if !detached { output.flush() }
     }
 
     // MARK: Catching up
@@ -251,6 +259,7 @@ final class SubscriptionSet {
 
     /// Lets queued cursors write one message each in turn while the connection is writable.
     private func pump() {
+        guard !detached else { return }
         if pumping {
             pumpAgain = true
             return
@@ -311,7 +320,7 @@ final class SubscriptionSet {
 
     private func storedChunkArrived(_ result: Result<StoredChunk, Error>, for cursor: WorkerCursor, from: UInt64, through: UInt64) {
         storeBusy = false
-        guard output != nil else { return }
+        guard !detached else { return }
         // The cursors that waited for the store go first, so that the next read is theirs: the
         // store is shared in turn, not kept by the cursor that had it.
         for waiting in waitingForStore where waiting.phase == .behind {

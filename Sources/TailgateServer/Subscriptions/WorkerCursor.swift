@@ -45,7 +45,9 @@ final class WorkerCursor: BatchSubscriber {
     var phase = Phase.behind
     /// In its set's catch-up queue, or waiting there for the store.
     var queued = false
-    private weak var set: SubscriptionSet?
+    /// `unowned(unsafe)`: read on every live batch; the set outlives the cursor's place in the fan-out
+    /// (it removes the cursor from it before it goes), and after that `phase` is `.finished`.
+    private unowned(unsafe) let set: SubscriptionSet
 
     init(source: StreamSource, rendering: BatchRendering, reservation: Worker?, fromPattern: Bool, set: SubscriptionSet) {
         self.source = source
@@ -65,7 +67,7 @@ final class WorkerCursor: BatchSubscriber {
     // MARK: Live delivery (BatchSubscriber)
 
     func offer(_ batch: Batch, rendered: ByteBuffer) {
-        guard phase == .live, let set else { return }
+        guard phase == .live else { return }
         if nextSeq == batch.firstSeq && set.isWritable {
             nextSeq = batch.lastSeq + 1
             set.writeLive(rendered, of: batch)
@@ -76,7 +78,7 @@ final class WorkerCursor: BatchSubscriber {
     }
 
     func workerEnded() {
-        guard phase == .live, let set else { return }
+        guard phase == .live else { return }
         phase = .behind
         set.catchUp(self)
     }

@@ -79,7 +79,7 @@ final class SubscriptionSet {
                 }
                 try gateway.configuration.access.require(.read, on: id, token: token)
                 let source = try StreamEndpoint.source(id: id, run: nil, gateway: gateway)
-                try add(source, start: start, fromPattern: false)
+                try add(source, start: start)
             } catch {
                 writeError(error, worker: id.rawValue)
             }
@@ -92,7 +92,7 @@ final class SubscriptionSet {
                 }
                 seenRuns[worker.id] = worker.epoch
                 do throws(GatewayError) {
-                    try add(.worker(worker), start: start, fromPattern: true)
+                    try add(.worker(worker), start: start)
                 } catch {
                     writeError(error, worker: worker.id.rawValue)
                 }
@@ -104,7 +104,7 @@ final class SubscriptionSet {
     /// Subscribes the source of a single-worker stream, whose checks and subscriber place were taken
     /// before the stream started.
     func subscribe(_ source: StreamSource, replay: ReplayStart, resumed: (Bool, reason: String?)?) {
-        open(source, replay: replay, resumed: resumed, reservation: nil, fromPattern: false)
+        open(source, replay: replay, resumed: resumed, reservation: nil)
         pump()
     }
 
@@ -134,7 +134,7 @@ final class SubscriptionSet {
             seen[worker.id] = worker.epoch
             guard seenRuns[worker.id] != worker.epoch else { continue }
             do throws(GatewayError) {
-                try add(.worker(worker), replay: .first, resumed: nil, fromPattern: true)
+                try add(.worker(worker), replay: .first, resumed: nil)
             } catch {
                 writeError(error, worker: worker.id.rawValue)
             }
@@ -157,13 +157,13 @@ final class SubscriptionSet {
         (try? gateway.configuration.access.require(.read, on: id, token: token)) != nil
     }
 
-    private func add(_ source: StreamSource, start: SubscriptionStart, fromPattern: Bool) throws(GatewayError) {
+    private func add(_ source: StreamSource, start: SubscriptionStart) throws(GatewayError) {
         let (replay, resumed) = ReplayStart.resolving(start, defaultTail: gateway.configuration.defaultTail, in: source)
-        try add(source, replay: replay, resumed: resumed, fromPattern: fromPattern)
+        try add(source, replay: replay, resumed: resumed)
     }
 
     /// Checks the limits, takes a subscriber place of a live worker and opens the subscription.
-    private func add(_ source: StreamSource, replay: ReplayStart, resumed: (Bool, reason: String?)?, fromPattern: Bool) throws(GatewayError) {
+    private func add(_ source: StreamSource, replay: ReplayStart, resumed: (Bool, reason: String?)?) throws(GatewayError) {
         let limit = gateway.configuration.maxStreamSubscriptions
         guard cursors.count < limit else {
             throw GatewayError.limitReached("too_many_subscriptions", "this connection has reached its limit of \(limit) subscriptions",
@@ -174,13 +174,12 @@ final class SubscriptionSet {
             if let refusal = gateway.limiter.reserveSubscriber(of: worker) { throw refusal }
             reservation = worker
         }
-        open(source, replay: replay, resumed: resumed, reservation: reservation, fromPattern: fromPattern)
+        open(source, replay: replay, resumed: resumed, reservation: reservation)
     }
 
     /// Writes `hello`, attaches the cursor to the worker's fan-out and queues it to catch up.
-    private func open(_ source: StreamSource, replay: ReplayStart, resumed: (Bool, reason: String?)?, reservation: Worker?, fromPattern: Bool) {
-        let cursor = WorkerCursor(source: source, rendering: format.rendering(for: source.workerID), reservation: reservation,
-                                  fromPattern: fromPattern, set: self)
+    private func open(_ source: StreamSource, replay: ReplayStart, resumed: (Bool, reason: String?)?, reservation: Worker?) {
+        let cursor = WorkerCursor(source: source, rendering: format.rendering(for: source.workerID), reservation: reservation, set: self)
         cursors[source.workerID] = cursor
         let snapshot = source.snapshot()
         let replayFrom = replay.replayFrom(firstSeq: snapshot.firstSeq, lastSeq: snapshot.lastSeq)

@@ -39,8 +39,6 @@ final class WorkerCursor: BatchSubscriber {
     let rendering: BatchRendering
     /// The worker whose subscriber place the subscription holds, given back when it finishes.
     let reservation: Worker?
-    /// Whether the subscription came from a prefix pattern rather than the worker's id.
-    let fromPattern: Bool
     private(set) var nextSeq: UInt64 = 0
     var phase = Phase.behind
     /// In its set's catch-up queue, or waiting there for the store.
@@ -49,11 +47,10 @@ final class WorkerCursor: BatchSubscriber {
     /// (it removes the cursor from it before it goes), and after that `phase` is `.finished`.
     private unowned(unsafe) let set: SubscriptionSet
 
-    init(source: StreamSource, rendering: BatchRendering, reservation: Worker?, fromPattern: Bool, set: SubscriptionSet) {
+    init(source: StreamSource, rendering: BatchRendering, reservation: Worker?, set: SubscriptionSet) {
         self.source = source
         self.rendering = rendering
         self.reservation = reservation
-        self.fromPattern = fromPattern
         self.set = set
     }
 

@@ -1,7 +1,10 @@
+import Foundation
+import Logging
 import NIOCore
 import Testing
 import TailgateCore
 import TailgateServer
+import TailgateStore
 
 /// Every message of a many-worker stream, checked per worker against the invariant.
 struct WorkerTranscripts {
@@ -93,6 +96,37 @@ extension GatewayIntegrationTests {
                 }
                 try await second.send(text: #"{"type":"subscribe","workers":["lim-a"]}"#)
                 #expect(try await second.nextMessage()["type"] == .string("hello"))
+            }
+        }
+
+        @Test("sockets that close while their workers wait for store reads leave nothing behind; the gateway serves on")
+        func closeWhileReadingTheStore() async throws {
+            let path = NSTemporaryDirectory() + "tailgate-multiplex-\(UInt64.random(in: 0...UInt64.max))"
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            let store = try FileRunStore(configuration: StoreConfiguration(directory: path, segmentBytes: 64 << 10),
+                                         logger: Logger(label: "test-store"))
+            try await withGateway(bus: BusConfiguration(workerLimits: WorkerLimits(ringRecords: 50)), store: store) { gateway in
+                let workers = try (1...4).map { try gateway.register("deep-\($0)") }
+                for worker in workers { publish(3000, to: worker) }
+                for worker in workers { try await worker.whenStored(through: 3000, on: gateway.group.next()).get() }
+                for round in 0..<20 {
+                    let client = try await gateway.subscribe("/ws/streams?workers=deep-*&tail=3000")
+                    // Some rounds leave after the first messages, some at once: store reads are in flight either way.
+                    if round % 2 == 0 { _ = try await client.nextMessage() }
+                    await client.closeAbruptly()
+                }
+                try await waitUntil("every subscriber place to be given back") {
+                    workers.allSatisfy { $0.snapshot().subscribers == 0 }
+                }
+                // A last socket reads every worker whole, from the store.
+                let client = try await gateway.subscribe("/ws/streams?workers=deep-*&tail=3000")
+                var transcripts = WorkerTranscripts()
+                while transcripts.transcripts.count < 4 || transcripts.transcripts.values.contains(where: { $0.lastCovered < 3000 }) {
+                    transcripts.observe(try await client.nextMessage())
+                }
+                #expect(transcripts.allViolations.isEmpty, "\(transcripts.allViolations.prefix(5))")
+                #expect(transcripts.transcripts.values.allSatisfy { $0.replayFrom == 1 && $0.gaps.isEmpty })
+                try await gateway.expectStillServing()
             }
         }
 

@@ -2,6 +2,9 @@ import TailgateCore
 import NIOCore
 import NIOPosix
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A plain TCP client over loopback for hand-made bytes: malformed requests, oversized heads, raw
 /// WebSocket frames, and subscribers that read slowly or not at all.
@@ -49,6 +52,15 @@ final class RawTCPClient: Sendable {
     /// Sends bytes as they are.
     func send(_ bytes: [UInt8]) async throws {
         try await channel.writeAndFlush(ByteBuffer(bytes: bytes))
+    }
+
+    /// Resets the connection: closes it with `SO_LINGER` 0, so the gateway's next write fails
+    /// (`ECONNRESET`/`EPIPE`).
+    func reset() async {
+        if let provider = channel as? SocketOptionProvider {
+            try? await provider.setSoLinger(linger(l_onoff: 1, l_linger: 0)).get()
+        }
+        try? await channel.close()
     }
 
     /// Sends a string's UTF-8 bytes.

@@ -139,21 +139,46 @@ struct SubscriptionParsingTests {
         #expect(records.map { $0["seq"]?.intValue } == [43])
     }
 
-    @Test("one worker's events carry id: the last seq; many workers' events carry no id and name the worker")
+    @Test("one worker's events carry id: EPOCH:SEQ (the run and the last seq); many workers' events carry no id and name the worker")
     func eventRenderings() throws {
         let batch = Self.batch()
-        let single = String(buffer: WorkerEventRendering().bytes(for: batch))
-        #expect(single == "id: 43\ndata: " + String(buffer: batch.payload) + "\n\n")
+        let single = String(buffer: WorkerEventRendering(epoch: "abc123").bytes(for: batch))
+        #expect(single == "id: abc123:43\ndata: " + String(buffer: batch.payload) + "\n\n")
         let many = String(buffer: NamedEventRendering(worker: Self.id("demo-2")).bytes(for: batch))
         #expect(many.hasPrefix("data: {\"type\":\"logs\",\"worker\":\"demo-2\",\"records\":[{\"seq\":41,"))
         #expect(many.hasSuffix("]}\n\n") && !many.contains("id:"))
-        #expect(WorkerEventRendering().key != NamedEventRendering(worker: Self.id("x")).key)
+        #expect(WorkerEventRendering(epoch: "abc123").key != NamedEventRendering(worker: Self.id("x")).key)
 
         let hello = ByteBuffer(string: #"{"type":"hello"}"#)
-        #expect(String(buffer: EventFormat(singleWorker: true).control(hello, lastSeq: 40)) == "id: 40\ndata: {\"type\":\"hello\"}\n\n")
-        #expect(String(buffer: EventFormat(singleWorker: false).control(hello, lastSeq: 40)) == "data: {\"type\":\"hello\"}\n\n")
-        #expect(String(buffer: EventFormat(singleWorker: true).logs(batch.payload(from: 42), worker: Self.id("x"), lastSeq: 43))
-            == "id: 43\ndata: " + String(buffer: batch.payload(from: 42)) + "\n\n")
+        let singleFormat = EventFormat(singleWorkerEpoch: "abc123")
+        #expect(String(buffer: singleFormat.control(hello, lastSeq: 40)) == "id: abc123:40\ndata: {\"type\":\"hello\"}\n\n")
+        #expect(String(buffer: singleFormat.control(hello, lastSeq: nil)) == "data: {\"type\":\"hello\"}\n\n")
+        #expect(String(buffer: EventFormat(singleWorkerEpoch: nil).control(hello, lastSeq: 40)) == "data: {\"type\":\"hello\"}\n\n")
+        #expect(String(buffer: singleFormat.logs(batch.payload(from: 42), worker: Self.id("x"), lastSeq: 43))
+            == "id: abc123:43\ndata: " + String(buffer: batch.payload(from: 42)) + "\n\n")
+    }
+
+    @Test("Last-Event-ID: EPOCH:SEQ (as the events' id carries it) or a plain SEQ; anything else is refused")
+    func lastEventID() {
+        #expect(EventStreamEndpoint.lastEventIDValue("abc123:40")! == ("abc123", 40))
+        #expect(EventStreamEndpoint.lastEventIDValue("40")! == (nil, 40))
+        #expect(EventStreamEndpoint.lastEventIDValue("0")! == (nil, 0))
+        for bad in ["", ":40", "abc123:", "ABC:40", "abc:4x", "abc:1:2", "soon", "-1", "9223372036854775808", "a b:1",
+                    String(repeating: "a", count: 33) + ":1"] {
+            #expect(EventStreamEndpoint.lastEventIDValue(bad) == nil, "\(bad)")
+        }
+    }
+
+    @Test("a query follows at most 100 patterns (400 bad_parameter beyond, naming the first pattern over)")
+    func patternLimitInQuery() throws {
+        let hundred = (0..<100).map { "p\($0)-*" }.joined(separator: ",")
+        #expect(try SubscriptionList(RequestTarget("/ws/streams?workers=\(hundred),a,b,p0-*")).entries.count == 102)
+        do throws(GatewayError) {
+            _ = try SubscriptionList(RequestTarget("/api/streams/events?workers=\(hundred),extra-*"))
+            Issue.record("101 patterns were accepted")
+        } catch {
+            #expect(error.code == "bad_parameter" && error.message.contains("extra-*"), "\(error.message)")
+        }
     }
 
     @Test("gap, unsubscribed and error messages name their worker")

@@ -79,11 +79,13 @@ def publish(port: int, worker: str, count: int, start: int = 1) -> None:
 
 def read_worker(stream: EventStream, until_seq: int | None = None) -> tuple[dict, list[int], list[str], dict | None]:
     """Reads one worker's events: (hello, record seqs, event ids, end) until `until_seq` is covered or the
-    response ends. Checks the invariant and that each id is the last seq its message covers."""
+    response ends. Checks the invariant and that each id is EPOCH:SEQ, the run and the last seq its message
+    covers."""
     event = stream.next_event()
     assert event is not None, "no hello"
     first_id, hello = event
-    assert hello["type"] == "hello" and first_id == str(hello["replay_from"] - 1), event
+    epoch = hello["epoch"]
+    assert hello["type"] == "hello" and first_id == f"{epoch}:{hello['replay_from'] - 1}", event
     next_seq, seqs, ids, end = hello["replay_from"], [], [first_id], None
     while until_seq is None or next_seq <= until_seq:
         event = stream.next_event()
@@ -98,12 +100,12 @@ def read_worker(stream: EventStream, until_seq: int | None = None) -> tuple[dict
                 assert record["seq"] == next_seq, (record["seq"], next_seq)
                 seqs.append(next_seq)
                 next_seq += 1
-            assert event_id == str(next_seq - 1)
+            assert event_id == f"{epoch}:{next_seq - 1}"
         elif message["type"] == "gap":
-            assert message["from"] == next_seq and event_id == str(message["to"])
+            assert message["from"] == next_seq and event_id == f"{epoch}:{message['to']}"
             next_seq = message["to"] + 1
         elif message["type"] == "end":
-            assert message["last_seq"] == next_seq - 1 and event_id == str(message["last_seq"])
+            assert message["last_seq"] == next_seq - 1 and event_id == f"{epoch}:{message['last_seq']}"
             end = message
             break
         else:
@@ -126,13 +128,13 @@ def test_one_worker_as_a_browser_reads_it_then_end_closes_the_response(gateway):
     assert hello["replay_from"] == 41 and hello["worker"] == "sse-1" and seqs == list(range(41, 51))
     publish(gw.port, "sse-1", 5, start=51)
     assert gw.http("/api/workers/sse-1/stop", method="POST").status == 200
-    _, more, _, end = read_worker_after(stream, 51)
+    _, more, _, end = read_worker_after(stream, 51, hello["epoch"])
     assert more == list(range(51, 56)) and end["last_seq"] == 55 and end["worker"] == "sse-1"
     assert stream.next_event() is None, "the gateway ends the response after end"
     stream.close()
 
 
-def read_worker_after(stream: EventStream, next_seq: int) -> tuple[None, list[int], list[str], dict | None]:
+def read_worker_after(stream: EventStream, next_seq: int, epoch: str) -> tuple[None, list[int], list[str], dict | None]:
     """Continues reading a worker's events from `next_seq` until `end`."""
     seqs, ids = [], []
     while True:
@@ -146,7 +148,7 @@ def read_worker_after(stream: EventStream, next_seq: int) -> tuple[None, list[in
                 seqs.append(next_seq)
                 next_seq += 1
         elif message["type"] == "end":
-            assert event_id == str(message["last_seq"]) == str(next_seq - 1)
+            assert event_id == f"{epoch}:{message['last_seq']}" == f"{epoch}:{next_seq - 1}"
             return None, seqs, ids, message
         else:
             raise AssertionError(f"unexpected {message}")
@@ -163,9 +165,9 @@ def test_last_event_id_resumes_exactly_and_a_stored_run_replays_then_ends(gatewa
     again = EventStream(gw.port, "/api/workers/resume-1/events?tail=1000", headers={"Last-Event-ID": ids[-1]})
     hello2, seqs2, _, _ = read_worker(again, until_seq=50)
     again.close()
-    assert hello2["replay_from"] == int(ids[-1]) + 1
+    assert ids[-1] == f"{hello['epoch']}:18" and hello2["replay_from"] == 19 and hello2["resumed"] is True
     assert seqs + seqs2 == list(range(1, 51)), "no gap, no duplicate"
-    # Last-Event-ID wins over since.
+    # Last-Event-ID wins over since; a plain seq is accepted too (like since).
     third = EventStream(gw.port, "/api/workers/resume-1/events?since=3", headers={"Last-Event-ID": "45"})
     assert read_worker(third, until_seq=50)[1] == [46, 47, 48, 49, 50]
     third.close()
@@ -178,6 +180,30 @@ def test_last_event_id_resumes_exactly_and_a_stored_run_replays_then_ends(gatewa
     run.close()
 
 
+def test_an_event_source_that_reconnects_after_the_workers_new_run_gets_the_new_run_whole(gateway):
+    gw = gateway()
+    publish(gw.port, "rerun-1", 30)
+    first = EventStream(gw.port, "/api/workers/rerun-1/events?tail=1000")
+    hello, seqs, ids, _ = read_worker(first, until_seq=25)
+    first.close()
+    assert ids[-1] == f"{hello['epoch']}:25"
+    # The worker's run ends and a new one begins (its seqs start over), while the EventSource is away.
+    assert gw.http("/api/workers/rerun-1/stop", method="POST").status == 200
+    publish(gw.port, "rerun-1", 10)
+    # It reconnects with the same URL and its last id: not seq 25 of the new run, the new run whole.
+    again = EventStream(gw.port, "/api/workers/rerun-1/events?tail=1000", headers={"Last-Event-ID": ids[-1]})
+    hello2, seqs2, ids2, _ = read_worker(again, until_seq=10)
+    again.close()
+    assert hello2["epoch"] != hello["epoch"]
+    assert hello2["resumed"] is False and hello["epoch"] in hello2["reason"], hello2
+    assert hello2["replay_from"] == 1 and seqs2 == list(range(1, 11)), "no record of the new run skipped"
+    assert ids2[-1] == f"{hello2['epoch']}:10"
+    # A malformed id is refused before the stream.
+    for bad in ["RUN:5", f"{hello2['epoch']}:", ":5", f"{hello2['epoch']}:5:5"]:
+        reply = gw.http("/api/workers/rerun-1/events", headers={"Last-Event-ID": bad})
+        assert (reply.status, reply.json()["error"]["code"]) == (400, "bad_parameter"), bad
+
+
 def test_refusals_are_the_json_errors_of_the_api(gateway, tmp_path):
     gw = gateway("--memory-only", "--max-subscribers-per-worker", "1")
     publish(gw.port, "limited", 3)
@@ -188,6 +214,7 @@ def test_refusals_are_the_json_errors_of_the_api(gateway, tmp_path):
         ("/api/workers/limited/runs/nosuchrun/events", {}, 404, "run_not_found"),
         ("/api/streams/events?workers=bad%20id", {}, 400, "bad_parameter"),
         ("/api/streams/events?resume=limited:1", {}, 400, "bad_parameter"),
+        ("/api/streams/events?workers=" + ",".join(f"p{n}-*" for n in range(101)), {}, 400, "bad_parameter"),
     ]:
         reply = gw.http(path, headers=headers)
         assert (reply.status, reply.json()["error"]["code"]) == (status, code), path
@@ -293,7 +320,7 @@ def test_events_pass_through_nginx_unbuffered(gateway, nginx):
     started = time.monotonic()
     publish(gw.port, "via-nginx", 1, start=4)
     event_id, message = stream.next_event()
-    assert message["records"][0]["seq"] == 4 and event_id == "4"
+    assert message["records"][0]["seq"] == 4 and event_id == f"{hello['epoch']}:4"
     assert time.monotonic() - started < 2
     stream.close()
     many = EventStream(proxy.port, "/api/streams/events?workers=via-*&tail=1")

@@ -3,33 +3,43 @@ import TailgateCore
 
 /// The Server-Sent Events wire format (`text/event-stream`): each message is one event whose `data:`
 /// is the JSON of the WebSocket message. One worker's events (`/api/workers/{id}/events`) carry
-/// `id:` (the last seq the message covers, for `Last-Event-ID`) and the messages of `/ws/workers/{id}`;
-/// several workers' events (`/api/streams/events`) carry no `id:` and the messages of `/ws/streams`.
+/// `id: EPOCH:SEQ` (the run and the last seq the message covers, for `Last-Event-ID`) and the messages
+/// of `/ws/workers/{id}`; several workers' events (`/api/streams/events`) carry no `id:` and the
+/// messages of `/ws/streams`.
 struct EventFormat: SubscriptionFormat {
-    /// One worker, with `id:` lines; else several workers, messages naming their worker.
-    let singleWorker: Bool
+    /// One worker's run (the epoch its `id:` lines carry); `nil`: several workers, messages naming their worker.
+    let singleWorkerEpoch: String?
 
+    init(singleWorkerEpoch: String?) {
+        self.singleWorkerEpoch = singleWorkerEpoch
+    }
+
+    var singleWorker: Bool { singleWorkerEpoch != nil }
     var namesWorker: Bool { !singleWorker }
 
     func rendering(for worker: WorkerID) -> BatchRendering {
-        singleWorker ? WorkerEventRendering() : NamedEventRendering(worker: worker)
+        if let singleWorkerEpoch { return WorkerEventRendering(epoch: singleWorkerEpoch) }
+        return NamedEventRendering(worker: worker)
     }
 
     func logs(_ payload: ByteBuffer, worker: WorkerID, lastSeq: UInt64) -> ByteBuffer {
-        singleWorker ? Self.event(payload, id: lastSeq) : Self.event(LogsEnvelope.naming(worker, in: payload), id: nil)
+        if let singleWorkerEpoch { return Self.event(payload, epoch: singleWorkerEpoch, seq: lastSeq) }
+        return Self.event(LogsEnvelope.naming(worker, in: payload), epoch: nil, seq: nil)
     }
 
     func control(_ json: ByteBuffer, lastSeq: UInt64?) -> ByteBuffer {
-        Self.event(json, id: singleWorker ? lastSeq : nil)
+        Self.event(json, epoch: singleWorkerEpoch, seq: lastSeq)
     }
 
-    /// `id: N\ndata: JSON\n\n` (or without the `id:` line). The JSON is one line: encoded records
-    /// and stored lines never hold a raw line break.
-    static func event(_ json: ByteBuffer, id: UInt64?) -> ByteBuffer {
-        var buffer = ByteBufferAllocator().buffer(capacity: json.readableBytes + 32)
-        if let id {
+    /// `id: EPOCH:SEQ\ndata: JSON\n\n` (without the `id:` line when `epoch` or `seq` is `nil`). The JSON
+    /// is one line: encoded records and stored lines never hold a raw line break.
+    static func event(_ json: ByteBuffer, epoch: String?, seq: UInt64?) -> ByteBuffer {
+        var buffer = ByteBufferAllocator().buffer(capacity: json.readableBytes + 48)
+        if let epoch, let seq {
             buffer.writeStaticString("id: ")
-            buffer.writeString(String(id))
+            buffer.writeString(epoch)
+            buffer.writeInteger(UInt8(ascii: ":"))
+            buffer.writeString(String(seq))
             buffer.writeInteger(UInt8(ascii: "\n"))
         }
         buffer.writeStaticString("data: ")
@@ -42,12 +52,15 @@ struct EventFormat: SubscriptionFormat {
     static let keepalive: ByteBuffer = ByteBuffer(string: ": keepalive\n\n")
 }
 
-/// A batch as one event of `/api/workers/{id}/events`: `id: LAST\ndata: {"type":"logs","records":[…]}\n\n`.
+/// A batch as one event of `/api/workers/{id}/events`: `id: EPOCH:LAST\ndata: {"type":"logs","records":[…]}\n\n`.
+/// (A worker's fan-out carries the batches of one run, so every connection of this key has the same epoch.)
 struct WorkerEventRendering: BatchRendering {
+    let epoch: String
+
     var key: Int { 400 }
 
     func render(_ batch: Batch) -> ByteBuffer {
-        EventFormat.event(batch.payload, id: batch.lastSeq)
+        EventFormat.event(batch.payload, epoch: epoch, seq: batch.lastSeq)
     }
 }
 
@@ -58,6 +71,6 @@ struct NamedEventRendering: BatchRendering {
     var key: Int { 401 }
 
     func render(_ batch: Batch) -> ByteBuffer {
-        EventFormat.event(LogsEnvelope.naming(worker, in: batch.payload), id: nil)
+        EventFormat.event(LogsEnvelope.naming(worker, in: batch.payload), epoch: nil, seq: nil)
     }
 }

@@ -25,19 +25,19 @@ struct EventStreamAcceptance {
 /// `Origin` check (browsers apply CORS to `EventSource`, as to the rest of the API): parameters (400),
 /// method (405), token (401), token scope (403), the worker (404), then the limits (503).
 enum EventStreamEndpoint {
-    /// One worker's events; `epoch`: the run asked for by path. A `Last-Event-ID` header (a seq)
-    /// resumes like `since` and wins over it.
+    /// One worker's events; `epoch`: the run asked for by path. A `Last-Event-ID` header (`EPOCH:SEQ`,
+    /// as the events' `id:` carries it, resumes like `epoch=EPOCH&since=SEQ`; a plain `SEQ` like
+    /// `since`) wins over the query.
     static func acceptWorker(_ request: Request, id: WorkerID, run epoch: String?, connection: ConnectionState,
                              gateway: GatewayContext) throws(GatewayError) -> EventStreamAcceptance {
         let configuration = gateway.configuration
         var asked = try StreamEndpoint.subscriptionStart(request.target)
         if let lastEventID = request.headers.first(name: "last-event-id") {
-            guard !lastEventID.isEmpty, lastEventID.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
-                  let seq = UInt64(lastEventID), seq <= UInt64(Int64.max)
-            else {
-                throw GatewayError.badParameter("Last-Event-ID", "expected the seq of an event, got '\(lastEventID.prefix(40))'")
+            guard let (lastEpoch, seq) = lastEventIDValue(lastEventID) else {
+                throw GatewayError.badParameter("Last-Event-ID", "expected EPOCH:SEQ (the id of an event) or a seq, got '\(lastEventID.prefix(40))'")
             }
             asked.since = seq
+            if let lastEpoch { asked.epoch = lastEpoch }
         }
         guard request.method == .GET else { throw GatewayError.methodNotAllowed("GET") }
         let token = try configuration.access.token(query: request.target, headers: request.headers)
@@ -57,6 +57,23 @@ enum EventStreamEndpoint {
             connection.reservedWorker = worker
         }
         return EventStreamAcceptance(subscriptions: .worker(source, start: start, resumed: resumed), client: client, token: token)
+    }
+
+    /// `EPOCH:SEQ` (the epoch and the seq), or `SEQ` (no epoch); `nil` for anything else.
+    static func lastEventIDValue(_ text: String) -> (epoch: String?, seq: UInt64)? {
+        let utf8 = text.utf8
+        var epoch: String?
+        var seqText = Substring(text)
+        if let colon = utf8.firstIndex(of: UInt8(ascii: ":")) {
+            let epochText = Substring(text[..<colon])
+            guard RunID.isValidEpoch(epochText) else { return nil }
+            epoch = String(epochText)
+            seqText = text[text.index(after: colon)...]
+        }
+        guard !seqText.isEmpty, seqText.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+              let seq = UInt64(seqText), seq <= UInt64(Int64.max)
+        else { return nil }
+        return (epoch, seq)
     }
 
     /// The events of the workers of the query's subscription list.

@@ -25,6 +25,7 @@ final class EventStreamSession: ChannelDuplexHandler, SubscriptionOutput, Regist
     private var context: ChannelHandlerContext?
     private var subscriptions: SubscriptionSet?
     private var closing = false
+    private var detached = false
     private(set) var isWritable = true
     private var unwritableSince: NIODeadline?
     private var lastKeepalive = NIODeadline.now()
@@ -63,16 +64,16 @@ final class EventStreamSession: ChannelDuplexHandler, SubscriptionOutput, Regist
         gateway.registry(for: context.eventLoop).add(self)
         switch initial {
         case .worker(let source, let start, let resumed):
-            let subscriptions = SubscriptionSet(format: EventFormat(singleWorker: true), output: self, token: token,
+            let subscriptions = SubscriptionSet(format: EventFormat(singleWorkerEpoch: source.runID.epoch), output: self, token: token,
                                                 loop: context.eventLoop, gateway: gateway)
             self.subscriptions = subscriptions
             subscriptions.onEnded = { [weak self] _ in self?.finish(reason: "worker stopped") }
             subscriptions.subscribe(source, replay: start, resumed: resumed)
         case .list(let list):
-            let subscriptions = SubscriptionSet(format: EventFormat(singleWorker: false), output: self, token: token,
+            let subscriptions = SubscriptionSet(format: EventFormat(singleWorkerEpoch: nil), output: self, token: token,
                                                 loop: context.eventLoop, gateway: gateway)
             self.subscriptions = subscriptions
-            for (selector, start) in list.entries { subscriptions.subscribe(selector, start: start) }
+            subscriptions.subscribe(list.entries)
         }
         context.flush()
     }
@@ -89,14 +90,19 @@ final class EventStreamSession: ChannelDuplexHandler, SubscriptionOutput, Regist
         context.fireChannelInactive()
     }
 
+    /// Ends the subscriptions and leaves the registry. The set stays owned until the handler goes:
+    /// detaching can happen inside a call into the set (a failed write closes the connection at once,
+    /// a worker's `end` finishes the response), which must not free it under its own feet; detached,
+    /// it is inert.
     private func detach() {
-        guard let subscriptions, let context else { return }
-        self.subscriptions = nil
+        guard !detached, let subscriptions, let context else { return }
+        detached = true
         subscriptions.removeAll()
         gateway.registry(for: context.eventLoop).remove(self)
     }
 
-    /// Ends the response: the connection closes once what was written has gone out.
+    /// Ends the response: the connection closes once what was written has gone out, or after a short
+    /// wait for a client that does not read it.
     private func finish(reason: String) {
         guard let context, !closing else { return }
         closing = true
@@ -105,7 +111,13 @@ final class EventStreamSession: ChannelDuplexHandler, SubscriptionOutput, Regist
         detach()
         let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
         context.writeAndFlush(wrapOutboundOut(ByteBuffer())).whenComplete { _ in loopBoundContext.value.close(promise: nil) }
+        context.eventLoop.assumeIsolated().scheduleTask(in: Self.closeGrace) { [weak self] in
+            self?.context?.close(promise: nil)
+        }
     }
+
+    /// How long an ended response waits for its last bytes to go out before the connection is closed.
+    static let closeGrace = TimeAmount.seconds(2)
 
     /// Ends the response at once (`code` is what a WebSocket would have been closed with: it is
     /// counted and logged the same way).
@@ -136,7 +148,7 @@ final class EventStreamSession: ChannelDuplexHandler, SubscriptionOutput, Regist
         isWritable = context.channel.isWritable
         if isWritable {
             unwritableSince = nil
-            subscriptions?.writabilityChanged()
+            if !detached { subscriptions?.writabilityChanged() }
         } else if unwritableSince == nil {
             unwritableSince = .now()
         }
@@ -169,6 +181,6 @@ final class EventStreamSession: ChannelDuplexHandler, SubscriptionOutput, Regist
             lastKeepalive = now
             if isWritable { context.writeAndFlush(wrapOutboundOut(EventFormat.keepalive), promise: nil) }
         }
-        subscriptions?.followPatterns()
+        if !detached { subscriptions?.followPatterns() }
     }
 }

@@ -25,6 +25,13 @@ final class MultiplexSession: ChannelDuplexHandler, SubscriptionOutput, Register
     private var context: ChannelHandlerContext?
     private var subscriptions: SubscriptionSet?
     private var closing = false
+    private var detached = false
+    /// Complete messages received and not handled yet: while the socket is not writable (or while
+    /// messages are being handled) they wait here; the socket is not read meanwhile, so at most one
+    /// read's worth waits.
+    private var pendingMessages: [(message: ByteBuffer, isText: Bool)] = []
+    private var pendingHead = 0
+    private var handlingMessages = false
     private(set) var isWritable = true
     private var readPending = false
     private var unwritableSince: NIODeadline?
@@ -56,7 +63,7 @@ final class MultiplexSession: ChannelDuplexHandler, SubscriptionOutput, Register
                                             loop: context.eventLoop, gateway: gateway)
         self.subscriptions = subscriptions
         gateway.registry(for: context.eventLoop).add(self)
-        for (selector, start) in initial.entries { subscriptions.subscribe(selector, start: start) }
+        subscriptions.subscribe(initial.entries)
         // The 101 answer waits in the pipeline for this first flush.
         context.flush()
     }
@@ -73,10 +80,15 @@ final class MultiplexSession: ChannelDuplexHandler, SubscriptionOutput, Register
         context.fireChannelInactive()
     }
 
+    /// Ends the subscriptions and leaves the registry. The set stays owned until the handler goes:
+    /// detaching can happen inside a call into the set (a failed write closes the connection at once),
+    /// which must not free it under its own feet; detached, it is inert.
     private func detach() {
-        guard let subscriptions, let context else { return }
-        self.subscriptions = nil
+        guard !detached, let subscriptions, let context else { return }
+        detached = true
         subscriptions.removeAll()
+        pendingMessages.removeAll()
+        pendingHead = 0
         gateway.registry(for: context.eventLoop).remove(self)
     }
 
@@ -90,7 +102,12 @@ final class MultiplexSession: ChannelDuplexHandler, SubscriptionOutput, Register
         gateway.statistics.closes(code: code)
         gateway.log.subscriberClosed(worker: "/ws/streams (\(workers) workers)", client: client, code: code, reason: reason)
         context.writeAndFlush(wrapOutboundOut(ServerFrames.close(code: code, reason: reason)), promise: nil)
-        context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(2)) { [weak self] in
+        scheduleForcedClose(context)
+    }
+
+    /// Closes the connection after a short wait, if the client has not let its close go out by then.
+    private func scheduleForcedClose(_ context: ChannelHandlerContext) {
+        context.eventLoop.assumeIsolated().scheduleTask(in: EventStreamSession.closeGrace) { [weak self] in
             self?.context?.close(promise: nil)
         }
     }
@@ -113,8 +130,9 @@ final class MultiplexSession: ChannelDuplexHandler, SubscriptionOutput, Register
         isWritable = context.channel.isWritable
         if isWritable {
             unwritableSince = nil
-            subscriptions?.writabilityChanged()
-            if readPending {
+            if !detached { subscriptions?.writabilityChanged() }
+            handlePendingMessages()
+            if isWritable, readPending {
                 readPending = false
                 context.read()
             }
@@ -126,7 +144,7 @@ final class MultiplexSession: ChannelDuplexHandler, SubscriptionOutput, Register
 
     /// Holds back reading while the socket is not writable.
     func read(context: ChannelHandlerContext) {
-        if isWritable || closing {
+        if (isWritable && pendingHead >= pendingMessages.count) || closing {
             context.read()
         } else {
             readPending = true
@@ -166,7 +184,10 @@ final class MultiplexSession: ChannelDuplexHandler, SubscriptionOutput, Register
                 return
             }
             if frame.fin && inbound.lastWasCompressed { gateway.statistics.inflatedMessages.add(1, ordering: .relaxed) }
-            if let (message, isText) = inbound.takeMessage() { handle(message, isText: isText) }
+            if let (message, isText) = inbound.takeMessage() {
+                pendingMessages.append((message, isText))
+                handlePendingMessages()
+            }
         default:
             close(code: .protocolError, reason: "unknown opcode")
         }
@@ -190,11 +211,35 @@ final class MultiplexSession: ChannelDuplexHandler, SubscriptionOutput, Register
         detach()
         let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
         context.writeAndFlush(wrapOutboundOut(reply)).whenComplete { _ in loopBoundContext.value.close(promise: nil) }
+        scheduleForcedClose(context)
+    }
+
+    /// Handles the messages received, in order, while the socket is writable: a client that sends
+    /// and does not read has its messages wait (and the socket unread) rather than its answers
+    /// buffered. A message received while one is being handled (a write can make NIO read the
+    /// socket) waits for it.
+    private func handlePendingMessages() {
+        guard !handlingMessages else { return }
+        handlingMessages = true
+        defer { handlingMessages = false }
+        while isWritable, !closing, !detached, pendingHead < pendingMessages.count {
+            let (message, isText) = pendingMessages[pendingHead]
+            pendingHead += 1
+            handle(message, isText: isText)
+        }
+        if pendingHead >= pendingMessages.count {
+            pendingMessages.removeAll(keepingCapacity: pendingMessages.count <= 16)
+            pendingHead = 0
+            if readPending, isWritable, !closing, let context {
+                readPending = false
+                context.read()
+            }
+        }
     }
 
     /// Acts on one complete message: subscribe or unsubscribe; anything else closes with 1007.
     private func handle(_ message: ByteBuffer, isText: Bool) {
-        guard let subscriptions else { return }
+        guard let subscriptions, !detached else { return }
         guard isText else {
             close(code: .dataInconsistentWithMessage, reason: "messages must be JSON text")
             return
@@ -202,7 +247,7 @@ final class MultiplexSession: ChannelDuplexHandler, SubscriptionOutput, Register
         do {
             switch try SubscriptionMessage.parse(message) {
             case .subscribe(let selectors, let start):
-                for selector in selectors { subscriptions.subscribe(selector, start: start) }
+                subscriptions.subscribe(selectors.map { ($0, start) })
             case .unsubscribe(let selectors):
                 for selector in selectors { subscriptions.unsubscribe(selector) }
             }
@@ -247,6 +292,6 @@ final class MultiplexSession: ChannelDuplexHandler, SubscriptionOutput, Register
             pingSentAt = now
             context.writeAndFlush(wrapOutboundOut(ServerFrames.frame(.ping, payload: ByteBuffer())), promise: nil)
         }
-        subscriptions?.followPatterns()
+        if !detached { subscriptions?.followPatterns() }
     }
 }

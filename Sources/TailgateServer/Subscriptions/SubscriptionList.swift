@@ -55,7 +55,8 @@ struct SubscriptionList: Equatable {
         lhs.entries.elementsEqual(rhs.entries) { $0.selector == $1.selector && $0.start == $1.start }
     }
 
-    /// Reads the list from `target`; throws 400 `bad_parameter` for a malformed `workers`, `tail` or `resume`.
+    /// Reads the list from `target`; throws 400 `bad_parameter` for a malformed `workers`, `tail` or
+    /// `resume`, or more than `SubscriptionSet.maxPatterns` patterns.
     init(_ target: RequestTarget) throws(GatewayError) {
         let tail = try target.unsignedValue("tail", max: 1_000_000_000).map { Int($0) }
         var entries: [(selector: WorkerSelector, start: SubscriptionStart)] = []
@@ -70,6 +71,7 @@ struct SubscriptionList: Equatable {
             }
         }
         var seen: Set<WorkerSelector> = []
+        var patterns = 0
         if let text = target.value("workers"), !text.isEmpty {
             for item in text.split(separator: ",", omittingEmptySubsequences: false) {
                 guard let selector = WorkerSelector(item) else {
@@ -78,6 +80,12 @@ struct SubscriptionList: Equatable {
                 // `resume` wins over `tail` for the workers it names; a repeated entry counts once.
                 if case .worker(let id) = selector, resumed.contains(id) { continue }
                 guard seen.insert(selector).inserted else { continue }
+                if case .prefix = selector {
+                    patterns += 1
+                    guard patterns <= SubscriptionSet.maxPatterns else {
+                        throw .badParameter("workers", "at most \(SubscriptionSet.maxPatterns) patterns per connection, got more ('\(item.prefix(160))' is beyond)")
+                    }
+                }
                 entries.append((selector, SubscriptionStart(since: nil, epoch: nil, tail: tail)))
             }
         }

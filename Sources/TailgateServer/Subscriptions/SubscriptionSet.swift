@@ -43,6 +43,9 @@ final class SubscriptionSet {
     /// The run of each worker patterns matched when last looked at: a worker with no subscription is
     /// subscribed when its run is not this one (it appeared, or started a new run).
     private var seenRuns: [WorkerID: String] = [:]
+    /// The run at which a pattern's worker was refused (e.g. `too_many_subscribers`): not tried again
+    /// by another pattern until its next run.
+    private var refusedRuns: [WorkerID: String] = [:]
     /// `LogBus.runsStartedCount` when the patterns were last applied (-1: look again).
     private var runsChecked = -1
 
@@ -67,10 +70,32 @@ final class SubscriptionSet {
     var isWritable: Bool { !detached && output.isWritable }
     var count: Int { cursors.count }
 
+    /// The most prefix patterns one connection follows (besides `--max-stream-subscriptions`, which
+    /// counts the workers subscribed).
+    static let maxPatterns = 100
+
     // MARK: Subscribing
 
     /// Subscribes `selector` (errors are written as `error` messages).
     func subscribe(_ selector: WorkerSelector, start: SubscriptionStart) {
+        subscribe([(selector, start)])
+    }
+
+    /// Subscribes the selectors of a message or a query, in order (errors are written as `error`
+    /// messages). The workers are listed once for all the patterns.
+    func subscribe(_ entries: [(selector: WorkerSelector, start: SubscriptionStart)]) {
+        withExtendedLifetime(self) {
+            var workers: [Worker]?
+            var patternLimitReported = false
+            for (selector, start) in entries {
+                guard !detached else { return }
+                subscribe(selector, start: start, workers: &workers, patternLimitReported: &patternLimitReported)
+            }
+            pump()
+        }
+    }
+
+    private func subscribe(_ selector: WorkerSelector, start: SubscriptionStart, workers: inout [Worker]?, patternLimitReported: inout Bool) {
         switch selector {
         case .worker(let id):
             do throws(GatewayError) {
@@ -84,63 +109,108 @@ final class SubscriptionSet {
                 writeError(error, worker: id.rawValue)
             }
         case .prefix(let prefix):
+            // A pattern already followed: its workers are subscribed, or were refused, or were
+            // unsubscribed one by one (and come back at their next run).
+            guard !patterns.contains(prefix) else { return }
+            guard patterns.count < Self.maxPatterns else {
+                // One error per message, naming the first pattern beyond the limit.
+                guard !patternLimitReported else { return }
+                patternLimitReported = true
+                writeError(GatewayError.limitReached("too_many_subscriptions", "this connection follows \(Self.maxPatterns) patterns, its limit",
+                                                     retryAfter: gateway.configuration.retryAfterSeconds),
+                           worker: selector.description)
+                return
+            }
             patterns.insert(prefix)
-            for worker in gateway.bus.allWorkers() where worker.id.rawValue.hasPrefix(prefix) && covers(worker.id) {
+            if workers == nil { workers = gateway.bus.allWorkers() }
+            var refusedForLimit = false
+            for worker in workers! where worker.id.rawValue.hasPrefix(prefix) && covers(worker.id) {
                 if let cursor = cursors[worker.id] {
                     seenRuns[worker.id] = cursor.source.runID.epoch
                     continue
                 }
                 seenRuns[worker.id] = worker.epoch
+                // Refused at this run already (by another pattern): not again.
+                guard refusedRuns[worker.id] != worker.epoch, !refusedForLimit else { continue }
                 do throws(GatewayError) {
                     try add(.worker(worker), start: start)
                 } catch {
-                    writeError(error, worker: worker.id.rawValue)
+                    refuse(worker, error, pattern: selector.description, refusedForLimit: &refusedForLimit)
                 }
             }
         }
-        pump()
     }
 
     /// Subscribes the source of a single-worker stream, whose checks and subscriber place were taken
     /// before the stream started.
     func subscribe(_ source: StreamSource, replay: ReplayStart, resumed: (Bool, reason: String?)?) {
-        open(source, replay: replay, resumed: resumed, reservation: nil)
-        pump()
+        guard !detached else { return }
+        withExtendedLifetime(self) {
+            open(source, replay: replay, resumed: resumed, reservation: nil)
+            pump()
+        }
     }
 
     /// Removes the subscriptions `selector` names (a pattern: also stops following it), each answered
     /// with `unsubscribed`.
     func unsubscribe(_ selector: WorkerSelector) {
-        if case .prefix(let prefix) = selector { patterns.remove(prefix) }
-        for cursor in cursors.values.filter({ selector.matches($0.workerID) }).sorted(by: { $0.workerID < $1.workerID }) {
+        guard !detached else { return }
+        switch selector {
+        case .worker(let id):
+            guard let cursor = cursors[id] else { return }
             remove(cursor)
-            writeControl(StreamMessages.unsubscribed(worker: cursor.workerID), lastSeq: nil)
+            writeControl(StreamMessages.unsubscribed(worker: id), lastSeq: nil)
+        case .prefix(let prefix):
+            patterns.remove(prefix)
+            for cursor in cursors.values.filter({ selector.matches($0.workerID) }).sorted(by: { $0.workerID < $1.workerID }) {
+                remove(cursor)
+                writeControl(StreamMessages.unsubscribed(worker: cursor.workerID), lastSeq: nil)
+            }
         }
     }
 
     /// Subscribes the workers that patterns match and that appeared, or started a new run, since the
     /// last look (called about once a second).
     func followPatterns() {
-        guard !patterns.isEmpty else { return }
+        guard !patterns.isEmpty, !detached else { return }
         let runsStarted = gateway.bus.runsStartedCount
         guard runsStarted != runsChecked else { return }
         runsChecked = runsStarted
         var seen: [WorkerID: String] = [:]
-        for worker in gateway.bus.allWorkers() where patterns.contains(where: { worker.id.rawValue.hasPrefix($0) }) && covers(worker.id) {
-            if let cursor = cursors[worker.id] {
-                seen[worker.id] = cursor.source.runID.epoch
-                continue
+        var refusedForLimit = false
+        withExtendedLifetime(self) {
+            for worker in gateway.bus.allWorkers() {
+                guard !detached else { return }
+                guard let pattern = patterns.first(where: { worker.id.rawValue.hasPrefix($0) }), covers(worker.id) else { continue }
+                if let cursor = cursors[worker.id] {
+                    seen[worker.id] = cursor.source.runID.epoch
+                    continue
+                }
+                seen[worker.id] = worker.epoch
+                guard seenRuns[worker.id] != worker.epoch, !refusedForLimit else { continue }
+                do throws(GatewayError) {
+                    try add(.worker(worker), replay: .first, resumed: nil)
+                } catch {
+                    refuse(worker, error, pattern: pattern + "*", refusedForLimit: &refusedForLimit)
+                }
             }
-            seen[worker.id] = worker.epoch
-            guard seenRuns[worker.id] != worker.epoch else { continue }
-            do throws(GatewayError) {
-                try add(.worker(worker), replay: .first, resumed: nil)
-            } catch {
-                writeError(error, worker: worker.id.rawValue)
-            }
+            seenRuns = seen
+            refusedRuns = refusedRuns.filter { seen[$0.key] == $0.value }
+            pump()
         }
-        seenRuns = seen
-        pump()
+    }
+
+    /// Answers a worker a pattern matched and that could not be subscribed: the connection's limit
+    /// is one error naming the pattern (and the pattern's other workers are not tried); anything else
+    /// an error naming the worker, which is not tried again at this run.
+    private func refuse(_ worker: Worker, _ error: GatewayError, pattern: String, refusedForLimit: inout Bool) {
+        if error.code == "too_many_subscriptions" {
+            refusedForLimit = true
+            writeError(error, worker: pattern)
+        } else {
+            refusedRuns[worker.id] = worker.epoch
+            writeError(error, worker: worker.id.rawValue)
+        }
     }
 
     /// Ends every subscription without a word (the connection is closing).
@@ -164,6 +234,7 @@ final class SubscriptionSet {
 
     /// Checks the limits, takes a subscriber place of a live worker and opens the subscription.
     private func add(_ source: StreamSource, replay: ReplayStart, resumed: (Bool, reason: String?)?) throws(GatewayError) {
+        guard !detached else { return }
         let limit = gateway.configuration.maxStreamSubscriptions
         guard cursors.count < limit else {
             throw GatewayError.limitReached("too_many_subscriptions", "this connection has reached its limit of \(limit) subscriptions",
@@ -189,8 +260,11 @@ final class SubscriptionSet {
         enqueue(cursor)
     }
 
+    /// Ends `cursor`'s subscription: out of the fan-out, its subscriber place given back. Once only:
+    /// a cursor already removed is left alone.
     private func remove(_ cursor: WorkerCursor) {
-        if cursors[cursor.workerID] === cursor { cursors[cursor.workerID] = nil }
+        guard cursors[cursor.workerID] === cursor else { return }
+        cursors[cursor.workerID] = nil
         cursor.phase = .finished
         if case .worker(let worker) = cursor.source { worker.fanOut.remove(cursor, on: loop) }
         if let worker = cursor.reservation { gateway.limiter.releaseSubscriber(of: worker) }
@@ -221,8 +295,11 @@ final class SubscriptionSet {
     /// Writes and flushes a live batch's rendered bytes.
     func writeLive(_ rendered: ByteBuffer, of batch: Batch) {
         guard !detached else { return }
-        output.writeAndFlush(rendered)
-        registry.delivery.wroteLive(batch, wireBytes: rendered.readableBytes, streams: registry.count)
+        withExtendedLifetime(self) {
+            // Counted first: a failed write closes the connection inside `writeAndFlush`.
+            registry.delivery.wroteLive(batch, wireBytes: rendered.readableBytes, streams: registry.count)
+            output.writeAndFlush(rendered)
+        }
     }
 
     private func writeError(_ error: GatewayError, worker: String) {
@@ -241,17 +318,20 @@ final class SubscriptionSet {
 
     /// Queues `cursor` to catch up and lets the cursors take their turns.
     func catchUp(_ cursor: WorkerCursor) {
-        enqueue(cursor)
-        pump()
+        guard !detached else { return }
+        withExtendedLifetime(self) {
+            enqueue(cursor)
+            pump()
+        }
     }
 
     /// The connection became writable, or stopped being so.
     func writabilityChanged() {
-        if isWritable { pump() }
+        if isWritable { withExtendedLifetime(self) { pump() } }
     }
 
     private func enqueue(_ cursor: WorkerCursor) {
-        guard !cursor.queued else { return }
+        guard !cursor.queued, !detached else { return }
         cursor.queued = true
         queue.append(cursor)
     }
@@ -278,7 +358,7 @@ final class SubscriptionSet {
                 case .live:
                     break
                 case .ended:
-                    remove(cursor)
+                    remove(cursor)  // (a no-op when the connection was closed during the step)
                     if !patterns.isEmpty { runsChecked = -1 }
                     onEnded?(cursor)
                 case .needsStore(let from, let through):
@@ -327,11 +407,13 @@ final class SubscriptionSet {
             enqueue(waiting)
         }
         waitingForStore.removeAll()
-        if cursor.phase == .reading, cursor.nextSeq == from {
-            cursor.storedChunkArrived(result, from: from, through: through, into: self)
-            enqueue(cursor)
+        withExtendedLifetime(self) {
+            if cursor.phase == .reading, cursor.nextSeq == from {
+                cursor.storedChunkArrived(result, from: from, through: through, into: self)
+                enqueue(cursor)
+            }
+            pump()
+            flush()
         }
-        pump()
-        flush()
     }
 }

@@ -103,6 +103,15 @@ final class IngestSession {
     }
 
     private func process(_ buffer: inout ByteBuffer, queueLimit: Int) -> Bool {
+        // The common case — whole lines, none too long, nothing left over from the previous read — is
+        // decoded straight from the read's bytes, through one pointer access for the whole read (each
+        // access to a `ByteBuffer`'s storage is an exclusivity check in NIO code inlined here:
+        // Benchmarks/results/FINDINGS.md). The rest, and whatever follows a stop, goes line by line below.
+        if partial.readableBytes == 0 && !discardingLongLine {
+            let (consumed, stopped) = processWholeLines(buffer, queueLimit: queueLimit)
+            buffer.moveReaderIndex(forwardBy: consumed)
+            if stopped { return false }
+        }
         while buffer.readableBytes > 0 {
             guard let newline = Self.newlineIndex(in: buffer) else {
                 appendPartial(buffer.readSlice(length: buffer.readableBytes)!)
@@ -138,6 +147,34 @@ final class IngestSession {
         return true
     }
 
+    /// Decodes and publishes the whole lines at the start of `buffer` that fit the size limit, reading
+    /// them in place; stops at the first line that does not end in this read or is too long. Returns
+    /// the bytes consumed, and whether it stopped because the worker's queue is full (more input left).
+    private func processWholeLines(_ buffer: ByteBuffer, queueLimit: Int) -> (consumed: Int, stopped: Bool) {
+        buffer.withUnsafeReadableBytes { raw -> (Int, Bool) in
+            guard let base = raw.baseAddress else { return (0, false) }
+            let bytes = base.assumingMemoryBound(to: UInt8.self)
+            var start = 0
+            while start < raw.count {
+                guard let found = memchr(base + start, 0x0A, raw.count - start) else { break }
+                let end = UnsafeRawPointer(found) - base
+                guard end - start <= maxLineBytes else { break }
+                let offset = nextOffset
+                nextOffset += 1
+                let line = UnsafeBufferPointer(start: bytes + start, count: end - start)
+                start = end + 1
+                if publisher != nil && offset <= knownOffset {
+                    duplicates += 1
+                    statistics?.ingestDuplicates.add(1, ordering: .relaxed)
+                } else if let rejection = pending.decode(line, format: format, offset: publisher != nil ? offset : nil) {
+                    reject(rejection.message)
+                }
+                if pending.records.count >= Self.recordsPerEnqueue, flush() >= queueLimit, start < raw.count { return (start, true) }
+            }
+            return (start, false)
+        }
+    }
+
     /// Decoded records not yet handed to the worker, and their line numbers (for a stopped worker's
     /// rejections): each read's lines go to the worker's queue together, under one lock.
     ///
@@ -160,9 +197,14 @@ final class IngestSession {
         /// Counts the line and decodes it into `records` (a trailing CR dropped; a blank NDJSON line is
         /// skipped, not counted); returns why it was rejected, if it was.
         mutating func decode(_ line: ByteBuffer, format: Format, offset: UInt64?) -> RecordDecoder.Rejection? {
+            line.withUnsafeReadableBytes { raw in decode(raw.bindMemory(to: UInt8.self), format: format, offset: offset) }
+        }
+
+        /// `decode` of a line's bytes in place.
+        mutating func decode(_ line: UnsafeBufferPointer<UInt8>, format: Format, offset: UInt64?) -> RecordDecoder.Rejection? {
             var blank = false
-            let rejection = line.withUnsafeReadableBytes { raw -> RecordDecoder.Rejection? in
-                var bytes = raw.bindMemory(to: UInt8.self)
+            let rejection = { () -> RecordDecoder.Rejection? in
+                var bytes = line
                 if bytes.last == UInt8(ascii: "\r") { bytes = UnsafeBufferPointer(rebasing: bytes.dropLast()) }
                 if format == .ndjson && !bytes.contains(where: { $0 != 0x20 && $0 != 0x09 }) {
                     blank = true
@@ -177,7 +219,7 @@ final class IngestSession {
                 } catch {
                     return error
                 }
-            }
+            }()
             if rejection == nil && !blank {
                 lines.append(lineNumber)
                 if let offset { offsets.append(offset) }

@@ -29,8 +29,10 @@ final class SubscriptionSet {
     private let token: AccessToken?
     private let registry: SessionRegistry
     /// The connection that owns the set. `unowned(unsafe)`: it is read on every live batch, and the
-    /// set touches it only until `removeAll()` (the owner calls it before letting go of the set; a store
-    /// read that completes later finds `detached` set).
+    /// set touches it only until `removeAll()`. The owner keeps the set for its whole life (detaching
+    /// calls `removeAll()` and never lets go of the set, since it can happen inside a call into the set:
+    /// a failed write closes the connection synchronously); a store read that completes later finds
+    /// `detached` set.
     private unowned(unsafe) let output: SubscriptionOutput
     private var detached = false
     /// Called when a subscription has ended with `end` (it is removed already).

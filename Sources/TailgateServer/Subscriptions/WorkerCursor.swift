@@ -43,8 +43,10 @@ final class WorkerCursor: BatchSubscriber {
     var phase = Phase.behind
     /// In its set's catch-up queue, or waiting there for the store.
     var queued = false
-    /// `unowned(unsafe)`: read on every live batch; the set outlives the cursor's place in the fan-out
-    /// (it removes the cursor from it before it goes), and after that `phase` is `.finished`.
+    /// `unowned(unsafe)`: read on every live batch. The set outlives the cursor's place in the fan-out:
+    /// its session owns it until the session's handler is removed from the pipeline (never inside a
+    /// call into the set), and it removes the cursor from the fan-out when detached, before that;
+    /// after that `phase` is `.finished`. The set's entry points keep it alive while they run.
     private unowned(unsafe) let set: SubscriptionSet
 
     init(source: StreamSource, rendering: BatchRendering, reservation: Worker?, set: SubscriptionSet) {

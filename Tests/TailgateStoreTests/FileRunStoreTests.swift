@@ -118,7 +118,8 @@ struct FileRunStoreTests {
         let folder = TemporaryFolder()
         defer { folder.remove() }
         var configuration = testConfiguration(folder.dataDirectory)
-        configuration.coalesceDelay = .seconds(1)
+        // Long, so that a test starved of CPU on a busy machine still looks well inside the delay.
+        configuration.coalesceDelay = .seconds(10)
         let store = try FileRunStore(configuration: configuration, logger: LogRecorder().logger)
         let id = runID()
         store.begin(newRun(id))
@@ -129,7 +130,7 @@ struct FileRunStoreTests {
         // A waiter ends the delay: everything queued goes in one write, as one frame.
         let waited = ContinuousClock.now
         try await store.whenWritten(id, through: 50, on: testLoop).get()
-        #expect(ContinuousClock.now - waited < .milliseconds(900), "the waiter waited for the delay")
+        #expect(ContinuousClock.now - waited < .seconds(5), "the waiter waited for the delay")
         #expect(try frames(folder, id) == [1])
         #expect(try await readAll(store, id).seqs == Array(1...50))
         store.close()

@@ -156,28 +156,16 @@ final class MultiplexSession: ChannelDuplexHandler, SubscriptionOutput, Register
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         lastInbound = .now()
-        guard frame.maskKey != nil else {
-            close(code: .protocolError, reason: "client frames must be masked")
-            return
-        }
-        if frame.rsv1 || frame.rsv2 || frame.rsv3, frame.opcode.isControlOpcode {
-            close(code: .protocolError, reason: "reserved bits set on a control frame")
-            return
-        }
-        switch frame.opcode {
-        case .ping:
-            guard frame.fin, frame.length <= 125 else {
-                close(code: .protocolError, reason: "invalid ping frame")
-                return
-            }
-            var payload = frame.unmaskedData
-            let pong = ServerFrames.frame(.pong, payload: payload.readSlice(length: payload.readableBytes)!)
+        switch ClientFrame.classify(frame) {
+        case .violation(let code, let reason):
+            close(code: code, reason: reason)
+        case .ping(let pong):
             context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
         case .pong:
             pingSentAt = nil
-        case .connectionClose:
-            answerClose(frame, context: context)
-        case .text, .binary, .continuation:
+        case .close(let reply, let refused):
+            answerClose(reply: reply, refused: refused, context: context)
+        case .data:
             guard !closing else { return }
             if case .close(let code, let reason) = inbound.receive(frame) {
                 close(code: code, reason: reason)
@@ -188,25 +176,16 @@ final class MultiplexSession: ChannelDuplexHandler, SubscriptionOutput, Register
                 pendingMessages.append((message, isText))
                 handlePendingMessages()
             }
-        default:
-            close(code: .protocolError, reason: "unknown opcode")
         }
     }
 
-    private func answerClose(_ frame: WebSocketFrame, context: ChannelHandlerContext) {
+    /// Answers a client's close frame with `reply` (its code echoed, or `refused` with a reason).
+    private func answerClose(reply: ByteBuffer, refused: WebSocketErrorCode?, context: ChannelHandlerContext) {
         if closing {
             context.close(promise: nil)
             return
         }
-        // Echo the client's code (RFC 6455 §5.5.1), or refuse a close frame no endpoint may send.
-        let reply: ByteBuffer
-        switch ClientClose.check(frame) {
-        case .echo(let code):
-            reply = ServerFrames.close(code: code, reason: "")
-        case .refuse(let code, let reason):
-            gateway.statistics.closes(code: code)
-            reply = ServerFrames.close(code: code, reason: reason)
-        }
+        if let refused { gateway.statistics.closes(code: refused) }
         closing = true
         detach()
         let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)

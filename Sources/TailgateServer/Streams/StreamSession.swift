@@ -255,51 +255,29 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         lastInbound = .now()
-        guard frame.maskKey != nil else {
-            close(code: .protocolError, reason: "client frames must be masked")
-            return
-        }
-        if frame.rsv1 || frame.rsv2 || frame.rsv3, frame.opcode.isControlOpcode {
-            close(code: .protocolError, reason: "reserved bits set on a control frame")
-            return
-        }
-        switch frame.opcode {
-        case .ping:
-            guard frame.fin, frame.length <= 125 else {
-                close(code: .protocolError, reason: "invalid ping frame")
-                return
-            }
-            var payload = frame.unmaskedData
-            let pong = ServerFrames.frame(.pong, payload: payload.readSlice(length: payload.readableBytes)!)
+        switch ClientFrame.classify(frame) {
+        case .violation(let code, let reason):
+            close(code: code, reason: reason)
+        case .ping(let pong):
             context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
         case .pong:
             pingSentAt = nil
-        case .connectionClose:
+        case .close(let reply, let refused):
             if phase == .closing {
                 context.close(promise: nil)
             } else {
-                // Echo the client's code (RFC 6455 §5.5.1), or refuse a close frame no endpoint may send.
-                let reply: ByteBuffer
-                switch ClientClose.check(frame) {
-                case .echo(let code):
-                    reply = ServerFrames.close(code: code, reason: "")
-                case .refuse(let code, let reason):
-                    statistics.closes(code: code)
-                    reply = ServerFrames.close(code: code, reason: reason)
-                }
+                if let refused { statistics.closes(code: refused) }
                 phase = .closing
                 detach()
                 let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
                 context.writeAndFlush(wrapOutboundOut(reply)).whenComplete { _ in loopBoundContext.value.close(promise: nil) }
             }
-        case .text, .binary, .continuation:
+        case .data:
             if case .close(let code, let reason) = inbound.receive(frame) {
                 close(code: code, reason: reason)
             } else if frame.fin && inbound.lastWasCompressed {
                 statistics.inflatedMessages.add(1, ordering: .relaxed)
             }
-        default:
-            close(code: .protocolError, reason: "unknown opcode")
         }
     }
 

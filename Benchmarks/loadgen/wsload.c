@@ -18,6 +18,13 @@
  *   --deflate              offer permessage-deflate; inflate compressed messages (zlib)
  *   --lat-all              one latency sample per record instead of per frame
  *   --connect-timeout S    give up waiting for connections after S seconds (default 60)
+ *   --reconnect            resume mode (a gateway restart during the run): a connection that closes after its
+ *                          `hello` connects again with `epoch=E&since=S` (E from its hello, S its last seq),
+ *                          retrying with back-off (100 ms doubling to 1 s, jittered) while refused; its next
+ *                          `hello` must say `"resumed":true` with `replay_from` S+1, and seqs must go on
+ *                          without a hole or a duplicate (violations otherwise). Reports reconnects, resumes,
+ *                          and (epoch seconds) when the last connection had resumed and had a live record (one
+ *                          stamped after its reconnect); SECONDS is the whole run.
  *   --until-end            replay mode (e.g. PATH ?since=0 of a stopped worker): count every record from the
  *                          first connect until each connection has received `end`, then exit; SECONDS is
  *                          only a time-out. `seconds` is connect → last `end`; no latency (the records are old)
@@ -44,6 +51,9 @@ enum { S_CONNECTING, S_UPGRADING, S_OPEN, S_CLOSED };
 
 typedef struct {
     int fd, state, ep_idx, paused, ready, deflate, reset_each;
+    /* --reconnect: the run's epoch, whether this connection is (re)connecting after a close, attempts,
+       when it may try again, when it connected again, whether it has resumed and had a live record */
+    char epoch[40]; int reconnecting, attempts, resumed, live; double retry_at, reconnected_at;
     char *buf; size_t len, cap;
     char *frag; size_t flen, fcap; int frag_rsv1, frag_op;
     z_stream *z;
@@ -102,7 +112,8 @@ static double hist_pct(double p) { /* ms */
     return hmax / 1000.0;
 }
 
-static int lat_all = 0, measuring = 0, ready_on_upgrade = 0, until_end = 0;
+static int lat_all = 0, measuring = 0, ready_on_upgrade = 0, until_end = 0, reconnect = 0;
+static long long reconnects, resumes, not_resumed, lives, rinflight, retrying; static double last_resumed_at, last_live_at, first_close_at;
 static double last_end_at;
 static long long m_records, m_frames, m_messages, m_compressed, m_wire, m_inflated_bytes, hello_msgs, gaps, ends;
 static char refusal[64];
@@ -130,6 +141,10 @@ static void handle_payload(conn_t *c, const char *p, size_t n, double t) {
             if (c->next_seq >= 0 && seq != c->next_seq) c->violations++;
             c->next_seq = seq + 1;
             c->records++;
+            if (reconnect && c->resumed && !c->live) {
+                const char *ts = memmem(q, end - q < 64 ? end - q : 64, "\"timestamp\":\"", 13);
+                if (ts && parse_ts(ts + 13) >= c->reconnected_at) { c->live = 1; lives++; if (t > last_live_at) last_live_at = t; }
+            }
             if (measuring) {
                 m_records++;
                 if (!until_end && (first || lat_all)) {
@@ -141,7 +156,17 @@ static void handle_payload(conn_t *c, const char *p, size_t n, double t) {
         }
     } else if (n > 15 && memcmp(p, "{\"type\":\"hello\"", 15) == 0) {
         const char *r = memmem(p, n, "\"replay_from\":", 14);
-        if (r) c->next_seq = strtoll(r + 14, NULL, 10);
+        if (reconnect && c->reconnecting) { /* a resume: same run, going on right after the last seq seen */
+            c->reconnecting = 0;
+            rinflight--;
+            if (memmem(p, n, "\"resumed\":true", 14) && r && strtoll(r + 14, NULL, 10) == c->next_seq) {
+                c->resumed = 1; resumes++; if (t > last_resumed_at) last_resumed_at = t;
+            } else { not_resumed++; c->violations++; }
+        } else if (r) c->next_seq = strtoll(r + 14, NULL, 10);
+        if (reconnect && !c->epoch[0]) {
+            const char *e = memmem(p, n, "\"epoch\":\"", 9);
+            if (e) { size_t l = strcspn(e + 9, "\""); if (l < sizeof c->epoch) { memcpy(c->epoch, e + 9, l); c->epoch[l] = 0; } }
+        }
         hello_msgs++;
         c->ready = 1;
     } else if (n > 13 && memcmp(p, "{\"type\":\"gap\"", 13) == 0) {
@@ -178,6 +203,19 @@ static void handle_message(conn_t *c, int rsv1, const char *p, size_t n, double 
     } else handle_payload(c, p, n, t);
 }
 
+/* --reconnect: drops a connection's socket and schedules its next attempt (back-off with jitter). */
+static void retry_later(int ep, conn_t *c, double t) {
+    if (c->fd >= 0) { epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL); close(c->fd); c->fd = -1; }
+    if (!c->reconnecting) { c->reconnecting = 1; c->attempts = 0; c->resumed = 0; c->live = 0; reconnects++; if (!first_close_at) first_close_at = t; }
+    else rinflight--;
+    double delay = 0.1 * (1 << (c->attempts < 4 ? c->attempts : 4)); if (delay > 1.0) delay = 1.0;
+    c->attempts++;
+    c->retry_at = t + delay * (0.5 + (rand() % 1000) / 1000.0);
+    c->state = S_CLOSED; c->len = 0; c->flen = 0;
+    if (c->z) { inflateEnd(c->z); free(c->z); c->z = NULL; c->deflate = 0; }
+    retrying++;
+}
+
 static void close_conn(int ep, conn_t *c, long long *closed) {
     if (c->state == S_CLOSED) return;
     epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL); close(c->fd); c->state = S_CLOSED; (*closed)++;
@@ -187,7 +225,7 @@ int main(int argc, char **argv) {
     if (argc < 6) {
         fprintf(stderr, "usage: wsload HOST PORT PATH CONNECTIONS SECONDS [--endpoints E,...] [--no-read-conn K] [--warmup S]\n"
                         "       [--concurrency C] [--storm] [--ready-on-upgrade] [--deflate] [--lat-all] [--connect-timeout S]\n"
-                        "       [--until-end]\n");
+                        "       [--until-end] [--reconnect]\n");
         return 2;
     }
     const char *host = argv[1];
@@ -206,6 +244,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--deflate")) offer_deflate = 1;
         else if (!strcmp(argv[i], "--lat-all")) lat_all = 1;
         else if (!strcmp(argv[i], "--until-end")) { until_end = 1; warmup = 0; }
+        else if (!strcmp(argv[i], "--reconnect")) reconnect = 1;
         else { fprintf(stderr, "wsload: unknown option %s\n", argv[i]); return 2; }
     }
     /* endpoints */
@@ -236,7 +275,7 @@ int main(int argc, char **argv) {
     long long connected = 0, upgrades = 0, ready = 0, closed = 0, failed = 0, refused = 0;
     int launched = 0, inflight = 0;
     double t0 = now_s(), all_ready_at = 0, cpu_start = cpu_s();
-    double start = 0, cpu0 = 0, window_end = 0;
+    double start = 0, cpu0 = 0, window_end = 0, next_retry_scan = 0;
     int phase = 0; /* 0 connecting, 1 warmup, 2 measuring */
     if (until_end) { measuring = 1; cpu0 = cpu_start; start = t0; }
     for (;;) {
@@ -271,6 +310,24 @@ int main(int argc, char **argv) {
             for (int i = 0; i < n; i++) cs[i].records_at_window = cs[i].records;
         }
         if (phase == 2 && t >= window_end) break;
+        if (retrying > 0 && t >= next_retry_scan) { /* --reconnect: connections whose next attempt is due */
+            next_retry_scan = t + 0.005;
+            for (int i = 0; i < n && rinflight < concurrency; i++) {
+                conn_t *c = &cs[i];
+                if (c->state != S_CLOSED || !c->reconnecting || c->retry_at > t) continue;
+                endpoint_t *e = &eps[c->ep_idx];
+                retrying--;
+                c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+                struct sockaddr_in sa = {0}; sa.sin_family = AF_INET; sa.sin_port = htons(e->port); inet_pton(AF_INET, host, &sa.sin_addr);
+                int one = 1; setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+                rinflight++;
+                c->reconnected_at = t;
+                if (c->fd < 0 || (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS)) { retry_later(ep, c, t); continue; }
+                c->state = S_CONNECTING;
+                struct epoll_event ev = {.events = EPOLLOUT, .data.u32 = (uint32_t)i};
+                epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
+            }
+        }
         int k = epoll_wait(ep, evs, 1024, 20);
         t = now_s();
         for (int ei = 0; ei < k; ei++) {
@@ -279,15 +336,28 @@ int main(int argc, char **argv) {
             if (c->state == S_CLOSED) continue;
             if (c->state == S_CONNECTING) {
                 int err = 0; socklen_t el = sizeof err; getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+                if (err && c->reconnecting) { retry_later(ep, c, t); continue; }
                 if (err) { close_conn(ep, c, &closed); failed++; inflight--; continue; }
                 endpoint_t *e = &eps[c->ep_idx];
-                if (write(c->fd, e->req, e->reqlen) != e->reqlen) { close_conn(ep, c, &closed); failed++; inflight--; continue; }
+                const char *req = e->req; int reqlen = e->reqlen; char rreq[1600];
+                if (c->reconnecting) { /* resume the run after the last seq seen */
+                    char path[700];
+                    snprintf(path, sizeof path, "%s%cepoch=%s&since=%lld", e->path, strchr(e->path, '?') ? '&' : '?', c->epoch, c->next_seq - 1);
+                    reqlen = snprintf(rreq, sizeof rreq,
+                        "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", path, host, e->port);
+                    req = rreq;
+                }
+                if (write(c->fd, req, reqlen) != reqlen) {
+                    if (c->reconnecting) { retry_later(ep, c, t); continue; }
+                    close_conn(ep, c, &closed); failed++; inflight--; continue;
+                }
                 connected++;
                 c->state = S_UPGRADING;
                 if (c->paused) { epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL); inflight--; continue; }
                 struct epoll_event ev = {.events = EPOLLIN, .data.u32 = evs[ei].data.u32};
                 epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
-                c->cap = 1 << 16; c->buf = malloc(c->cap);
+                if (!c->buf) { c->cap = 1 << 16; c->buf = malloc(c->cap); }
                 continue;
             }
             int was_ready = c->ready;
@@ -295,7 +365,11 @@ int main(int argc, char **argv) {
                 if (c->cap - c->len < 16384) { c->cap *= 2; c->buf = realloc(c->buf, c->cap); }
                 ssize_t r = read(c->fd, c->buf + c->len, c->cap - c->len);
                 if (r <= 0) {
-                    if (r == 0 || (errno != EAGAIN && errno != EINTR)) { if (!c->ready && phase == 0) inflight--; close_conn(ep, c, &closed); }
+                    if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
+                        if (reconnect && (c->reconnecting || (c->ready && c->epoch[0] && phase > 0))) { retry_later(ep, c, now_s()); break; }
+                        if (!c->ready && phase == 0) inflight--;
+                        close_conn(ep, c, &closed);
+                    }
                     break;
                 }
                 c->len += r; m_wire += r;
@@ -309,6 +383,7 @@ int main(int argc, char **argv) {
                 if (!hdr_end) continue;
                 if (memcmp(c->buf, "HTTP/1.1 101", 12) != 0) {
                     if (!refusal[0]) { size_t l = strcspn(c->buf, "\r\n"); snprintf(refusal, sizeof refusal, "%.*s", (int)(l < 60 ? l : 60), c->buf); }
+                    if (c->reconnecting) { retry_later(ep, c, t); continue; } /* e.g. 503 while the gateway starts */
                     refused++; if (phase == 0) inflight--; close_conn(ep, c, &closed); continue; }
                 *hdr_end = 0;
                 if (offer_deflate && strcasestr(c->buf, "permessage-deflate")) {
@@ -372,11 +447,14 @@ int main(int argc, char **argv) {
            "\"seconds\":%.3f,\"records\":%lld,\"records_total\":%lld,\"records_per_s\":%.0f,\"violations\":%lld,\"gaps\":%lld,\"ends\":%lld,"
            "\"frames\":%lld,\"messages\":%lld,\"compressed_messages\":%lld,\"wire_bytes\":%lld,\"wire_bytes_per_s\":%.0f,"
            "\"inflated_bytes\":%lld,\"min_records_per_conn\":%lld,\"max_records_per_conn\":%lld,\"lagging_conns\":%lld,\"silent_conns\":%lld,"
-           "\"latency_samples\":%lld,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,\"max_ms\":%.3f,\"loadgen_cpu_share\":%.3f}\n",
+           "\"latency_samples\":%lld,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,\"max_ms\":%.3f,\"loadgen_cpu_share\":%.3f,"
+           "\"reconnects\":%lld,\"resumes\":%lld,\"not_resumed\":%lld,\"live_after_resume\":%lld,\"still_reconnecting\":%lld,"
+           "\"first_close_at\":%.6f,\"last_resumed_at\":%.6f,\"last_live_at\":%.6f}\n",
            n, connected, upgrades, upgrades, hello_msgs, ready, failed, refused, refusal, closed, reading, all_ready_at - t0,
            storm ? ready / elapsed : ready / ((all_ready_at - t0) > 0 ? (all_ready_at - t0) : 1e-9),
            elapsed, m_records, records, m_records / elapsed, violations, gaps, ends, m_frames, m_messages, m_compressed, m_wire,
            m_wire / elapsed, m_inflated_bytes, minrec < 0 ? 0 : minrec, maxrec, lagging, silent, hcount,
-           hist_pct(0.5), hist_pct(0.99), hist_pct(0.999), hcount ? hmax / 1000.0 : -1, cpu / elapsed);
+           hist_pct(0.5), hist_pct(0.99), hist_pct(0.999), hcount ? hmax / 1000.0 : -1, cpu / elapsed,
+           reconnects, resumes, not_resumed, lives, retrying + rinflight, first_close_at, last_resumed_at, last_live_at);
     return violations ? 1 : 0;
 }

@@ -495,3 +495,64 @@ struct LogBusTests {
         }
     }
 }
+
+@Suite("Drain sweeps and the loop's ticks")
+struct DrainTickTests {
+    /// A bus whose sweeps are 30 s apart at least, on a group whose ticks are counted or not.
+    private func withSlowSweeps(countTicks: Bool, _ body: (LogBus, EventLoop) async throws -> Void) async throws {
+        let ticks = LoopTicks()
+        let group = countTicks
+            ? MultiThreadedEventLoopGroup(numberOfThreads: 1, metricsDelegate: TickForwarder(ticks: ticks))
+            : MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let configuration = BusConfiguration(workerLimits: WorkerLimits(minimumDrainInterval: .seconds(30)))
+        let bus = try LogBus(configuration: configuration, eventLoopGroup: group, loopTicks: countTicks ? ticks : nil)
+        do {
+            try await body(bus, group.next())
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
+        try await group.shutdownGracefully()
+    }
+
+    private func waitForLastSeq(_ worker: Worker, _ seq: UInt64, within seconds: Double) async throws -> Bool {
+        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(seconds * 1e9)
+        while DispatchTime.now().uptimeNanoseconds < deadline {
+            if worker.snapshot().lastSeq >= seq { return true }
+            try await Task.sleep(nanoseconds: 5_000_000)
+        }
+        return worker.snapshot().lastSeq >= seq
+    }
+
+    @Test("once the loop has finished the last sweep's tick, the next drain starts at once, whatever the minimum interval")
+    func countedTicksLetTheNextSweepStartAtOnce() async throws {
+        try await withSlowSweeps(countTicks: true) { bus, loop in
+            let worker = try bus.register(WorkerID("ticks")!)
+            _ = worker.publish(LogRecord(message: "first"))
+            #expect(try await waitForLastSeq(worker, 1, within: 10))
+            // Two tasks, two ticks: the loop has polled its sockets since the sweep.
+            try await loop.submit {}.get()
+            try await loop.submit {}.get()
+            _ = worker.publish(LogRecord(message: "second"))
+            #expect(try await waitForLastSeq(worker, 2, within: 10), "drained long before the 30 s interval")
+        }
+    }
+
+    @Test("without counted ticks, the next sweep waits for the minimum interval")
+    func uncountedTicksKeepTheInterval() async throws {
+        try await withSlowSweeps(countTicks: false) { bus, loop in
+            let worker = try bus.register(WorkerID("interval")!)
+            _ = worker.publish(LogRecord(message: "first"))
+            #expect(try await waitForLastSeq(worker, 1, within: 10))
+            try await loop.submit {}.get()
+            _ = worker.publish(LogRecord(message: "second"))
+            #expect(try await waitForLastSeq(worker, 2, within: 0.5) == false, "held back by the 30 s interval")
+        }
+    }
+}
+
+/// The group's metrics delegate in these tests: forwards each tick's end to `LoopTicks`.
+private struct TickForwarder: NIOEventLoopMetricsDelegate {
+    let ticks: LoopTicks
+    func processedTick(info: NIOEventLoopTickInfo) { ticks.tickEnded(loop: info.eventLoopID) }
+}

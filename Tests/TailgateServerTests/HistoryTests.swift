@@ -81,6 +81,38 @@ extension GatewayIntegrationTests {
             }
         }
 
+        @Test("resumeRemoteRuns brings back the open runs of remote workers (same epoch, seqs go on), not in-process or finished ones")
+        func remoteRunsResumeAtStart() async throws {
+            try await withDataDirectory { path in
+                let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+                let firstStore = try openStore(path)
+                let first = try LogBus(configuration: BusConfiguration(), eventLoopGroup: group, store: firstStore)
+                let open = try first.remoteWorker(WorkerID("open")!)
+                let finished = try first.remoteWorker(WorkerID("finished")!)
+                let local = try first.register(WorkerID("local")!)
+                for worker in [open, finished, local] {
+                    var records = (1...5).map { LogRecord(message: "line \($0)") }
+                    _ = worker.enqueue(contentsOf: &records)
+                    try await worker.whenStored(through: 5, on: group.next()).get()
+                }
+                finished.stop(reason: "done", status: .succeeded)
+                first.close()
+
+                let secondStore = try openStore(path)
+                let second = try LogBus(configuration: BusConfiguration(), eventLoopGroup: group, store: secondStore)
+                #expect(second.resumeRemoteRuns() == 1)
+                let resumed = try #require(second.worker(WorkerID("open")!))
+                #expect(resumed.epoch == open.epoch && !resumed.isStopping)
+                #expect(resumed.snapshot().lastSeq == 5 && resumed.snapshot().status == .running)
+                #expect(second.worker(WorkerID("finished")!) == nil)
+                #expect(second.worker(WorkerID("local")!) == nil)
+                #expect(second.resumeRemoteRuns() == 1, "the same run again, not a new one")
+                #expect(secondStore.runs(of: WorkerID("open")!).count == 1)
+                second.close()
+                try await group.shutdownGracefully()
+            }
+        }
+
         @Test("a stopped worker's run is stored with its ending; its stream replays it from disk and ends")
         func finishedRunStream() async throws {
             try await withDataDirectory { path in

@@ -65,9 +65,11 @@ def test_a_remote_run_survives_a_restart_and_its_publisher_continues_it(gateway)
     gw.stop()
 
     gw = restart(gateway, gw)
-    assert "history in" in gw.log()
+    assert "history in" in gw.log() and "1 published from other processes going on" in gw.log()
+    # The run goes on at once (its publisher is expected back): running, same epoch, seqs where they were.
     worker = gw.http("/api/workers/job").json()
-    assert worker["state"] == "stopped" and worker["status"] == "interrupted" and worker["last_seq"] == 30, worker
+    assert worker["state"] == "running" and worker["status"] == "running" and worker["last_seq"] == 30, worker
+    assert worker["epoch"] == epoch, worker
     assert [r["message"] for r in logs(gw, "/api/workers/job/logs")] == [f"line {n}" for n in range(1, 31)]
 
     # The publisher asks where it stands, then sends the rest: same run, seqs go on.
@@ -80,6 +82,46 @@ def test_a_remote_run_survives_a_restart_and_its_publisher_continues_it(gateway)
     assert [r["message"] for r in records] == [f"line {n}" for n in range(1, 41)]
     worker = gw.http("/api/workers/job").json()
     assert worker["status"] == "running" and worker["epoch"] == epoch
+
+
+def test_subscribers_resume_a_remote_run_after_a_restart_before_its_publisher_is_back(gateway):
+    gw = gateway()
+    status, answer = post(gw.port, "/api/workers/job/records", lines(1, 30), {"Tailgate-Publisher": "p1", "Tailgate-Offset": "1"})
+    assert status == 200 and answer["accepted"] == 30, answer
+    epoch = answer["epoch"]
+    sub = Subscriber(gw.ws_url("/ws/workers/job?since=0"))
+    sub.wait_for(lambda: len(sub.records) == 30, 20, "the first 30 records")
+    kill9(gw)
+    sub.wait_for(lambda: sub.close_code is not None, 20, "the stream to drop")
+
+    gw = restart(gateway, gw)
+    # Back before the publisher: the run is resumed, nothing is replayed twice, and no `end` comes.
+    again = Subscriber(gw.ws_url(f"/ws/workers/job?epoch={epoch}&since=25"))
+    again.wait_for(lambda: again.hello is not None and len(again.records) == 5, 20, "hello and the 5 records after 25")
+    assert again.hello["resumed"] is True and again.hello["epoch"] == epoch and again.hello["state"] == "running", again.hello
+    assert [r["seq"] for r in again.records] == [26, 27, 28, 29, 30]
+    time.sleep(0.5)
+    assert again.end is None and again.close_code is None
+    # The publisher comes back and goes on where the gateway stands: the subscriber gets it live.
+    status, answer = post(gw.port, "/api/workers/job/records", lines(31, 40), {"Tailgate-Publisher": "p1", "Tailgate-Offset": "31"})
+    assert status == 200 and answer["accepted"] == 10 and answer["first_seq"] == 31 and answer["epoch"] == epoch, answer
+    again.wait_for(lambda: len(again.records) == 15, 20, "the publisher's next records, live")
+    assert [r["message"] for r in again.records] == [f"line {n}" for n in range(26, 41)]
+    again.check_invariant()
+    assert not again.gaps
+    again.close()
+
+
+def test_a_resumed_remote_run_whose_publisher_never_returns_stops_as_idle(gateway):
+    gw = gateway("--idle-stop", "2")
+    status, answer = post(gw.port, "/api/workers/gone/records", lines(1, 5))
+    assert status == 200, answer
+    gw.stop()
+    gw = restart(gateway, gw)
+    sub = Subscriber(gw.ws_url("/ws/workers/gone?since=0"))
+    sub.wait_for(lambda: sub.end is not None, 20, "the idle stop")
+    assert len(sub.records) == 5 and sub.end["status"] == "idle" and "idle" in sub.end["reason"], sub.end
+    assert gw.http("/api/workers/gone").json()["status"] == "idle"
 
 
 def test_kill_9_during_ingest_then_resume_gives_every_line_exactly_once(gateway):

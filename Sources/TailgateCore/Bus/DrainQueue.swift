@@ -8,10 +8,14 @@ import Synchronization
 /// SwiftNIO runs every task that is ready before it polls its sockets again. One task per worker per
 /// publish would, with many busy workers, keep that run going for ever — accepted connections would
 /// wait unread — whereas a sweep that follows a busy one is scheduled for later than now, so the loop
-/// polls in between. After a quiet spell a sweep starts at once.
+/// polls in between. After a quiet spell a sweep starts at once, and so it does when the loop has
+/// finished the tick of the last sweep (`ticks`, when the bus counts them): the loop has then polled its
+/// sockets since, and will again before it runs a task submitted now.
 final class DrainQueue: Sendable {
     let loop: EventLoop
     private let minimumInterval: TimeAmount
+    /// The loop's finished ticks, or nil when they are not counted (then only the interval applies).
+    private let ticks: LoopTicks.Count?
     private let state = Lock<State>(State())
 
     private struct State {
@@ -20,11 +24,14 @@ final class DrainQueue: Sendable {
         var scheduled = false
         /// When the last sweep ended (monotonic nanoseconds).
         var lastSweepEnd: UInt64 = 0
+        /// The loop's finished ticks when the last sweep ended (that sweep's own tick not among them).
+        var ticksAtSweepEnd: UInt64 = 0
     }
 
-    init(loop: EventLoop, minimumInterval: TimeAmount) {
+    init(loop: EventLoop, minimumInterval: TimeAmount, ticks: LoopTicks? = nil) {
         self.loop = loop
         self.minimumInterval = minimumInterval
+        self.ticks = ticks?.count(for: ObjectIdentifier(loop as AnyObject))
     }
 
     /// Asks for `worker.drain()` on this loop. Callable from any thread; call once per drain wanted.
@@ -34,6 +41,7 @@ final class DrainQueue: Sendable {
             state.workers.append(worker)
             guard !state.scheduled else { return nil }
             state.scheduled = true
+            if let ticks, ticks.value.load(ordering: .relaxed) != state.ticksAtSweepEnd { return 0 }
             let now = NIODeadline.now().uptimeNanoseconds
             let earliest = state.lastSweepEnd &+ interval
             return earliest > now ? earliest - now : 0
@@ -62,6 +70,7 @@ final class DrainQueue: Sendable {
         let again = state.withLock { state -> Bool in
             if done < workers.count { state.workers.insert(contentsOf: workers[done...], at: 0) }
             state.lastSweepEnd = NIODeadline.now().uptimeNanoseconds
+            state.ticksAtSweepEnd = ticks?.value.load(ordering: .relaxed) ?? 0
             if state.workers.isEmpty { state.scheduled = false }
             return !state.workers.isEmpty
         }

@@ -81,21 +81,28 @@ public final class LogBus: Sendable {
     /// The share each ring is held to while the total is over budget, else nil.
     private let ringShare = Lock<Int?>(nil)
     private let runsStarted = Atomic<Int>(0)
+    /// The loops' finished ticks, when the group counts them (see `LoopTicks`).
+    private let loopTicks: LoopTicks?
 
     /// Makes an empty bus with the default settings whose workers drain on `eventLoopGroup`.
     public init(eventLoopGroup: EventLoopGroup) {
         self.configuration = BusConfiguration()
         self.eventLoopGroup = eventLoopGroup
         self.store = nil
+        self.loopTicks = nil
     }
 
     /// Makes an empty bus whose workers drain on `eventLoopGroup` and whose runs are kept in `store`
-    /// (`nil`: in memory only). Throws when a setting cannot be used.
-    public init(configuration: BusConfiguration, eventLoopGroup: EventLoopGroup, store: RunStore? = nil) throws(ConfigurationError) {
+    /// (`nil`: in memory only). Throws when a setting cannot be used. `loopTicks`, when the group's
+    /// metrics delegate feeds it, lets a drain start at once whenever the loop has polled its sockets
+    /// since the last one (lower latency); without it drains are at least `minimumDrainInterval` apart.
+    public init(configuration: BusConfiguration, eventLoopGroup: EventLoopGroup, store: RunStore? = nil,
+                loopTicks: LoopTicks? = nil) throws(ConfigurationError) {
         try configuration.validate()
         self.configuration = configuration
         self.eventLoopGroup = eventLoopGroup
         self.store = store
+        self.loopTicks = loopTicks
     }
 
     /// Registers an in-process worker: always a new run (an earlier run of the id is history). Throws
@@ -133,6 +140,34 @@ public final class LogBus: Sendable {
             table[id] = worker
             return worker
         }
+    }
+
+    /// Brings back, as running workers, the runs that publishers in other processes were writing when
+    /// the gateway stopped (or crashed): the newest run of each worker, when it is remote and was left
+    /// open. Each continues as it would when its publisher comes back (same epoch, seqs go on), so that
+    /// its subscribers can resume at once and wait for its next records; `idleStop` ends those whose
+    /// publisher does not return. Call once, after opening the store and before serving. Returns how
+    /// many runs came back (at most `maxWorkers`; the others come back when their publisher does).
+    @discardableResult
+    public func resumeRemoteRuns() -> Int {
+        guard let store else { return 0 }
+        var newest: [WorkerID: RunInfo] = [:]
+        for run in store.allRuns() where newest[run.id.worker].map({ run.startedAt > $0.startedAt }) ?? true {
+            newest[run.id.worker] = run
+        }
+        var resumed = 0
+        runs: for run in newest.values.sorted(by: { $0.startedAt > $1.startedAt })
+        where run.owner == .remote && (run.status == .interrupted || run.status == .running) {
+            do {
+                _ = try remoteWorker(run.id.worker)
+                resumed += 1
+            } catch .tooManyWorkers {
+                break runs
+            } catch {
+                continue  // an in-process worker took the id: its publisher will be refused as before
+            }
+        }
+        return resumed
     }
 
     /// The stored run of `id` that a remote publisher continues: its newest run, when it was published
@@ -222,7 +257,7 @@ public final class LogBus: Sendable {
     private func drainQueue(on loop: EventLoop) -> DrainQueue {
         drainQueues.withLock { queues in
             if let queue = queues.first(where: { $0.loop === loop }) { return queue }
-            let queue = DrainQueue(loop: loop, minimumInterval: configuration.workerLimits.minimumDrainInterval)
+            let queue = DrainQueue(loop: loop, minimumInterval: configuration.workerLimits.minimumDrainInterval, ticks: loopTicks)
             queues.append(queue)
             return queue
         }

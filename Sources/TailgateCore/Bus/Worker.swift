@@ -568,7 +568,9 @@ public struct WorkerLimits: Sendable {
     /// The most bytes in one live batch.
     public var maxBatchBytes: Int
     /// The shortest time between the end of one sweep of a loop's drains and the start of the next:
-    /// the loop polls its sockets in between. Records arriving after a quiet spell are drained at once.
+    /// the loop polls its sockets in between. Records arriving after a quiet spell are drained at once, and
+    /// so are those arriving once the loop has finished the last sweep's tick when the bus counts ticks
+    /// (`LogBus(loopTicks:)`).
     public var minimumDrainInterval: TimeAmount
 
     public init(ringRecords: Int = 10_000, ringBytes: Int = 8 << 20, maxBatchRecords: Int = 4096, maxBatchBytes: Int = 256 << 10,

@@ -31,8 +31,8 @@ public enum RunStatus: String, Sendable, CaseIterable {
     /// Stopped by `--idle-stop`: no publisher came back.
     case idle
     /// The gateway stopped (or crashed) while the run was published from its own process: the run can
-    /// never continue. A run published from another process stays `running` across a restart instead,
-    /// and its publisher resumes it.
+    /// never continue. A run published from another process stays `running` across a restart instead
+    /// (`LogBus.resumeRemoteRuns`), and its publisher resumes it.
     case interrupted
 }
 

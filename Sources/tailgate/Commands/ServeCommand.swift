@@ -297,7 +297,8 @@ struct ServeCommand: AsyncParsableCommand {
         let configuration = try serverConfiguration()
         let signals = ShutdownSignals.watch()
         let logger = Logger(label: "tailgate")
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: eventLoops)
+        let loopTicks = LoopTicks()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: eventLoops, metricsDelegate: LoopTickCounter(ticks: loopTicks))
         var store: FileRunStore?
         if let storeConfiguration = try storeConfiguration() {
             do {
@@ -309,7 +310,10 @@ struct ServeCommand: AsyncParsableCommand {
                 throw ValidationError("--data-dir \(dataDir): \(error)")
             }
         }
-        let bus = try LogBus(configuration: try busConfiguration(), eventLoopGroup: group, store: store)
+        let bus = try LogBus(configuration: try busConfiguration(), eventLoopGroup: group, store: store, loopTicks: loopTicks)
+        // Runs that other processes were publishing go on: their subscribers may resume before their
+        // publishers are back.
+        let resumedRuns = bus.resumeRemoteRuns()
         if let selfWorker, let id = WorkerID(selfWorker) {
             do {
                 ServerLogging.publish(into: try bus.register(id))
@@ -335,7 +339,9 @@ struct ServeCommand: AsyncParsableCommand {
         if demo > 0 { line += ", \(demo) demo worker\(demo == 1 ? "" : "s") at \(Int(demoRate))/s" }
         if let store {
             let health = store.health()
-            line += ", history in \(Self.absolutePath(dataDir)) (\(health.runs) run\(health.runs == 1 ? "" : "s"), fsync \(fsync.rawValue))"
+            line += ", history in \(Self.absolutePath(dataDir)) (\(health.runs) run\(health.runs == 1 ? "" : "s")"
+            if resumedRuns > 0 { line += ", \(resumedRuns) published from other processes going on" }
+            line += ", fsync \(fsync.rawValue))"
         } else {
             line += ", history in memory only"
         }

@@ -50,16 +50,26 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var readsPaused = false
     private var readPending = false
 
-    init(gateway: GatewayContext, connection: ConnectionState, upgrade: StreamUpgrade) {
+    /// What the router decided for the connection's first request, when that was decided before this
+    /// handler was added (`StreamHandshakeHandler`); taken by the first head.
+    private var firstDecision: RouteDecision?
+    /// When the first head must have come, when its deadline started before this handler was added.
+    private let headDeadline: NIODeadline?
+
+    init(gateway: GatewayContext, connection: ConnectionState, upgrade: StreamUpgrade,
+         firstDecision: RouteDecision? = nil, headDeadline: NIODeadline? = nil) {
         self.gateway = gateway
         self.connection = connection
         self.router = Router(gateway: gateway)
         self.upgrade = upgrade
+        self.firstDecision = firstDecision
+        self.headDeadline = headDeadline
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        armTimeout(.head, context: context, after: gateway.configuration.handshakeTimeout)
+        let delay = headDeadline.map { $0 - context.eventLoop.now } ?? gateway.configuration.handshakeTimeout
+        armTimeout(.head, context: context, after: delay)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -147,7 +157,14 @@ final class HTTPRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
             disarmTimeout()
             request = head
             lastBodyRead = context.eventLoop.now
-            begin(head, decision: router.decide(head, connection: connection), context: context)
+            let decision: RouteDecision
+            if let decided = firstDecision {
+                firstDecision = nil
+                decision = decided
+            } else {
+                decision = router.decide(head, connection: connection)
+            }
+            begin(head, decision: decision, context: context)
         case .body(var buffer):
             guard let ingest, !discardingBody else { return }
             lastBodyRead = context.eventLoop.now

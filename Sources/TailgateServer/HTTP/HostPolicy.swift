@@ -29,7 +29,21 @@ struct HostPolicy {
 
     /// The host name of a `Host` value or a configured name: lowercased, without port or final dot.
     static func name(of host: String) -> String {
-        var text = Substring(host.lowercased())
+        let lowered = host.lowercased()
+        if lowered.utf8.allSatisfy({ $0 < 0x80 }) {
+            // The same steps on bytes (for ASCII, characters are bytes).
+            var bytes = Substring(lowered).utf8
+            if bytes.first == UInt8(ascii: "[") {
+                if let end = bytes.firstIndex(of: UInt8(ascii: "]")) { return String(Substring(bytes[...end])) }
+                return lowered
+            }
+            if let colon = bytes.lastIndex(of: UInt8(ascii: ":")), bytes.firstIndex(of: UInt8(ascii: ":")) == colon {
+                bytes = bytes[..<colon]
+            }
+            if bytes.last == UInt8(ascii: ".") { bytes = bytes.dropLast() }
+            return String(Substring(bytes))
+        }
+        var text = Substring(lowered)
         if text.hasPrefix("[") {
             if let end = text.firstIndex(of: "]") { return String(text[...end]) }
             return String(text)
@@ -42,8 +56,28 @@ struct HostPolicy {
     /// `192.0.2.7`, `[::1]` or a bare IPv6 address.
     static func isAddressLiteral(_ name: String) -> Bool {
         if name.hasPrefix("[") && name.hasSuffix("]") { return AddressRange(String(name.dropFirst().dropLast())) != nil }
-        let parts = name.split(separator: ".", omittingEmptySubsequences: false)
-        if parts.count == 4, parts.allSatisfy({ !$0.isEmpty && $0.count <= 3 && $0.allSatisfy(\.isNumber) && Int($0)! <= 255 }) { return true }
-        return name.contains(":") && AddressRange(name) != nil
+        if isDottedQuad(name) { return true }
+        return name.utf8.contains(UInt8(ascii: ":")) && AddressRange(name) != nil
+    }
+
+    /// Four numbers of 1 to 3 ASCII digits, each at most 255, separated by dots. (Only ASCII digits: a
+    /// `Host` of other Unicode numbers, such as `½.1.1.1`, is a name, not an address.)
+    static func isDottedQuad(_ name: String) -> Bool {
+        var dots = 0, digits = 0, value = 0
+        for byte in name.utf8 {
+            if byte == UInt8(ascii: ".") {
+                guard digits > 0, value <= 255 else { return false }
+                dots += 1
+                digits = 0
+                value = 0
+            } else if byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") {
+                digits += 1
+                guard digits <= 3 else { return false }
+                value = value * 10 + Int(byte - UInt8(ascii: "0"))
+            } else {
+                return false
+            }
+        }
+        return dots == 3 && digits > 0 && value <= 255
     }
 }

@@ -19,6 +19,8 @@ struct Request {
     /// The path and query of a target: an absolute-form target (`http://host/path?q`, RFC 9112 §3.2.2,
     /// as proxies send) is served as its path.
     static func originForm(_ uri: String) -> String {
+        // Origin-form, the usual case: no scheme to look for.
+        if uri.utf8.first == UInt8(ascii: "/") { return uri }
         let scheme = uri.utf8.prefix(8).map { $0 | 0x20 }
         let schemeLength: Int
         if scheme.starts(with: Array("http://".utf8)) {

@@ -7,6 +7,13 @@ struct RequestTarget {
 
     /// Splits `uri`; throws a 400 for a malformed query.
     init(_ uri: String) throws(GatewayError) {
+        if uri.utf8.allSatisfy({ $0 < 0x80 }) {
+            // For ASCII, characters are bytes: the same split, on bytes, without arrays of parts.
+            let (asciiPath, asciiQuery) = try Self.splitASCII(uri)
+            path = asciiPath
+            query = asciiQuery
+            return
+        }
         let parts = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
         path = parts[0]
         var query: [(String, String)] = []
@@ -20,6 +27,24 @@ struct RequestTarget {
             }
         }
         self.query = query
+    }
+
+    private static func splitASCII(_ uri: String) throws(GatewayError) -> (Substring, [(name: String, value: String)]) {
+        guard let question = uri.utf8.firstIndex(of: UInt8(ascii: "?")) else { return (uri[...], []) }
+        var query: [(name: String, value: String)] = []
+        var rest = uri[uri.utf8.index(after: question)...]
+        while !rest.isEmpty {
+            let ampersand = rest.utf8.firstIndex(of: UInt8(ascii: "&")) ?? rest.endIndex
+            let pair = rest[..<ampersand]
+            rest = ampersand == rest.endIndex ? rest[rest.endIndex...] : rest[rest.utf8.index(after: ampersand)...]
+            if pair.isEmpty { continue }
+            let equals = pair.utf8.firstIndex(of: UInt8(ascii: "="))
+            guard let name = percentDecode(pair[..<(equals ?? pair.endIndex)], plusIsSpace: true),
+                  let value = percentDecode(equals.map { pair[pair.utf8.index(after: $0)...] } ?? "", plusIsSpace: true)
+            else { throw GatewayError(.badRequest, "bad_request", "malformed percent-encoding in the query") }
+            query.append((name, value))
+        }
+        return (uri[..<question], query)
     }
 
     /// The last value given for `name`.

@@ -50,6 +50,11 @@ enum Route: Equatable {
 
     /// Reads `path` (base path already stripped, query removed). Throws 400 for a malformed worker id.
     init(path: Substring) throws(GatewayError) {
+        // A worker's stream, the most frequent request, first; on bytes (for ASCII, characters are bytes).
+        if path.utf8.starts(with: Self.streamPathPrefix.utf8), path.utf8.allSatisfy({ $0 < 0x80 }) {
+            self = try Self.streamRoute(path[path.utf8.index(path.startIndex, offsetBy: Self.streamPathPrefix.utf8.count)...])
+            return
+        }
         switch path {
         case "/healthz": self = .health
         case "/readyz": self = .readiness
@@ -102,6 +107,8 @@ enum Route: Equatable {
 
     /// `{id}` or `{id}/runs/{epoch}`.
     private static func streamRoute(_ rest: Substring) throws(GatewayError) -> Route {
+        // No slash byte: one part, whatever the characters.
+        if !rest.utf8.contains(UInt8(ascii: "/")) { return .stream(try workerID(rest)) }
         let parts = rest.split(separator: "/", omittingEmptySubsequences: false)
         let id = try workerID(parts[0])
         switch parts.count {

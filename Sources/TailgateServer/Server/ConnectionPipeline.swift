@@ -2,8 +2,9 @@ import NIOCore
 import NIOHTTP1
 import TailgateCore
 
-/// Sets up a new connection: admission, then the HTTP handlers. An accepted stream request replaces
-/// them with a stream (`StreamUpgrade`).
+/// Sets up a new connection: admission, then `StreamHandshakeHandler`, which answers a worker's stream
+/// request itself and puts the HTTP handlers in its place for anything else. An accepted stream
+/// request replaces those with a stream (`StreamUpgrade`).
 enum ConnectionPipeline {
     static func configure(_ channel: Channel, gateway: GatewayContext) throws {
         let address = channel.remoteAddress?.ipAddress ?? "unknown"
@@ -24,15 +25,23 @@ enum ConnectionPipeline {
             channel.close(promise: nil)
             return
         }
+        try channel.pipeline.syncOperations.addHandler(StreamHandshakeHandler(gateway: gateway, connection: connection))
+    }
+
+    /// Appends the HTTP handlers. `decision`: what the router decided for the first request, which was
+    /// read before (by `StreamHandshakeHandler`); `headDeadline`: when the first head must have come.
+    static func addHTTPHandlers(to channel: Channel, gateway: GatewayContext, connection: ConnectionState,
+                                decision: RouteDecision? = nil, headDeadline: NIODeadline? = nil) throws {
         var limits = NIOHTTPDecoderLimitConfiguration()
         limits.maxHeaderListSize = gateway.configuration.maxHeaderBytes
         limits.maxHeaderFieldSize = gateway.configuration.maxHeaderBytes
-        limits.maxHeaderFieldCount = 256
+        limits.maxHeaderFieldCount = StreamRequestHead.maxFields
         let upgrade = StreamUpgrade(
             encoder: HTTPResponseEncoder(),
             decoder: ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes, limitConfiguration: limits)),
             pipelining: HTTPServerPipelineHandler())
-        let httpHandler = HTTPRequestHandler(gateway: gateway, connection: connection, upgrade: upgrade)
+        let httpHandler = HTTPRequestHandler(gateway: gateway, connection: connection, upgrade: upgrade,
+                                             firstDecision: decision, headDeadline: headDeadline)
         try channel.pipeline.syncOperations.addHandlers([upgrade.encoder, upgrade.decoder, upgrade.pipelining, httpHandler])
     }
 }

@@ -22,6 +22,8 @@ final class GatewayContext: Sendable {
     let readiness: GatewayReadiness
     /// Where refusals, closes, ingest errors and worker changes are logged.
     let log: ServerLog
+    /// Reads the heads of worker stream requests for `StreamHandshakeHandler`.
+    let streamRequestHead: StreamRequestHead
 
     /// Queued records of a worker above which an HTTP publisher stops being read.
     var ingestQueueLimit: Int { max(64, min(8192, bus.configuration.workerLimits.ringRecords / 2)) }
@@ -41,6 +43,7 @@ final class GatewayContext: Sendable {
         self.metrics = metrics ?? GatewayMetrics(perWorker: configuration.metricsPerWorker)
         self.readiness = readiness
         self.log = log
+        self.streamRequestHead = StreamRequestHead(basePath: configuration.basePath, maxHeadBytes: configuration.maxHeaderBytes)
     }
 
     /// The session registry of `loop`.

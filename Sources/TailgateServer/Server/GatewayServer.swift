@@ -67,18 +67,28 @@ public final class GatewayServer: Sendable {
                                      registries: registries, listeningHost: listeningHost, metrics: metrics,
                                      log: ServerLog(logger: logger))
         let acceptBackoff = AcceptBackoff(statistics: statistics, logger: logger)
+        let writeBufferWaterMark = ChannelOptions.Types.WriteBufferWaterMark(low: configuration.writeBufferLowWatermark,
+                                                                            high: configuration.writeBufferHighWatermark)
+        // A connect storm pays for every option of every accepted connection: the bootstrap applies child
+        // options one future at a time, so they are set here in the initializer, synchronously. Reads stay
+        // at NIO's default of 4 per wake-up; accepts are taken up to 16 per wake-up.
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(acceptBackoff.makeHandler()) }
             }
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.writeBufferWaterMark, value: .init(low: configuration.writeBufferLowWatermark,
-                                                                      high: configuration.writeBufferHighWatermark))
-            .childChannelOption(.maxMessagesPerRead, value: 4)
+            .serverChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .serverChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let options = channel.syncOptions {
+                        #if !os(Linux)
+                        // Linux gives accepted sockets the listening socket's TCP_NODELAY; elsewhere it is set.
+                        try options.setOption(.tcpOption(.tcp_nodelay), value: 1)
+                        #endif
+                        try options.setOption(.writeBufferWaterMark, value: writeBufferWaterMark)
+                    }
                     try ConnectionPipeline.configure(channel, gateway: context)
                 }
             }

@@ -135,8 +135,8 @@ enum StreamEndpoint {
 
     /// RFC 6455 §4.2.1: a GET with `Upgrade: websocket`, `Connection: upgrade`, a key and version 13.
     static func checkHandshake(_ headers: HTTPHeaders) throws(GatewayError) {
-        let upgrade = headers[canonicalForm: "upgrade"].contains { $0.lowercased() == "websocket" }
-        let connection = headers[canonicalForm: "connection"].contains { $0.lowercased() == "upgrade" }
+        let upgrade = headers.lists("websocket", in: "upgrade")
+        let connection = headers.lists("upgrade", in: "connection")
         guard upgrade && connection else {
             throw GatewayError(.upgradeRequired, "websocket_upgrade_required",
                                "this path serves a WebSocket stream: send a WebSocket upgrade request",

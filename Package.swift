@@ -125,6 +125,34 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Our own RESP client on SwiftNIO (docs/REDIS.md): the shared store's link to Redis.
+        .target(
+            name: "TailgateRedis",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Times the client against redis-benchmark (docs/REDIS.md); build it with -c release.
+        .executableTarget(
+            name: "TailgateRedisBench",
+            dependencies: [
+                "TailgateRedis",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "TailgateRedisTests",
+            dependencies: [
+                "TailgateRedis",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
     ]
 )
 

@@ -13,7 +13,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 # Debian packages the test suites rely on (nginx and nchan: proxy tests; chromium: browser tests).
-APT_PACKAGES=(zlib1g-dev nginx libnginx-mod-nchan chromium chromium-driver fonts-liberation)
+APT_PACKAGES=(zlib1g-dev nginx libnginx-mod-nchan chromium chromium-driver fonts-liberation redis-server)
 VENV="$ROOT/.venv"
 REQUIREMENTS="$ROOT/Tests/e2e/requirements.txt"
 STAMP="$VENV/.requirements.sha256"
@@ -102,6 +102,7 @@ FAILED_STEPS=()
 # ---------------------------------------------------------------- Swift tests
 if [ "${SKIP_SWIFT_TESTS:-0}" != 1 ]; then
     say "swift test --skip-build"
+    export TAILGATE_REQUIRE_REDIS=1  # the Redis client's tests start their own redis-server: its absence fails them
     swift test --skip-build --xunit-output "$RESULTS/swift.xml" </dev/null
     rc=$?
     [ $rc -eq 0 ] || FAILED_STEPS+=("swift test (exit $rc)")

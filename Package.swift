@@ -134,6 +134,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The shared store: the RunStore protocol on Redis (docs/REDIS.md).
+        .target(
+            name: "TailgateRedisStore",
+            dependencies: [
+                "TailgateCore",
+                "TailgateRedis",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // Times the client against redis-benchmark (docs/REDIS.md); build it with -c release.
         .executableTarget(
             name: "TailgateRedisBench",
@@ -146,7 +157,7 @@ let package = Package(
         .testTarget(
             name: "TailgateRedisTests",
             dependencies: [
-                "TailgateRedis",
+                "TailgateRedis", "TailgateRedisStore", "TailgateCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

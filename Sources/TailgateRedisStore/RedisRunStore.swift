@@ -1,0 +1,498 @@
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+import TailgateCore
+import TailgateRedis
+
+/// The shared store: every run's records in Redis (one stream per run, one entry per batch), so that
+/// several gateways see the same history. See `RedisKeys` for the layout and docs/REDIS.md for the
+/// decisions.
+///
+/// - `append` never blocks: batches are queued and written by the store's own event loop as pipelined
+///   `EVAL`s, one pipeline in flight at a time (batches gather while one is on the wire). While Redis is
+///   unreachable they stay queued, up to `writeQueueBytes`; beyond it they are dropped for Redis (kept
+///   in memory only), counted in `health().failedWrites`, and the store reports `failed`.
+/// - Each write is idempotent (a batch whose seqs are stored already is skipped by the script), so a
+///   pipeline cut by a lost connection is simply sent again after reconnecting.
+/// - The list of runs is mirrored in memory (`allRuns` is cheap), read from Redis at start and every
+///   `maintenanceInterval`, and kept current by this store's own writes.
+public final class RedisRunStore: RunStore {
+    /// The settings the store was opened with.
+    public let configuration: RedisStoreConfiguration
+    /// The client (its own event loop, its own connections).
+    public let client: RedisClient
+    let keys: RedisKeys
+    private let group: MultiThreadedEventLoopGroup
+    private let loop: EventLoop
+    private let logger: Logger
+    private let state = Mutex(RedisStoreState())
+    private let maintenance = Mutex<RepeatedTask?>(nil)
+
+    /// Opens the store: connects (in the background) and reads the list of runs, waiting for Redis up
+    /// to its connect timeout. Redis being unreachable is not an error (the store reports `failed` and
+    /// keeps trying); invalid settings are (`ConfigurationError`).
+    public init(configuration: RedisStoreConfiguration, logger: Logger) throws(ConfigurationError) {
+        try configuration.validate()
+        self.configuration = configuration
+        self.logger = logger
+        keys = RedisKeys(prefix: configuration.keyPrefix)
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        loop = group.next()
+        client = RedisClient(configuration: configuration.redis, eventLoop: loop, logger: logger)
+        do {
+            try client.waitUntilConnected(within: configuration.redis.connectTimeout).wait()
+            try refresh().wait()
+            logger.info("store opened", metadata: ["redis": "\(configuration.redis.displayAddress)", "runs": "\(state.withLock { $0.runs.count })"])
+        } catch {
+            logger.error("the store cannot reach Redis yet; it keeps trying",
+                         metadata: ["redis": "\(configuration.redis.displayAddress)", "error": "\(error)"])
+        }
+        let storeLoop = loop
+        let task = loop.scheduleRepeatedAsyncTask(initialDelay: configuration.maintenanceInterval, delay: configuration.maintenanceInterval) {
+            [weak self] _ in
+            guard let self else { return storeLoop.makeSucceededVoidFuture() }
+            return self.maintain().flatMapErrorThrowing { error in
+                self.logger.debug("store maintenance failed", metadata: ["error": "\(error)"])
+            }
+        }
+        maintenance.withLock { $0 = task }
+    }
+
+    deinit {
+        // Dropped without `close()` (possibly on its own loop, by a last callback): stop without waiting.
+        maintenance.withLock { $0?.cancel() }
+        if !state.withLock({ $0.closed }) { group.shutdownGracefully { _ in } }
+    }
+
+    // MARK: Runs
+
+    /// Every run, by worker, newest `startedAt` first within a worker (from memory).
+    public func allRuns() -> [RunInfo] {
+        let runs = state.withLock { state in state.runs.values.map(\.reportedInfo) }
+        return runs.sorted { $0.id.worker != $1.id.worker ? $0.id.worker < $1.id.worker : $0.startedAt > $1.startedAt }
+    }
+
+    /// The runs of `worker`, newest first (from memory).
+    public func runs(of worker: WorkerID) -> [RunInfo] {
+        let runs = state.withLock { state in state.runs.values.filter { $0.info.id.worker == worker }.map(\.reportedInfo) }
+        return runs.sorted { $0.startedAt > $1.startedAt }
+    }
+
+    /// One run (from memory), records still queued included.
+    public func run(_ id: RunID) -> RunInfo? {
+        state.withLock { state in state.runs[id]?.reportedInfo }
+    }
+
+    // MARK: Writes
+
+    /// Starts a new run: known at once, its manifest written after what is queued before it.
+    public func begin(_ info: RunInfo) {
+        let wake = state.withLock { state -> Bool in
+            guard !state.closed else { return false }
+            var fresh = info
+            fresh.firstSeq = info.lastSeq + 1
+            fresh.storedBytes = 0
+            var entry = RedisRunEntry(info: fresh, isOpen: true)
+            if let old = state.runs[info.id] {
+                entry.pending = old.pending
+                entry.waiters = old.waiters
+                entry.queuedOperations = old.queuedOperations
+                entry.processedThrough = old.processedThrough
+            }
+            state.runs[info.id] = entry
+            return Self.enqueue(.begin(info), in: &state)
+        }
+        if wake { scheduleWrite() }
+    }
+
+    /// Queues `batch` for Redis (readers find it until Redis has acknowledged it); never blocks. Over
+    /// `writeQueueBytes` the batch is dropped for Redis and the store reports `failed`.
+    public func append(_ batch: Batch, to id: RunID, publisherOffsets: [String: UInt64]) {
+        let bytes = batch.payload.readableBytes
+        let limit = configuration.writeQueueBytes
+        let (wake, failure, waiters) = state.withLock { state -> (Bool, String?, [RedisWriteWaiter]) in
+            guard !state.closed else { return (false, nil, []) }
+            if state.runs[id] == nil {
+                state.runs[id] = RedisRunEntry(info: RunInfo(id: id, owner: .remote, startedAt: .now(), firstSeq: batch.firstSeq,
+                                                             lastSeq: batch.firstSeq - 1), isOpen: true, registered: false)
+            }
+            guard state.queuedBytes + bytes <= limit else {
+                let wasFailed = state.failed
+                state.failed = true
+                state.failedWrites += 1
+                state.lastError = "more than \(limit >> 20) MiB wait for Redis (\(state.lastError ?? "it does not keep up")): records dropped for Redis"
+                return (false, wasFailed ? nil : state.lastError, state.takeAllWaiters())
+            }
+            state.runs[id]!.pending.append(batch)
+            return (Self.enqueue(.append(id, batch, publisherOffsets), in: &state), nil, [])
+        }
+        for waiter in waiters { waiter.promise.succeed() }
+        if let failure { logger.error("the store drops records for Redis", metadata: ["error": "\(failure)"]) }
+        if wake { scheduleWrite() }
+    }
+
+    /// Ends a run: reported at once, written to its manifest after its queued batches.
+    public func end(_ id: RunID, _ ending: RunEnding) {
+        let wake = state.withLock { state -> Bool in
+            guard !state.closed, state.runs[id] != nil else { return false }
+            state.runs[id]!.info.status = ending.status
+            state.runs[id]!.info.exitCode = ending.exitCode
+            state.runs[id]!.info.reason = ending.reason
+            state.runs[id]!.info.stoppedAt = ending.at
+            state.runs[id]!.isOpen = false
+            return Self.enqueue(.end(id, ending), in: &state)
+        }
+        if wake { scheduleWrite() }
+    }
+
+    /// Succeeds once Redis has acknowledged `id`'s records up to `seq`; at once when it has, when the
+    /// store has failed or is closed, or when the run has nothing left to write.
+    public func whenWritten(_ id: RunID, through seq: UInt64, on loop: EventLoop) -> EventLoopFuture<Void> {
+        let promise = loop.makePromise(of: Void.self)
+        let waiting = state.withLock { state -> Bool in
+            guard !state.closed, !state.failed, let entry = state.runs[id], seq > entry.processedThrough else { return false }
+            guard entry.isOpen || !entry.pending.isEmpty || entry.queuedOperations > 0 else { return false }
+            state.runs[id]!.waiters.append(RedisWriteWaiter(seq: seq, promise: promise))
+            return true
+        }
+        if !waiting { promise.succeed() }
+        return promise.futureResult
+    }
+
+    /// Reads `id`'s records from `seq` on with `XRANGE` (batches not yet acknowledged are found too);
+    /// completes on `loop`. Fails with `RedisError` when Redis cannot be asked and the records are not
+    /// pending here.
+    public func read(_ id: RunID, from seq: UInt64, through: UInt64, maxBytes: Int, on loop: EventLoop) -> EventLoopFuture<StoredChunk> {
+        guard seq <= through else { return loop.makeSucceededFuture(.none) }
+        // Taken before asking Redis: a batch acknowledged meanwhile is still found here.
+        let (closed, pending) = state.withLock { state in (state.closed, state.runs[id]?.pending.filter { $0.lastSeq >= seq } ?? []) }
+        guard !closed else { return loop.makeFailedFuture(RedisError.clientClosed) }
+        let maxBytes = max(1, maxBytes)
+        return client.send(RedisRunReader.command(keys: keys, id: id, from: seq)).flatMapThrowing { reply in
+            RedisRunReader.chunk(entries: try RedisRunReader.entries(reply), pending: pending, from: seq, through: through, maxBytes: maxBytes)
+        }.flatMapError { error in
+            // Redis is out of reach: what is pending here can still be read.
+            if let batch = pending.first, batch.firstSeq <= seq {
+                return self.loop.makeSucceededFuture(.records(RedisRunReader.slice(batch, from: seq, through: through, maxBytes: maxBytes)))
+            }
+            return self.loop.makeFailedFuture(error)
+        }.hop(to: loop)
+    }
+
+    /// Reopens a stored run to continue it: its manifest and publishers' offsets from Redis (with what
+    /// is still queued here on top). Blocks for one round trip: call it off the event loops. `nil` when
+    /// the run is not stored or Redis cannot be asked.
+    public func resume(_ id: RunID) -> ResumedRun? {
+        guard !state.withLock({ $0.closed }) else { return nil }
+        let replies = client.send([RedisCommand("HGETALL", [.string(keys.manifest(id))]), RedisCommand("HGETALL", [.string(keys.offsets(id))])])
+        let stored: RunInfo?
+        var offsets: [String: UInt64]
+        do {
+            stored = RedisManifest.decode(try replies[0].wait(), id: id)
+            offsets = RedisManifest.offsets(try replies[1].wait())
+        } catch {
+            logger.error("cannot resume a run: Redis does not answer", metadata: ["run": "\(id)", "error": "\(error)"])
+            return nil
+        }
+        return state.withLock { state -> ResumedRun? in
+            guard var info = stored ?? state.runs[id]?.info else { return nil }
+            if let entry = state.runs[id] {
+                info = RunInfo(id: id, owner: info.owner, startedAt: info.startedAt, stoppedAt: info.stoppedAt, status: info.status,
+                               exitCode: info.exitCode, reason: info.reason, firstSeq: info.firstSeq,
+                               lastSeq: max(info.lastSeq, entry.reportedInfo.lastSeq), storedBytes: info.storedBytes)
+            }
+            for operation in state.queue {
+                if case .append(let queuedID, _, let queuedOffsets) = operation, queuedID == id {
+                    offsets.merge(queuedOffsets) { max($0, $1) }
+                }
+            }
+            var entry = state.runs[id] ?? RedisRunEntry(info: info, isOpen: true)
+            entry.info = info
+            entry.isOpen = true
+            state.runs[id] = entry
+            return ResumedRun(info: info, publisherOffsets: offsets)
+        }
+    }
+
+    // MARK: Health and closing
+
+    /// `ok`, or `failed` with the reason (Redis unreachable, a refused write, dropped batches).
+    public func health() -> StoreHealth {
+        let connected = client.isConnected
+        let clientError = client.lastError
+        return state.withLock { state in
+            let failed = state.failed || !connected
+            return StoreHealth(state: failed ? "failed" : "ok", lastError: failed ? (state.lastError ?? clientError) : nil,
+                               failedWrites: state.failedWrites, storedBytes: state.runs.values.reduce(0) { $0 + $1.info.storedBytes },
+                               runs: state.runs.count, writeQueue: state.runs.values.reduce(0) { $0 + $1.pending.count })
+        }
+    }
+
+    /// Waits (up to `closeTimeout`) until what is queued is acknowledged, then closes the connections
+    /// and stops the store's thread. Blocks; idempotent.
+    public func close() {
+        let first = state.withLock { state -> Bool in
+            defer { state.closed = true }
+            return !state.closed
+        }
+        guard first else { return }
+        maintenance.withLock { $0?.cancel() }
+        try? flush(within: configuration.closeTimeout).wait()
+        let (waiters, abandoned) = state.withLock { state -> ([RedisWriteWaiter], Int) in
+            let abandoned = state.queue.filter { if case .append = $0 { return true } else { return false } }.count
+            state.queue.removeAll()
+            for flush in state.flushWaiters { flush.promise.fail(RedisError.clientClosed) }
+            state.flushWaiters = []
+            return (state.takeAllWaiters(), abandoned)
+        }
+        for waiter in waiters { waiter.promise.succeed() }
+        if abandoned > 0 { logger.error("store closed with batches Redis never acknowledged", metadata: ["batches": "\(abandoned)"]) }
+        _ = try? client.close().wait()
+        try? group.syncShutdownGracefully()
+        logger.info("store closed", metadata: ["redis": "\(configuration.redis.displayAddress)"])
+    }
+
+    /// Succeeds once every operation queued before the call (begin, append, end) is acknowledged by
+    /// Redis or given up; fails after `timeout` while Redis is out of reach.
+    public func flush(within timeout: TimeAmount = .seconds(10)) -> EventLoopFuture<Void> {
+        let promise = loop.makePromise(of: Void.self)
+        let done = state.withLock { state -> Bool in
+            guard state.finishedOperations < state.enqueuedOperations else { return true }
+            state.flushWaiters.append((state.enqueuedOperations, promise))
+            return false
+        }
+        if done { promise.succeed() }
+        let timer = loop.scheduleTask(in: timeout) { promise.fail(RedisError.notConnected(self.client.lastError ?? "Redis did not acknowledge in time")) }
+        promise.futureResult.whenComplete { _ in timer.cancel() }
+        return promise.futureResult
+    }
+
+    // MARK: The writer (on the store's loop)
+
+    /// Queues `operation`; whether a write pass must be scheduled.
+    private static func enqueue(_ operation: RedisWriteOperation, in state: inout RedisStoreState) -> Bool {
+        state.queue.append(operation)
+        state.enqueuedOperations += 1
+        state.queuedBytes += operation.bytes
+        state.runs[operation.runID]?.queuedOperations += 1
+        guard !state.writeScheduled, !state.writing else { return false }
+        state.writeScheduled = true
+        return true
+    }
+
+    private func scheduleWrite() {
+        loop.execute { self.writePass() }
+    }
+
+    /// Sends what is queued as one pipeline (up to `pipelineLimit` operations) and, when it is answered,
+    /// the next. While Redis is unreachable, waits for it to come back.
+    private func writePass() {
+        let limit = configuration.pipelineLimit
+        let connected = client.isConnected
+        let taken = state.withLock { state -> ([RedisWriteOperation], Set<WorkerID>)? in
+            state.writeScheduled = false
+            guard !state.writing, !state.queue.isEmpty else { return nil }
+            state.writing = true
+            guard connected else { return ([], []) }
+            let taken = Array(state.queue.prefix(limit))
+            state.queue.removeFirst(taken.count)
+            // A run first seen through its batches (never begun here) joins the fleet registry too.
+            var unregistered: Set<WorkerID> = []
+            for operation in taken {
+                guard case .append(let id, _, _) = operation, state.runs[id]?.registered == false else { continue }
+                state.runs[id]!.registered = true
+                unregistered.insert(id.worker)
+            }
+            return (taken, unregistered)
+        }
+        guard let (taken, unregistered) = taken else { return }
+        guard !taken.isEmpty else {
+            // Redis is out of reach: what is queued stays queued (within `writeQueueBytes`) until it is back.
+            requeue([], error: RedisError.notConnected(client.lastError ?? "connecting"))
+            waitForRedisThenWrite()
+            return
+        }
+        var commands = unregistered.map { RedisCommand("SADD", [.string(keys.workers), .string($0.rawValue)]) }
+        var replyIndex: [Int] = []
+        for operation in taken {
+            replyIndex.append(commands.count)
+            commands.append(command(for: operation))
+            if case .begin(let info) = operation { commands.append(RedisCommand("SADD", [.string(keys.workers), .string(info.id.worker.rawValue)])) }
+        }
+        let replies = client.send(commands)
+        let futures = replyIndex.map { replies[$0] }
+        EventLoopFuture.whenAllComplete(futures, on: loop).whenSuccess { results in
+            self.finish(taken, results: results)
+        }
+    }
+
+    private func command(for operation: RedisWriteOperation) -> RedisCommand {
+        switch operation {
+        case .begin(let info):
+            return RedisScripts.command(RedisScripts.begin, keys: [keys.manifest(info.id), keys.runs(of: info.id.worker)], arguments: [
+                .string(info.id.epoch), .integer(info.startedAt.microseconds), .string(info.owner.rawValue), .string(info.id.worker.rawValue),
+                .unsigned(info.lastSeq + 1), .unsigned(info.lastSeq),
+            ])
+        case .append(let id, let batch, let offsets):
+            var lines = ByteBufferAllocator().buffer(capacity: batch.recordBytes + batch.count)
+            batch.writeLines(into: &lines)
+            var arguments: [RedisCommand.Argument] = [
+                .unsigned(batch.firstSeq), .unsigned(batch.lastSeq), .bytes(lines), .string(id.epoch), .integer(Timestamp.now().microseconds),
+                .string(id.worker.rawValue),
+            ]
+            for (publisher, offset) in offsets.sorted(by: { $0.key < $1.key }) {
+                arguments.append(.string(publisher))
+                arguments.append(.unsigned(offset))
+            }
+            return RedisScripts.command(RedisScripts.append, keys: [keys.stream(id), keys.manifest(id), keys.offsets(id), keys.runs(of: id.worker)],
+                                        arguments: arguments)
+        case .end(let id, let ending):
+            return RedisScripts.command(RedisScripts.end, keys: [keys.manifest(id)], arguments: [
+                .string(ending.status.rawValue), .integer(ending.at.microseconds), .string(ending.reason),
+                .string(ending.exitCode.map(String.init) ?? ""),
+            ])
+        }
+    }
+
+    /// Accounts for a pipeline's replies, in order: acknowledged writes release their waiters; a
+    /// write Redis refused is dropped (counted, its text kept); writes cut by a lost connection go back
+    /// to the front of the queue.
+    private func finish(_ operations: [RedisWriteOperation], results: [Result<RESPValue, Error>]) {
+        var retry: [RedisWriteOperation] = []
+        var released: [RedisWriteWaiter] = []
+        var refusal: String?
+        var connectionError: Error?
+        var flushed: [EventLoopPromise<Void>] = []
+        state.withLock { state in
+            for (operation, result) in zip(operations, results) {
+                switch result {
+                case .success:
+                    released += state.finish(operation, written: true)
+                case .failure(let error as RedisError) where error.serverCode != nil:
+                    if case .append = operation { state.failedWrites += 1 }
+                    state.failed = true
+                    state.lastError = "Redis refused a write: \(error)"
+                    refusal = state.lastError
+                    released += state.finish(operation, written: false)
+                case .failure(let error):
+                    connectionError = error
+                    retry.append(operation)
+                }
+            }
+            if retry.isEmpty && refusal == nil && !operations.isEmpty {
+                state.failed = false
+                state.lastError = nil
+            }
+            if state.failed { released += state.takeAllWaiters() }
+            flushed = state.takeFlushWaiters()
+        }
+        for waiter in released { waiter.promise.succeed() }
+        for promise in flushed { promise.succeed() }
+        if let refusal { logger.error("Redis refused a write", metadata: ["error": "\(refusal)"]) }
+        if let connectionError {
+            requeue(retry, error: connectionError)
+            waitForRedisThenWrite()
+        } else {
+            state.withLock { $0.writing = false }
+            writePass()
+        }
+    }
+
+    /// Writes again once Redis is back (or after `maintenanceInterval`, to try again).
+    private func waitForRedisThenWrite() {
+        client.waitUntilConnected(within: configuration.maintenanceInterval).whenComplete { _ in
+            self.state.withLock { $0.writing = false }
+            self.writePass()
+        }
+    }
+
+    /// Puts operations back at the front of the queue (Redis could not be reached for them) and marks
+    /// the store failed meanwhile.
+    private func requeue(_ operations: [RedisWriteOperation], error: Error) {
+        let waiters = state.withLock { state -> [RedisWriteWaiter] in
+            state.queue.insert(contentsOf: operations, at: 0)
+            state.failed = true
+            state.lastError = "\(error)"
+            return state.takeAllWaiters()
+        }
+        for waiter in waiters { waiter.promise.succeed() }
+    }
+
+    // MARK: Maintenance
+
+    /// Reads the list of runs from Redis (other gateways' runs appear), then applies retention.
+    public func maintain() -> EventLoopFuture<Void> {
+        refresh().flatMap { self.applyRetention() }.always { _ in self.scheduleWrite() }
+    }
+
+    /// Reads every run's manifest from Redis and merges it into the runs in memory.
+    func refresh() -> EventLoopFuture<Void> {
+        let keys = keys
+        return client.send(RedisCommand("SMEMBERS", [.string(keys.workers)])).flatMap { reply in
+            let workers = (reply.array ?? []).compactMap { $0.string.flatMap(WorkerID.init) }
+            let replies = self.client.send(workers.map { RedisCommand("ZRANGE", [.string(keys.runs(of: $0)), "0", "-1"]) })
+            return EventLoopFuture.whenAllSucceed(replies, on: self.loop).map { epochs in
+                zip(workers, epochs).flatMap { worker, epochs in
+                    (epochs.array ?? []).compactMap { $0.string }.filter(RunID.isValidEpoch).map { RunID(worker: worker, epoch: $0) }
+                }
+            }
+        }.flatMap { ids in
+            let replies = self.client.send(ids.map { RedisCommand("HGETALL", [.string(keys.manifest($0))]) })
+            return EventLoopFuture.whenAllSucceed(replies, on: self.loop).map { manifests in
+                var stored: [RunID: RunInfo] = [:]
+                for (id, manifest) in zip(ids, manifests) {
+                    if let info = RedisManifest.decode(manifest, id: id) { stored[id] = info }
+                }
+                self.merge(stored)
+            }
+        }
+    }
+
+    /// Runs this store writes keep their own view (Redis may not have their latest writes yet), with
+    /// retention's changes from Redis; every other run is taken as stored; runs gone from Redis and idle
+    /// here are forgotten.
+    private func merge(_ stored: [RunID: RunInfo]) {
+        state.withLock { state in
+            for (id, info) in stored {
+                if var entry = state.runs[id], entry.isOpen || entry.queuedOperations > 0 || !entry.pending.isEmpty {
+                    entry.info.firstSeq = max(entry.info.firstSeq, min(info.firstSeq, entry.info.lastSeq + 1))
+                    if info.lastSeq >= entry.info.lastSeq { entry.info.storedBytes = info.storedBytes }
+                    state.runs[id] = entry
+                } else if state.runs[id] != nil {
+                    state.runs[id]!.info = info
+                } else {
+                    state.runs[id] = RedisRunEntry(info: info, isOpen: false)
+                }
+            }
+            for (id, entry) in state.runs where stored[id] == nil && !entry.isOpen && entry.queuedOperations == 0 && entry.pending.isEmpty {
+                state.runs[id] = nil
+            }
+        }
+    }
+
+    /// Deletes finished runs older than `retainAge`, then, over `retainBytes`, the oldest finished runs
+    /// and the oldest entries of running runs (`XTRIM MINID`); see `RedisRetentionPlan`.
+    public func applyRetention() -> EventLoopFuture<Void> {
+        let now = Timestamp.now()
+        let plan = state.withLock { state in
+            RedisRetentionPlan(runs: state.runs.values.map { ($0.info, $0.isOpen || $0.queuedOperations > 0 || !$0.pending.isEmpty) },
+                               configuration: configuration, now: now)
+        }
+        guard !plan.deletedRuns.isEmpty || !plan.trims.isEmpty else { return loop.makeSucceededVoidFuture() }
+        var commands: [RedisCommand] = []
+        for id in plan.deletedRuns {
+            commands.append(RedisCommand("DEL", [.string(keys.stream(id)), .string(keys.manifest(id)), .string(keys.offsets(id))]))
+            commands.append(RedisCommand("ZREM", [.string(keys.runs(of: id.worker)), .string(id.epoch)]))
+        }
+        for trim in plan.trims {
+            commands.append(RedisScripts.command(RedisScripts.trim, keys: [keys.stream(trim.id), keys.manifest(trim.id)],
+                                                 arguments: [.integer(Int64(trim.bytes))]))
+        }
+        state.withLock { state in
+            for id in plan.deletedRuns { state.runs[id] = nil }
+        }
+        logger.info("retention", metadata: ["deleted_runs": "\(plan.deletedRuns.count)", "trimmed_runs": "\(plan.trims.count)"])
+        return EventLoopFuture.andAllSucceed(client.send(commands), on: loop).flatMap { self.refresh() }
+    }
+}

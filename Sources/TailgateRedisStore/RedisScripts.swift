@@ -1,0 +1,90 @@
+import TailgateRedis
+
+/// The Lua scripts the store runs with `EVAL` (each touches one worker's keys only: one Cluster slot,
+/// atomic). `EVAL` rather than `EVALSHA`: Redis caches the compiled script by its hash either way, and
+/// a restarted Redis (empty script cache) needs no `NOSCRIPT` retry that could reorder a pipeline.
+enum RedisScripts {
+    /// Appends one batch, unless the run already holds its seqs (a retry after a lost reply, or another
+    /// gateway's copy): then it does nothing and returns 0. Creates a minimal manifest for a run never
+    /// begun (a publisher's first batch after a restart), and moves `last_seq`, `stored_bytes` and the
+    /// publishers' offsets with the entry, so they never disagree.
+    ///
+    /// KEYS: stream, manifest, offsets, runs. ARGV: first seq, last seq, bytes, epoch, now (µs),
+    /// worker, then publisher/offset pairs.
+    static let append = """
+        local last = tonumber(redis.call('HGET', KEYS[2], 'last_seq') or '0')
+        if tonumber(ARGV[2]) <= last then return 0 end
+        if redis.call('EXISTS', KEYS[2]) == 0 then
+          redis.call('HSET', KEYS[2], 'worker', ARGV[6], 'epoch', ARGV[4], 'owner', 'remote', 'started_at', ARGV[5],
+                     'status', 'running', 'first_seq', ARGV[1], 'stored_bytes', 0)
+          redis.call('ZADD', KEYS[4], ARGV[5], ARGV[4])
+        end
+        redis.call('XADD', KEYS[1], ARGV[2] .. '-0', 'f', ARGV[1], 'l', ARGV[2], 'b', ARGV[3])
+        redis.call('HSET', KEYS[2], 'last_seq', ARGV[2])
+        redis.call('HINCRBY', KEYS[2], 'stored_bytes', string.len(ARGV[3]))
+        if #ARGV > 6 then redis.call('HSET', KEYS[3], unpack(ARGV, 7)) end
+        return 1
+        """
+
+    /// Begins a run: its descriptive fields, and its seqs unless the run is already stored.
+    ///
+    /// KEYS: manifest, runs. ARGV: epoch, started_at (µs), owner, worker, first seq, last seq.
+    static let begin = """
+        redis.call('HSET', KEYS[1], 'worker', ARGV[4], 'epoch', ARGV[1], 'owner', ARGV[3], 'started_at', ARGV[2], 'status', 'running')
+        redis.call('HDEL', KEYS[1], 'stopped_at', 'exit_code', 'reason')
+        if not redis.call('HGET', KEYS[1], 'last_seq') then
+          redis.call('HSET', KEYS[1], 'first_seq', ARGV[5], 'last_seq', ARGV[6], 'stored_bytes', 0)
+        end
+        redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+        return 1
+        """
+
+    /// Ends a run: status, time, reason, exit code (removed when empty).
+    ///
+    /// KEYS: manifest. ARGV: status, stopped_at (µs), reason, exit code or "".
+    static let end = """
+        if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+        redis.call('HSET', KEYS[1], 'status', ARGV[1], 'stopped_at', ARGV[2], 'reason', ARGV[3])
+        if ARGV[4] == '' then redis.call('HDEL', KEYS[1], 'exit_code') else redis.call('HSET', KEYS[1], 'exit_code', ARGV[4]) end
+        return 1
+        """
+
+    /// Deletes the oldest entries until at least `bytes` of records are freed (`XTRIM MINID` just past
+    /// the last entry deleted), and moves the manifest's `first_seq` and `stored_bytes` with them.
+    /// Returns the bytes freed.
+    ///
+    /// KEYS: stream, manifest. ARGV: bytes to free.
+    static let trim = """
+        local target = tonumber(ARGV[1])
+        local freed = 0
+        local cut = nil
+        local start = '-'
+        while freed < target do
+          local entries = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', 100)
+          if #entries == 0 then break end
+          for _, entry in ipairs(entries) do
+            if freed >= target then break end
+            local fields = entry[2]
+            for i = 1, #fields, 2 do if fields[i] == 'b' then freed = freed + string.len(fields[i + 1]) end end
+            cut = entry[1]
+          end
+          start = '(' .. cut
+        end
+        if cut == nil then return 0 end
+        redis.call('XTRIM', KEYS[1], 'MINID', (tonumber(string.match(cut, '^(%d+)')) + 1) .. '-0')
+        local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+        if #first > 0 then
+          local fields = first[1][2]
+          for i = 1, #fields, 2 do if fields[i] == 'f' then redis.call('HSET', KEYS[2], 'first_seq', fields[i + 1]) end end
+        else
+          redis.call('HSET', KEYS[2], 'first_seq', tonumber(redis.call('HGET', KEYS[2], 'last_seq') or '0') + 1)
+        end
+        redis.call('HINCRBY', KEYS[2], 'stored_bytes', -freed)
+        return freed
+        """
+
+    /// `EVAL script numkeys keys… args…`.
+    static func command(_ script: String, keys: [String], arguments: [RedisCommand.Argument]) -> RedisCommand {
+        RedisCommand("EVAL", [.string(script), .integer(Int64(keys.count))] + keys.map { .string($0) } + arguments)
+    }
+}

@@ -81,6 +81,7 @@ let package = Package(
                 "TailgateCore",
                 "TailgateServer",
                 "TailgateStore",
+                "TailgateRedisStore",
                 "TailgateLogging",
                 "TailgateDemo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -61,8 +61,10 @@ public final class RedisRunStore: RunStore {
 
     deinit {
         // Dropped without `close()` (possibly on its own loop, by a last callback): stop without waiting.
+        // After `close()` the loop is gone and the maintenance task with it.
+        guard !state.withLock({ $0.closed }) else { return }
         maintenance.withLock { $0?.cancel() }
-        if !state.withLock({ $0.closed }) { group.shutdownGracefully { _ in } }
+        group.shutdownGracefully { _ in }
     }
 
     // MARK: Runs
@@ -229,8 +231,8 @@ public final class RedisRunStore: RunStore {
         }
     }
 
-    /// Waits (up to `closeTimeout`) until what is queued is acknowledged, then closes the connections
-    /// and stops the store's thread. Blocks; idempotent.
+    /// Waits (up to `closeTimeout`, and not at all while Redis is out of reach) until what is queued is
+    /// acknowledged, then closes the connections and stops the store's thread. Blocks; idempotent.
     public func close() {
         let first = state.withLock { state -> Bool in
             defer { state.closed = true }
@@ -238,7 +240,8 @@ public final class RedisRunStore: RunStore {
         }
         guard first else { return }
         maintenance.withLock { $0?.cancel() }
-        try? flush(within: configuration.closeTimeout).wait()
+        // With Redis out of reach there is nothing to wait for: what is queued is given up at once.
+        if client.isConnected { try? flush(within: configuration.closeTimeout).wait() }
         let (waiters, abandoned) = state.withLock { state -> ([RedisWriteWaiter], Int) in
             let abandoned = state.queue.filter { if case .append = $0 { return true } else { return false } }.count
             state.queue.removeAll()

@@ -6,6 +6,7 @@ import NIOCore
 import NIOPosix
 import TailgateCore
 import TailgateDemo
+import TailgateRedisStore
 import TailgateServer
 import TailgateStore
 #if canImport(Glibc)
@@ -58,6 +59,11 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Flag(name: .customLong("memory-only"), help: "Keep no history on disk: records live only in the rings (lost on restart).")
     var memoryOnly = false
+
+    @Option(name: .customLong("store"), help: ArgumentHelp(
+        "Keep the history in Redis instead of --data-dir: redis://[user:password@]host[:port][/db].",
+        discussion: "The shared store for several gateways (docs/REDIS.md). --retain-days and --retain-bytes apply to it (size --retain-bytes for Redis's memory); --fsync does not (Redis's own persistence does)."))
+    var store: String?
 
     @Option(name: .customLong("fsync"), help: ArgumentHelp(
         "When written records are forced to disk: interval (every second), always (before a publisher is answered) or never.",
@@ -183,6 +189,7 @@ struct ServeCommand: AsyncParsableCommand {
         _ = try serverConfiguration()
         _ = try busConfiguration()
         _ = try storeConfiguration()
+        _ = try redisStoreConfiguration()
     }
 
     /// The library setting each flag sets, for error messages.
@@ -272,9 +279,24 @@ struct ServeCommand: AsyncParsableCommand {
         return configuration
     }
 
-    /// The store's settings, `nil` with `--memory-only`.
+    /// The shared store's settings, `nil` without `--store`.
+    func redisStoreConfiguration() throws -> RedisStoreConfiguration? {
+        guard let store else { return nil }
+        guard !memoryOnly else { throw ValidationError("--store and --memory-only exclude each other") }
+        do {
+            var configuration = try RedisStoreConfiguration(url: store)
+            configuration.retainAge = retainDays > 0 ? .nanoseconds(Int64(retainDays * 86_400 * 1e9)) : nil
+            configuration.retainBytes = retainBytes > 0 ? retainBytes : nil
+            try configuration.validate()
+            return configuration
+        } catch {
+            throw ValidationError("--store: \(error)")
+        }
+    }
+
+    /// The embedded store's settings, `nil` with `--memory-only` or `--store`.
     func storeConfiguration() throws -> StoreConfiguration? {
-        guard !memoryOnly else { return nil }
+        guard !memoryOnly, store == nil else { return nil }
         let configuration = StoreConfiguration(directory: dataDir, fsync: fsync,
                                                retainAge: retainDays > 0 ? .nanoseconds(Int64(retainDays * 86_400 * 1e9)) : nil,
                                                retainBytes: retainBytes > 0 ? retainBytes : nil)
@@ -299,8 +321,14 @@ struct ServeCommand: AsyncParsableCommand {
         let logger = Logger(label: "tailgate")
         let loopTicks = LoopTicks()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: eventLoops, metricsDelegate: LoopTickCounter(ticks: loopTicks))
-        var store: FileRunStore?
-        if let storeConfiguration = try storeConfiguration() {
+        var store: (any RunStore)?
+        let redisConfiguration = try redisStoreConfiguration()
+        if let redisConfiguration {
+            // Redis out of reach is no reason not to start: the store says `failed` and keeps trying.
+            var storeLogger = logger
+            storeLogger.logLevel = max(logLevel, .notice)
+            store = try RedisRunStore(configuration: redisConfiguration, logger: storeLogger)
+        } else if let storeConfiguration = try storeConfiguration() {
             do {
                 // Opening is told by the start-up line; the store logs its trouble (notice and above).
                 var storeLogger = logger
@@ -337,7 +365,12 @@ struct ServeCommand: AsyncParsableCommand {
         line += configuration.access.isEnabled ? ", auth on (tokens required)" : ", auth off"
         line += ", \(eventLoops) event loop\(eventLoops == 1 ? "" : "s")"
         if demo > 0 { line += ", \(demo) demo worker\(demo == 1 ? "" : "s") at \(Int(demoRate))/s" }
-        if let store {
+        if let store, let redisConfiguration {
+            let health = store.health()
+            line += ", history in \(redisConfiguration.redis.displayAddress) (\(health.runs) run\(health.runs == 1 ? "" : "s")"
+            if resumedRuns > 0 { line += ", \(resumedRuns) published from other processes going on" }
+            line += health.state == "ok" ? ")" : ", \(health.lastError ?? "not connected"))"
+        } else if let store {
             let health = store.health()
             line += ", history in \(Self.absolutePath(dataDir)) (\(health.runs) run\(health.runs == 1 ? "" : "s")"
             if resumedRuns > 0 { line += ", \(resumedRuns) published from other processes going on" }
@@ -350,7 +383,7 @@ struct ServeCommand: AsyncParsableCommand {
         ServerLogging.release()
         var started: Logger.Metadata = ["version": "\(TailgateVersion.current)", "listen": "\(base)", "pid": "\(getpid())",
                                         "public_dir": "\(configuration.publicDirectory)", "auth": "\(configuration.access.isEnabled ? "on" : "off")"]
-        started["data_dir"] = store == nil ? "memory-only" : "\(Self.absolutePath(dataDir))"
+        started["data_dir"] = "\(store == nil ? "memory-only" : redisConfiguration?.redis.displayAddress ?? Self.absolutePath(dataDir))"
         if let selfWorker { started["self_worker"] = "\(selfWorker)" }
         logger.info("tailgate started", metadata: started)
 

@@ -150,7 +150,8 @@ let package = Package(
         .executableTarget(
             name: "TailgateRedisBench",
             dependencies: [
-                "TailgateRedis",
+                "TailgateRedis", "TailgateRedisStore", "TailgateCore",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

@@ -9,12 +9,14 @@ import TailgateRedis
 /// several gateways see the same history. See `RedisKeys` for the layout and docs/REDIS.md for the
 /// decisions.
 ///
-/// - `append` never blocks: batches are queued and written by the store's own event loop as pipelined
-///   `EVAL`s, one pipeline in flight at a time (batches gather while one is on the wire). While Redis is
-///   unreachable they stay queued, up to `writeQueueBytes`; beyond it they are dropped for Redis (kept
-///   in memory only), counted in `health().failedWrites`, and the store reports `failed`.
-/// - Each write is idempotent (a batch whose seqs are stored already is skipped by the script), so a
-///   pipeline cut by a lost connection is simply sent again after reconnecting.
+/// - `append` never blocks: batches are queued and written by the store's own event loop, each as
+///   `MULTI`, `XADD`, `EVAL` (the manifest's accounting), `EXEC`, pipelined, one pipeline in flight at a
+///   time (batches gather while one is on the wire). While Redis is unreachable they stay queued, up to
+///   `writeQueueBytes`; beyond it they are dropped for Redis (kept in memory only), counted in
+///   `health().failedWrites`, and the store reports `failed`.
+/// - Each write is idempotent (Redis refuses an `XADD` whose id is not above the stream's last, and
+///   the script then accounts for nothing), so a pipeline cut by a lost connection is simply sent again
+///   after reconnecting.
 /// - The list of runs is mirrored in memory (`allRuns` is cheap), read from Redis at start and every
 ///   `maintenanceInterval`, and kept current by this store's own writes.
 public final class RedisRunStore: RunStore {
@@ -319,8 +321,8 @@ public final class RedisRunStore: RunStore {
         var commands = unregistered.map { RedisCommand("SADD", [.string(keys.workers), .string($0.rawValue)]) }
         var replyIndex: [Int] = []
         for operation in taken {
-            replyIndex.append(commands.count)
-            commands.append(command(for: operation))
+            commands += self.commands(for: operation)
+            replyIndex.append(commands.count - 1)
             if case .begin(let info) = operation { commands.append(RedisCommand("SADD", [.string(keys.workers), .string(info.id.worker.rawValue)])) }
         }
         let replies = client.send(commands)
@@ -330,31 +332,53 @@ public final class RedisRunStore: RunStore {
         }
     }
 
-    private func command(for operation: RedisWriteOperation) -> RedisCommand {
+    /// The commands of one operation; the last one's reply tells how it went.
+    private func commands(for operation: RedisWriteOperation) -> [RedisCommand] {
         switch operation {
         case .begin(let info):
-            return RedisScripts.command(RedisScripts.begin, keys: [keys.manifest(info.id), keys.runs(of: info.id.worker)], arguments: [
+            return [RedisScripts.command(RedisScripts.begin, keys: [keys.manifest(info.id), keys.runs(of: info.id.worker)], arguments: [
                 .string(info.id.epoch), .integer(info.startedAt.microseconds), .string(info.owner.rawValue), .string(info.id.worker.rawValue),
                 .unsigned(info.lastSeq + 1), .unsigned(info.lastSeq),
-            ])
+            ])]
         case .append(let id, let batch, let offsets):
             var lines = ByteBufferAllocator().buffer(capacity: batch.recordBytes + batch.count)
             batch.writeLines(into: &lines)
+            let add = RedisCommand("XADD", [.string(keys.stream(id)), .string(RedisKeys.entryID(lastSeq: batch.lastSeq)),
+                                            "f", .unsigned(batch.firstSeq), "l", .unsigned(batch.lastSeq), "b", .bytes(lines)])
             var arguments: [RedisCommand.Argument] = [
-                .unsigned(batch.firstSeq), .unsigned(batch.lastSeq), .bytes(lines), .string(id.epoch), .integer(Timestamp.now().microseconds),
-                .string(id.worker.rawValue),
+                .unsigned(batch.firstSeq), .unsigned(batch.lastSeq), .integer(Int64(lines.readableBytes)), .string(id.epoch),
+                .integer(Timestamp.now().microseconds), .string(id.worker.rawValue),
             ]
             for (publisher, offset) in offsets.sorted(by: { $0.key < $1.key }) {
                 arguments.append(.string(publisher))
                 arguments.append(.unsigned(offset))
             }
-            return RedisScripts.command(RedisScripts.append, keys: [keys.stream(id), keys.manifest(id), keys.offsets(id), keys.runs(of: id.worker)],
-                                        arguments: arguments)
+            let account = RedisScripts.command(RedisScripts.recordAppend,
+                                               keys: [keys.stream(id), keys.manifest(id), keys.offsets(id), keys.runs(of: id.worker)],
+                                               arguments: arguments)
+            return [RedisCommand("MULTI"), add, account, RedisCommand("EXEC")]
         case .end(let id, let ending):
-            return RedisScripts.command(RedisScripts.end, keys: [keys.manifest(id)], arguments: [
+            return [RedisScripts.command(RedisScripts.end, keys: [keys.manifest(id)], arguments: [
                 .string(ending.status.rawValue), .integer(ending.at.microseconds), .string(ending.reason),
                 .string(ending.exitCode.map(String.init) ?? ""),
-            ])
+            ])]
+        }
+    }
+
+    /// How an operation went, from its last reply: an append's `EXEC` holds the `XADD`'s and the
+    /// script's replies (errors inside a transaction are values, not failed commands).
+    private static func outcome(of operation: RedisWriteOperation, _ result: Result<RESPValue, Error>) -> Result<Void, Error> {
+        guard case .append = operation else { return result.map { _ in () } }
+        switch result {
+        case .failure(let error):
+            return .failure(error)
+        case .success(let reply):
+            guard let replies = reply.array, replies.count == 2 else {
+                return .failure(RedisError.server("EXECABORT the append's transaction was not run (\(reply))"))
+            }
+            if case .error(let text) = replies[0], !text.hasPrefix(RedisScripts.duplicateEntry) { return .failure(RedisError.server(text)) }
+            if case .error(let text) = replies[1] { return .failure(RedisError.server(text)) }
+            return .success(())
         }
     }
 
@@ -369,7 +393,7 @@ public final class RedisRunStore: RunStore {
         var flushed: [EventLoopPromise<Void>] = []
         state.withLock { state in
             for (operation, result) in zip(operations, results) {
-                switch result {
+                switch Self.outcome(of: operation, result) {
                 case .success:
                     released += state.finish(operation, written: true)
                 case .failure(let error as RedisError) where error.serverCode != nil:

@@ -249,6 +249,29 @@ struct RedisRunStoreTests {
         #expect(b.run(begun)?.status == .stopped)
     }
 
+    @Test func withAppendOnlyAlwaysNothingAcknowledgedIsLostToAKill() async throws {
+        // The AOF in the server's folder survives the SIGKILL and is read back by the restarted server.
+        let server = try RedisServerProcess(arguments: ["--appendonly", "yes", "--appendfsync", "always"])
+        defer { server.stop() }
+        let id = runID("durable-1", "e1")
+        do {
+            let store = try open(server)
+            let appendOnly = try await store.client.send(RedisCommand("CONFIG", "GET", "appendonly")).get()
+            #expect(appendOnly == .array([.bulk("appendonly"), .bulk("yes")]))
+            store.begin(newRun(id))
+            try await appendAndWait(store, id, batches(1...2000, perBatch: 40), offsets: ["pub": 2000])
+            server.kill()
+            store.close()
+        }
+        try server.start()
+        let again = try open(server)
+        defer { again.close() }
+        let info = try #require(again.run(id))
+        #expect(info.lastSeq == 2000 && info.firstSeq == 1)
+        #expect(try await readAll(again, id).seqs == Array(1...2000))
+        #expect(again.resume(id)?.publisherOffsets == ["pub": 2000])
+    }
+
     @Test func badURLsAreRefusedWithTheirReason() {
         #expect(throws: RedisError.invalidURL("http://h", reason: "the scheme must be redis://, not http://")) {
             _ = try RedisStoreConfiguration(url: "http://h")

@@ -37,7 +37,7 @@ final class RedisServerProcess: @unchecked Sendable {
         var description: String { RedisServerProcess.notFound }
     }
 
-    let port: Int
+    private(set) var port = 0
     let folder: String
     let extraArguments: [String]
     private var process: Process?
@@ -47,9 +47,19 @@ final class RedisServerProcess: @unchecked Sendable {
         guard Self.executable != nil else { throw NotFound() }
         folder = NSTemporaryDirectory() + "/tailgate-redis-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        port = try Self.freePort()
         extraArguments = arguments
-        try start()
+        // The port was free when asked; a test running beside this one may take it first: try another.
+        var attempt = 0
+        while true {
+            port = try Self.freePort()
+            do {
+                try start()
+                return
+            } catch let error as ServerDidNotStart where attempt < 3 {
+                attempt += 1
+                _ = error
+            }
+        }
     }
 
     /// The client configuration of this server.
@@ -76,6 +86,7 @@ final class RedisServerProcess: @unchecked Sendable {
             guard process.isRunning else { break }
             usleep(10_000)
         }
+        kill()
         throw ServerDidNotStart(port: port, log: (try? String(contentsOfFile: folder + "/redis.log", encoding: .utf8)) ?? "")
     }
 

@@ -272,6 +272,48 @@ struct RedisRunStoreTests {
         #expect(again.resume(id)?.publisherOffsets == ["pub": 2000])
     }
 
+    @Test func concurrentPublishersAndReaders() async throws {
+        let server = try RedisServerProcess()
+        defer { server.stop() }
+        let store = try open(server)
+        defer { store.close() }
+        let ids = (1...4).map { runID("worker-\($0)", "e1") }
+        for id in ids { store.begin(newRun(id)) }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for id in ids {
+                group.addTask {
+                    for batch in batches(1...3000, perBatch: 30) {
+                        store.append(batch, to: id, publisherOffsets: ["p": batch.lastSeq])
+                        if batch.lastSeq % 600 == 0 { try await store.whenWritten(id, through: batch.lastSeq, on: testLoop).get() }
+                    }
+                }
+                group.addTask {
+                    // A reader following the writer: whatever it gets is in order, from pending or Redis.
+                    var next: UInt64 = 1
+                    while next <= 3000 {
+                        switch try await store.read(id, from: next, through: .max, maxBytes: 8 << 10, on: testLoop).get() {
+                        case .records(let batch):
+                            #expect(batch.firstSeq == next)
+                            next = batch.lastSeq + 1
+                        case .gap(let from, let to):
+                            Issue.record("gap \(from)...\(to) in \(id)")
+                            next = to + 1
+                        case .none:
+                            await Task.yield()
+                        }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        try await store.flush().get()
+        for id in ids {
+            #expect(store.run(id)?.lastSeq == 3000)
+            #expect(try await readAll(store, id).seqs == Array(1...3000))
+        }
+        #expect(store.health().state == "ok" && store.health().writeQueue == 0)
+    }
+
     @Test func badURLsAreRefusedWithTheirReason() {
         #expect(throws: RedisError.invalidURL("http://h", reason: "the scheme must be redis://, not http://")) {
             _ = try RedisStoreConfiguration(url: "http://h")

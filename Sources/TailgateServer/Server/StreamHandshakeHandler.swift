@@ -83,15 +83,16 @@ final class StreamHandshakeHandler: ChannelInboundHandler, RemovableChannelHandl
         if let bytes { pipeline.fireChannelRead(NIOAny(bytes)) }
     }
 
-    /// Answers `101`, and replaces this handler with a frame decoder and the stream's session.
+    /// Answers `101` (through the session, with its hello), and replaces this handler with a frame
+    /// decoder and the stream's session.
     private func startStream(_ acceptance: StreamAcceptance, key: String, context: ChannelHandlerContext) {
         let channel = context.channel
         let rest = received.take()
-        // Not flushed: the session flushes it with its hello, one write for both.
-        let head = StreamUpgrade.switchingProtocols(key: key, extraHeaders: acceptance.responseHeaders, allocator: channel.allocator)
-        context.write(NIOAny(head), promise: nil)
         let session = StreamUpgrade.session(for: acceptance, gateway: gateway, loop: context.eventLoop,
                                             client: acceptance.request.client.address)
+        // Written by the session with its hello, in one buffer.
+        session.switchingProtocols = StreamUpgrade.switchingProtocols(key: key, extraHeaders: acceptance.responseHeaders,
+                                                                      allocator: channel.allocator)
         let pipeline = channel.pipeline.syncOperations
         // Counted before the session's hello leaves: a client that has it may look at /api/stats at once.
         StreamUpgrade.countOpened(channel, statistics: gateway.statistics)

@@ -75,12 +75,24 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
 
     // MARK: Starting and stopping
 
+    /// The `101` head of a handshake answered by `StreamHandshakeHandler`, not written yet: the hello
+    /// frame goes into the same buffer (one write, one buffer for both).
+    var switchingProtocols: ByteBuffer?
+
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         writable = context.channel.isWritable
         let snapshot = source.snapshot()
         nextSeq = start.replayFrom(firstSeq: snapshot.firstSeq, lastSeq: snapshot.lastSeq)
-        writeControl(StreamMessages.hello(snapshot, replayFrom: nextSeq, resumed: resumed))
+        let hello = StreamMessages.hello(snapshot, replayFrom: nextSeq, resumed: resumed)
+        if var head = switchingProtocols {
+            switchingProtocols = nil
+            ServerFrames.writeHeader(.text, payloadLength: hello.readableBytes, into: &head)
+            head.writeImmutableBuffer(hello)
+            context.write(wrapOutboundOut(head), promise: nil)
+        } else {
+            writeControl(hello)
+        }
         if case .worker(let worker) = source { worker.fanOut.add(self, rendering: rendering, on: context.eventLoop) }
         registry.add(self)
         phase = .behind

@@ -84,7 +84,8 @@ struct StreamUpgrade {
         key.withUTF8 { hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) }
         websocketGUID.withUnsafeBytes { hasher.update(bufferPointer: $0) }
         let digest = hasher.finalize()
-        var head = allocator.buffer(capacity: 160)
+        // Room for the hello frame the session adds (`StreamSession.switchingProtocols`).
+        var head = allocator.buffer(capacity: 512)
         head.writeStaticString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: ")
         digest.withUnsafeBytes { bytes in
             var index = 0

@@ -429,3 +429,66 @@ struct UpgradeLookupTests {
         #expect(HostPolicy.name(of: host) == name)
     }
 }
+
+/// Every head `StreamRequestHead` reads, NIO's HTTP parser reads the same way: thousands of mutations
+/// of a stream request (bytes replaced, inserted, deleted), each read by both.
+@Suite("Stream request heads against NIO's parser")
+struct UpgradeParserAgreementTests {
+    /// A fixed-seed generator, so that a failure can be replayed.
+    struct SplitMix64: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    static let interesting: [UInt8] = Array(" \t\r\n:\",;/?%=&#@!~^`|\\{}[]<>()'+*.-_aAzZ09".utf8) + [0x00, 0x01, 0x0B, 0x7F, 0x80, 0xC3, 0xA9, 0xFF]
+
+    /// NIO's reading of `bytes`: the head, or `nil` when it reports an error or no head.
+    static func nioHead(_ bytes: [UInt8]) -> HTTPRequestHead? {
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
+        defer { _ = try? channel.finish() }
+        guard (try? channel.writeInbound(ByteBuffer(bytes: bytes))) != nil else { return nil }
+        guard case .head(let head)? = try? channel.readInbound(as: HTTPServerRequestPart.self) else { return nil }
+        return head
+    }
+
+    @Test("a mutated request read as a head by StreamRequestHead is the same head for NIO")
+    func agreement() {
+        let reader = StreamRequestHead(basePath: "/tg", maxHeadBytes: 4096)
+        let base = Array(upgradeRequest("/ws/workers/w1?tail=5&since=2", extraHeaders: "Origin: http://127.0.0.1:8080\r\nX-Empty:\r\n").utf8)
+        var generator = SplitMix64(state: 20_261_130)
+        var readHeads = 0
+        for _ in 0..<4000 {
+            var bytes = base
+            for _ in 0..<Int.random(in: 1...3, using: &generator) {
+                let position = Int.random(in: 0..<bytes.count, using: &generator)
+                let byte = interestingByte(using: &generator)
+                switch Int.random(in: 0..<3, using: &generator) {
+                case 0: bytes[position] = byte
+                case 1: bytes.insert(byte, at: position)
+                default: if bytes.count > 1 { bytes.remove(at: position) }
+                }
+            }
+            guard case .head(let head, let length) = reader.parse(ByteBuffer(bytes: bytes)) else { continue }
+            readHeads += 1
+            guard let nio = Self.nioHead(Array(bytes[..<length])) else {
+                Issue.record("read here, refused by NIO: \(String(decoding: bytes, as: UTF8.self).debugDescription)")
+                continue
+            }
+            #expect(nio.method == head.method && nio.uri == head.uri && nio.version == head.version,
+                    "\(String(decoding: bytes, as: UTF8.self).debugDescription)")
+            #expect(nio.headers.map { "\($0.name): \($0.value)" } == head.headers.map { "\($0.name): \($0.value)" },
+                    "\(String(decoding: bytes, as: UTF8.self).debugDescription)")
+        }
+        #expect(readHeads > 500, "too few mutations still read as heads (\(readHeads)) to say anything")
+    }
+
+    func interestingByte(using generator: inout SplitMix64) -> UInt8 {
+        Self.interesting[Int.random(in: 0..<Self.interesting.count, using: &generator)]
+    }
+}

@@ -322,16 +322,37 @@ struct UpgradeHandshakeHandlerTests {
     func deadline() throws {
         let gateway = try EmbeddedGateway()
         let channel = try gateway.connection()
-        try channel.send("GET /ws/workers/w1 HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        try channel.send("GET /ws/wor")
         gateway.pump(.seconds(6))
         #expect(channel.isActive)
-        // Now a field the handshake handler leaves to NIO: the HTTP handlers wait for the rest, not a new 10 s.
-        try channel.send("X-Pad: a \r\n")
+        #expect(Self.handlerNames(channel) == ["handshake"])
+        // Now the target is not a stream's: the HTTP handlers wait for the rest of the first 10 s, not a new 10 s.
+        try channel.send("ld/x HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         #expect(Self.handlerNames(channel) == ["http"])
         gateway.pump(.seconds(3))
         #expect(channel.isActive)
         gateway.pump(.seconds(2))
         #expect(!channel.isActive)
+    }
+
+    @Test("a head trickled in is read once it can be whole; a bare-LF end is handed to NIO at once")
+    func trickled() throws {
+        let gateway = try EmbeddedGateway()
+        _ = try gateway.bus.register(WorkerID("w1")!)
+        let channel = try gateway.connection()
+        let request = upgradeRequest("/ws/workers/w1", extraHeaders: String(repeating: "X-Pad: \(String(repeating: "p", count: 60))\r\n", count: 100))
+        for byte in request.utf8.dropLast() { try channel.writeInbound(ByteBuffer(bytes: [byte])) }
+        #expect(Self.handlerNames(channel) == ["handshake"])
+        try channel.writeInbound(ByteBuffer(bytes: [request.utf8.last!]))
+        #expect(try Self.upgraded(channel).head.hasPrefix("HTTP/1.1 101 "))
+        _ = try? channel.finish()
+        let bare = try gateway.connection()
+        try bare.send("GET /ws/workers/w1 HTTP/1.1\nHost: 127.0.0.1\n\n")
+        gateway.pump()
+        #expect(!Self.handlerNames(bare).contains("handshake"))
+        var written = try bare.written()
+        #expect(WrittenResponse.read(from: &written) != nil, "NIO's handlers answered it")
+        _ = try? bare.finish()
     }
 
     @Test("a stream request that never ends its head is closed after handshakeTimeout")

@@ -40,6 +40,36 @@ struct StreamRequestHead {
         buffer.withUnsafeReadableBytes { parse($0) }
     }
 
+    /// Reads the head once it may be whole, `.incomplete` before; `received` bytes of `buffer` were
+    /// looked at before. So a head trickled in byte by byte costs a look at each new byte and at the
+    /// first bytes (method and target prefix), not a parse of everything received on every read.
+    func parse(_ buffer: ByteBuffer, after received: Int) -> Parsed {
+        buffer.withUnsafeReadableBytes { bytes in
+            if bytes.count <= maxHeadBytes && !Self.mayEndHead(bytes, after: received) {
+                // Only the method and the target's prefix can tell already that this is another request.
+                let start = UnsafeRawBufferPointer(rebasing: bytes[..<min(bytes.count, Self.get.count + longestPrefix)])
+                if case .other = parse(start) { return .other }
+                return .incomplete
+            }
+            return parse(bytes)
+        }
+    }
+
+    private var longestPrefix: Int { prefixes.map(\.count).max() ?? 0 }
+
+    /// Whether the bytes after the first `received` hold a line feed followed by an empty line (CRLF or
+    /// a bare LF): where a head can end. (A head read here ends with CRLF CRLF; anything else is handed on.)
+    private static func mayEndHead(_ bytes: UnsafeRawBufferPointer, after received: Int) -> Bool {
+        var index = max(0, received - 2)
+        while index + 1 < bytes.count {
+            if bytes[index] == lf && (bytes[index + 1] == lf || (bytes[index + 1] == cr && index + 2 < bytes.count && bytes[index + 2] == lf)) {
+                return true
+            }
+            index += 1
+        }
+        return false
+    }
+
     private static let get = Array("GET ".utf8)
     private static let version = Array(" HTTP/1.1\r\n".utf8)
     private static let cr = UInt8(ascii: "\r"), lf = UInt8(ascii: "\n"), colon = UInt8(ascii: ":")

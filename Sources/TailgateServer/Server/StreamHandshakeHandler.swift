@@ -46,12 +46,13 @@ final class StreamHandshakeHandler: ChannelInboundHandler, RemovableChannelHandl
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var bytes = unwrapInboundIn(data)
+        let before = received?.readableBytes ?? 0
         if received == nil {
             received = bytes
         } else {
             received!.writeBuffer(&bytes)
         }
-        switch gateway.streamRequestHead.parse(received!) {
+        switch gateway.streamRequestHead.parse(received!, after: before) {
         case .incomplete:
             return
         case .other:

@@ -69,8 +69,9 @@ extension RedisConfiguration {
         self.init(host: String(host), port: port, user: user, password: password, database: database)
     }
 
-    /// The URL with its password replaced by `***` (for error messages).
-    static func redacted(_ url: String) -> String {
+    /// The URL with its password replaced by `***` (for error messages and `--print-config`); a URL
+    /// without credentials is returned as it is.
+    public static func redacted(_ url: String) -> String {
         guard let schemeEnd = url.schemeSeparator, let at = url[schemeEnd.upperBound...].lastIndex(of: "@") else { return url }
         let credentials = url[schemeEnd.upperBound..<at]
         guard let colon = credentials.firstIndex(of: ":") else { return url.replacingCharacters(schemeEnd.upperBound..<at, "***") }

@@ -10,6 +10,7 @@ import TailgateCore
 /// | `P:{W}:manifest:E` | hash | the run's manifest (`RedisManifest`) |
 /// | `P:{W}:run:E` | stream | one entry per batch: id `<lastSeq>-0`, fields `f` (first seq), `l` (last seq), `b` (records as NDJSON) |
 /// | `P:{W}:offsets:E` | hash | each publisher's last accepted line offset in the run |
+/// | `P:{W}:lease` | string | the instance name of the gateway writing W's runs, with a TTL (writer lease) |
 ///
 /// (`P` is the prefix, `tailgate` by default; `W` the worker id, which cannot hold braces; `E` the epoch.)
 struct RedisKeys: Sendable {
@@ -22,6 +23,7 @@ struct RedisKeys: Sendable {
     func manifest(_ id: RunID) -> String { "\(prefix):{\(id.worker.rawValue)}:manifest:\(id.epoch)" }
     func stream(_ id: RunID) -> String { "\(prefix):{\(id.worker.rawValue)}:run:\(id.epoch)" }
     func offsets(_ id: RunID) -> String { "\(prefix):{\(id.worker.rawValue)}:offsets:\(id.epoch)" }
+    func lease(of worker: WorkerID) -> String { "\(prefix):{\(worker.rawValue)}:lease" }
 
     /// The stream entry id of a batch: its last seq. `XRANGE key <seq>-0 +` then starts at the batch
     /// holding `seq` (the first whose last seq is at or after it).

@@ -30,6 +30,12 @@ public final class RedisRunStore: RunStore {
     let logger: Logger
     let state = Mutex(RedisStoreState())
     let maintenance = Mutex<RepeatedTask?>(nil)
+    /// The writer leases held (see `RedisWriterLeases.swift`) and the task renewing them.
+    let leaseTable = Mutex(RedisLeaseTable())
+    let leaseRenewal = Mutex<RepeatedTask?>(nil)
+    /// This gateway in the leases it holds: a random id unique to this store object, then
+    /// `instanceLabel` (`3f9c0a1d7e2b4c55 127.0.0.1:8080, pid 4242`).
+    public let instanceName: String
 
     /// Opens the store: connects (in the background) and reads the list of runs, waiting for Redis up
     /// to its connect timeout. Redis being unreachable is not an error (the store reports `failed` and
@@ -39,6 +45,8 @@ public final class RedisRunStore: RunStore {
         self.configuration = configuration
         self.logger = logger
         keys = RedisKeys(prefix: configuration.keyPrefix)
+        let random = String(UInt64.random(in: 0...UInt64.max), radix: 16)
+        instanceName = String(repeating: "0", count: 16 - random.count) + random + " " + configuration.instanceLabel
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         loop = group.next()
         client = RedisClient(configuration: configuration.redis, eventLoop: loop, logger: logger)
@@ -59,6 +67,10 @@ public final class RedisRunStore: RunStore {
             }
         }
         maintenance.withLock { $0 = task }
+        let renewal = loop.scheduleRepeatedTask(initialDelay: .nanoseconds(configuration.leaseTTL.nanoseconds / 3), delay: .nanoseconds(configuration.leaseTTL.nanoseconds / 3)) { [weak self] _ in
+            self?.renewLeases()
+        }
+        leaseRenewal.withLock { $0 = renewal }
     }
 
     deinit {
@@ -66,6 +78,7 @@ public final class RedisRunStore: RunStore {
         // After `close()` the loop is gone and the maintenance task with it.
         guard !state.withLock({ $0.closed }) else { return }
         maintenance.withLock { $0?.cancel() }
+        leaseRenewal.withLock { $0?.cancel() }
         group.shutdownGracefully { _ in }
     }
 
@@ -94,6 +107,7 @@ public final class RedisRunStore: RunStore {
     public func begin(_ info: RunInfo) {
         let wake = state.withLock { state -> Bool in
             guard !state.closed else { return false }
+            state.fencedRuns.remove(info.id)
             var fresh = info
             fresh.firstSeq = info.lastSeq + 1
             fresh.storedBytes = 0
@@ -116,7 +130,8 @@ public final class RedisRunStore: RunStore {
         let bytes = batch.payload.readableBytes
         let limit = configuration.writeQueueBytes
         let (wake, failure, waiters) = state.withLock { state -> (Bool, String?, [RedisWriteWaiter]) in
-            guard !state.closed else { return (false, nil, []) }
+            // Another gateway writes the run now (this one lost its writer lease).
+            guard !state.closed, !state.fencedRuns.contains(id) else { return (false, nil, []) }
             if state.runs[id] == nil {
                 state.runs[id] = RedisRunEntry(info: RunInfo(id: id, owner: .remote, startedAt: .now(), firstSeq: batch.firstSeq,
                                                              lastSeq: batch.firstSeq - 1), isOpen: true, registered: false)
@@ -139,7 +154,7 @@ public final class RedisRunStore: RunStore {
     /// Ends a run: reported at once, written to its manifest after its queued batches.
     public func end(_ id: RunID, _ ending: RunEnding) {
         let wake = state.withLock { state -> Bool in
-            guard !state.closed, state.runs[id] != nil else { return false }
+            guard !state.closed, state.runs[id] != nil, !state.fencedRuns.contains(id) else { return false }
             state.runs[id]!.info.status = ending.status
             state.runs[id]!.info.exitCode = ending.exitCode
             state.runs[id]!.info.reason = ending.reason
@@ -185,16 +200,19 @@ public final class RedisRunStore: RunStore {
     }
 
     /// Reopens a stored run to continue it: its manifest and publishers' offsets from Redis (with what
-    /// is still queued here on top). Blocks for one round trip: call it off the event loops. `nil` when
-    /// the run is not stored or Redis cannot be asked.
+    /// is still queued here on top). Blocks for one round trip (also on a gateway's event loop, where the
+    /// bus calls it for a publisher's request; never on the store's own). `nil` when the run is not
+    /// stored or Redis cannot be asked.
     public func resume(_ id: RunID) -> ResumedRun? {
         guard !state.withLock({ $0.closed }) else { return nil }
         let replies = client.send([RedisCommand("HGETALL", [.string(keys.manifest(id))]), RedisCommand("HGETALL", [.string(keys.offsets(id))])])
         let stored: RunInfo?
         var offsets: [String: UInt64]
         do {
-            stored = RedisManifest.decode(try replies[0].wait(), id: id)
-            offsets = RedisManifest.offsets(try replies[1].wait())
+            // Not `wait()`: the bus resumes a run while a publisher's request is decided on a gateway loop.
+            let timeout = configuration.redis.commandTimeout + .milliseconds(100)
+            stored = RedisManifest.decode(try replies[0].blockingResult(within: timeout), id: id)
+            offsets = RedisManifest.offsets(try replies[1].blockingResult(within: timeout))
         } catch {
             logger.error("cannot resume a run: Redis does not answer", metadata: ["run": "\(id)", "error": "\(error)"])
             return nil
@@ -211,9 +229,13 @@ public final class RedisRunStore: RunStore {
                     offsets.merge(queuedOffsets) { max($0, $1) }
                 }
             }
+            state.fencedRuns.remove(id)
             var entry = state.runs[id] ?? RedisRunEntry(info: info, isOpen: true)
             entry.info = info
             entry.isOpen = true
+            // What Redis holds is written: a publisher answered after the resume waits for nothing older.
+            let acknowledged = entry.pending.first.map { $0.firstSeq - 1 } ?? info.lastSeq
+            entry.processedThrough = max(entry.processedThrough, min(info.lastSeq, acknowledged))
             state.runs[id] = entry
             return ResumedRun(info: info, publisherOffsets: offsets)
         }
@@ -234,14 +256,22 @@ public final class RedisRunStore: RunStore {
     }
 
     /// Waits (up to `closeTimeout`, and not at all while Redis is out of reach) until what is queued is
-    /// acknowledged, then closes the connections and stops the store's thread. Blocks; idempotent.
+    /// acknowledged, releases the writer leases held (other gateways may continue those runs at once),
+    /// then closes the connections and stops the store's thread. Blocks; idempotent.
     public func close() {
+        close(releasingWriters: true)
+    }
+
+    /// `close()`; with `releasingWriters` false the writer leases are left to expire after `leaseTTL`, as
+    /// when the gateway crashes (tests use it to simulate one).
+    public func close(releasingWriters: Bool) {
         let first = state.withLock { state -> Bool in
             defer { state.closed = true }
             return !state.closed
         }
         guard first else { return }
         maintenance.withLock { $0?.cancel() }
+        leaseRenewal.withLock { $0?.cancel() }
         // With Redis out of reach there is nothing to wait for: what is queued is given up at once.
         if client.isConnected { try? flush(within: configuration.closeTimeout).wait() }
         let (waiters, abandoned) = state.withLock { state -> ([RedisWriteWaiter], Int) in
@@ -253,6 +283,7 @@ public final class RedisRunStore: RunStore {
         }
         for waiter in waiters { waiter.promise.succeed() }
         if abandoned > 0 { logger.error("store closed with batches Redis never acknowledged", metadata: ["batches": "\(abandoned)"]) }
+        closeLeases(releasing: releasingWriters)
         _ = try? client.close().wait()
         try? group.syncShutdownGracefully()
         logger.info("store closed", metadata: ["redis": "\(configuration.redis.displayAddress)"])

@@ -95,6 +95,45 @@ enum RedisScripts {
         return freed
         """
 
+    /// Takes a writer lease when nobody holds it (`SET NX PX`), or extends it when we do; else says who
+    /// holds it and for how long. Returns `{1, holder}` or `{0, holder, pttl}`.
+    ///
+    /// KEYS: lease. ARGV: our instance name, TTL in ms.
+    static let acquireLease = """
+        local holder = redis.call('GET', KEYS[1])
+        if not holder then
+          redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+          return {1, ARGV[1]}
+        end
+        if holder == ARGV[1] then
+          redis.call('PEXPIRE', KEYS[1], ARGV[2])
+          return {1, holder}
+        end
+        return {0, holder, redis.call('PTTL', KEYS[1])}
+        """
+
+    /// Extends a writer lease only while it is ours: never takes one that expired (its runs may have
+    /// been written by another gateway since). Returns `{1, holder}`, or `{0, holder}` (`''`: none).
+    ///
+    /// KEYS: lease. ARGV: our instance name, TTL in ms.
+    static let renewLease = """
+        local holder = redis.call('GET', KEYS[1])
+        if holder == ARGV[1] then
+          redis.call('PEXPIRE', KEYS[1], ARGV[2])
+          return {1, holder}
+        end
+        if not holder then return {0, '', 0} end
+        return {0, holder, redis.call('PTTL', KEYS[1])}
+        """
+
+    /// Deletes a writer lease only while it is ours.
+    ///
+    /// KEYS: lease. ARGV: our instance name.
+    static let releaseLease = """
+        if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+        return 0
+        """
+
     /// `EVAL script numkeys keys… args…`.
     static func command(_ script: String, keys: [String], arguments: [RedisCommand.Argument]) -> RedisCommand {
         RedisCommand("EVAL", [.string(script), .integer(Int64(keys.count))] + keys.map { .string($0) } + arguments)

@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import NIOCore
 import TailgateCore
 import TailgateRedis
@@ -25,10 +30,21 @@ public struct RedisStoreConfiguration: Sendable {
     public var pipelineLimit: Int
     /// How long `close()` waits for queued batches to be acknowledged. Default 5 s.
     public var closeTimeout: TimeAmount
+    /// How long a gateway's writer lease on a worker lasts without renewal (`P:{W}:lease`, `SET NX PX`):
+    /// the holder renews it every third of it; a gateway that dies holds its workers' runs this long
+    /// before another gateway may continue them. Default 10 s.
+    public var leaseTTL: TimeAmount
+    /// How long taking a lease may wait for Redis before it is granted provisionally (the publisher's
+    /// request waits that long at most, once per worker). Default 2 s.
+    public var leaseTimeout: TimeAmount
+    /// Names this gateway in the leases it holds, for people reading a refusal or the key (a random
+    /// id is put before it, unique per process). Default `pid <pid>`; `tailgate serve` adds its address.
+    public var instanceLabel: String
 
     public init(redis: RedisConfiguration, keyPrefix: String = "tailgate", retainAge: TimeAmount? = .hours(24 * 14),
                 retainBytes: Int? = 1 << 30, maintenanceInterval: TimeAmount = .seconds(5), writeQueueBytes: Int = 64 << 20,
-                pipelineLimit: Int = 512, closeTimeout: TimeAmount = .seconds(5)) {
+                pipelineLimit: Int = 512, closeTimeout: TimeAmount = .seconds(5), leaseTTL: TimeAmount = .seconds(10),
+                leaseTimeout: TimeAmount = .seconds(2), instanceLabel: String = "pid \(getpid())") {
         self.redis = redis
         self.keyPrefix = keyPrefix
         self.retainAge = retainAge
@@ -37,11 +53,19 @@ public struct RedisStoreConfiguration: Sendable {
         self.writeQueueBytes = writeQueueBytes
         self.pipelineLimit = pipelineLimit
         self.closeTimeout = closeTimeout
+        self.leaseTTL = leaseTTL
+        self.leaseTimeout = leaseTimeout
+        self.instanceLabel = instanceLabel
     }
 
     /// Settings from a `redis://[user:password@]host[:port][/db]` URL, with the defaults above.
     public init(url: String) throws(RedisError) {
         self.init(redis: try RedisConfiguration(url: url))
+    }
+
+    /// `url` with its password replaced by `***` (`redis://u:***@h:6379/2`): how a `--store` URL is shown.
+    public static func redactedURL(_ url: String) -> String {
+        RedisConfiguration.redacted(url)
     }
 
     /// Throws every problem of these settings.
@@ -55,6 +79,9 @@ public struct RedisStoreConfiguration: Sendable {
         check.require(writeQueueBytes >= 1 << 16, "writeQueueBytes", "must be at least 64 KiB")
         check.require(pipelineLimit, in: 1...100_000, "pipelineLimit")
         check.require(closeTimeout >= .zero, "closeTimeout", "must not be negative")
+        check.require(leaseTTL >= .milliseconds(300), "leaseTTL", "must be at least 300 ms")
+        check.require(leaseTimeout > .zero, "leaseTimeout", "must be longer than 0")
+        check.require(instanceLabel.utf8.count <= 200, "instanceLabel", "must be at most 200 bytes")
         try check.throwIfAny()
     }
 }

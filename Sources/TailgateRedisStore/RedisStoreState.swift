@@ -92,6 +92,9 @@ struct RedisStoreState: Sendable {
     var enqueuedOperations: UInt64 = 0
     var finishedOperations: UInt64 = 0
     var flushWaiters: [(target: UInt64, promise: EventLoopPromise<Void>)] = []
+    /// Runs this store may write no more: their worker's writer lease was lost (another gateway writes
+    /// them). Appends and ends for them are ignored.
+    var fencedRuns: Set<RunID> = []
 
     /// Takes the flush waiters whose operations are all finished.
     mutating func takeFlushWaiters() -> [EventLoopPromise<Void>] {

@@ -257,6 +257,26 @@ def test_print_config_redacts_secrets(gateway_binary, tmp_path):
                      result.stdout, re.M), result.stdout
 
 
+@pytest.mark.parametrize("source", ["flag", "environment", "file"])
+def test_print_config_hides_the_store_password(gateway_binary, tmp_path, source):
+    url = "redis://fleet:store-password-do-not-print@127.0.0.1:6399/2"
+    args: list[str] = []
+    env = clean_env()
+    if source == "flag":
+        args = ["--store", url]
+    elif source == "environment":
+        env = clean_env(TAILGATE_STORE=url)
+    else:
+        args = ["--config", str(write_config(tmp_path, f"store = {url}\n"))]
+    result = run(gateway_binary, "serve", *args, "--print-config", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "store-password" not in result.stdout + result.stderr
+    assert re.search(r"^store = redis://fleet:\*\*\*@127\.0\.0\.1:6399/2\s+#", result.stdout, re.M), result.stdout
+    # A URL without credentials is shown as it is; the lease TTL is a setting like any other.
+    settings, _ = print_config(gateway_binary, "--store", "redis://127.0.0.1:6399", "--lease-ttl", "3")
+    assert settings["store"][0] == "redis://127.0.0.1:6399" and settings["lease-ttl"][0] == "3.0", settings
+
+
 def test_other_commands_ignore_serve_settings(gateway_binary):
     # Malformed serve settings in the environment do not concern token/run/pipe or help.
     env = clean_env(TAILGATE_PORT="not-a-port", TAILGATE_CONFIG="/nonexistent/tailgate.conf")

@@ -9,6 +9,10 @@ public enum BusError: Error, Equatable, CustomStringConvertible {
     case ownedByOther(WorkerID, WorkerOwner)
     /// The bus holds `maxWorkers` workers and none of them is stopped (which would make room).
     case tooManyWorkers(limit: Int)
+    /// Another gateway sharing the store writes this worker's runs (it holds the worker's writer lease):
+    /// `holder` names it; its lease lasts `retryAfterSeconds` more unless renewed (a dead gateway's
+    /// expires, and the worker can then be published here).
+    case publishedElsewhere(WorkerID, holder: String, retryAfterSeconds: Int)
 
     public var description: String {
         switch self {
@@ -18,6 +22,8 @@ public enum BusError: Error, Equatable, CustomStringConvertible {
             "worker '\(id)' is already running; stop it before registering it again"
         case .ownedByOther(let id, let owner):
             "worker '\(id)' is published by an \(owner.rawValue) publisher"
+        case .publishedElsewhere(let id, let holder, let seconds):
+            "worker '\(id)' is published through another gateway (\(holder)), which holds its writer lease; publish there, or again in \(seconds) s if that gateway is gone"
         }
     }
 }
@@ -106,27 +112,39 @@ public final class LogBus: Sendable {
     }
 
     /// Registers an in-process worker: always a new run (an earlier run of the id is history). Throws
-    /// `BusError.workerAlreadyRunning` when a worker with this id is running. A stopped worker with the
-    /// same id (still retained) is replaced.
+    /// `BusError.workerAlreadyRunning` when a worker with this id is running, and
+    /// `BusError.publishedElsewhere` when another gateway sharing the store holds the id's writer lease.
+    /// A stopped worker with the same id (still retained) is replaced.
     public func register(_ id: WorkerID) throws(BusError) -> Worker {
-        try workers.withLock { table throws(BusError) in
+        if let existing = worker(id), !existing.isStopping { throw BusError.workerAlreadyRunning(id) }
+        try claimWriter(of: id)
+        var claimed = false
+        defer { if !claimed { store?.releaseWriter(for: id) } }
+        return try workers.withLock { table throws(BusError) in
             if let existing = table[id], !existing.isStopping { throw BusError.workerAlreadyRunning(id) }
             try makeRoom(for: id, in: &table)
             let worker = makeWorker(id, owner: .inProcess, workersBefore: table.count)
             table[id] = worker
+            claimed = true
             return worker
         }
     }
 
     /// The running worker with this id that a remote publisher may write into, created when missing:
     /// the stored run of the id when it was left open by a restart (same epoch, seqs continue), else a
-    /// new run. Throws `BusError.ownedByOther` when an in-process worker with this id is running.
+    /// new run. Throws `BusError.ownedByOther` when an in-process worker with this id is running, and
+    /// `BusError.publishedElsewhere` when another gateway sharing the store holds the id's writer lease
+    /// (taken here before the worker is made, so that a run is written by one gateway at a time; the
+    /// stored run is read after it, so that its seqs continue from what the previous writer stored).
     public func remoteWorker(_ id: WorkerID) throws(BusError) -> Worker {
         let known = worker(id)
         if let known, !known.isStopping {
             guard known.owner == .remote else { throw BusError.ownedByOther(id, known.owner) }
             return known
         }
+        try claimWriter(of: id)
+        var claimed = false
+        defer { if !claimed { store?.releaseWriter(for: id) } }
         // Reopening a stored run reads its tail from disk: done before taking the table's lock. A
         // worker still held in memory (stopped) means its run ended: a new one starts.
         let resumable = known == nil ? resumableRun(of: id) : nil
@@ -138,8 +156,27 @@ public final class LogBus: Sendable {
             try makeRoom(for: id, in: &table)
             let worker = makeWorker(id, owner: .remote, workersBefore: table.count, resumed: table[id] == nil ? resumable : nil)
             table[id] = worker
+            claimed = true
             return worker
         }
+    }
+
+    /// Claims `id`'s writer lease in the store (always granted by a store only this gateway writes);
+    /// each worker made holds one claim, given back when it stops.
+    private func claimWriter(of id: WorkerID) throws(BusError) {
+        guard let store else { return }
+        let claim = store.acquireWriter(for: id) { [weak self] reason in self?.writerLost(id, reason: reason) }
+        guard case .heldElsewhere(let holder, let retryAfter) = claim else { return }
+        let seconds = max(1, Int((retryAfter.nanoseconds + 999_999_999) / 1_000_000_000))
+        throw BusError.publishedElsewhere(id, holder: holder, retryAfterSeconds: seconds)
+    }
+
+    /// The store found `id`'s writer lease taken by another gateway, or expired: the local worker stops
+    /// (its subscribers get `end` with the reason) rather than write beside another writer; the store
+    /// writes nothing more of its run, which goes on through the other gateway.
+    private func writerLost(_ id: WorkerID, reason: String) {
+        guard let worker = worker(id), !worker.isStopping else { return }
+        worker.stop(reason: "this gateway stopped writing the run: \(reason)", status: .interrupted)
     }
 
     /// Brings back, as running workers, the runs that publishers in other processes were writing when
@@ -148,6 +185,8 @@ public final class LogBus: Sendable {
     /// its subscribers can resume at once and wait for its next records; `idleStop` ends those whose
     /// publisher does not return. Call once, after opening the store and before serving. Returns how
     /// many runs came back (at most `maxWorkers`; the others come back when their publisher does).
+    /// With a store shared by several gateways, only the runs whose writer lease this gateway gets come
+    /// back here (a run another live gateway writes is left to it).
     @discardableResult
     public func resumeRemoteRuns() -> Int {
         guard let store else { return 0 }
@@ -188,6 +227,8 @@ public final class LogBus: Sendable {
         if (owner == .remote && configuration.idleStop != nil) || ringsCouldExceed { startMaintenance() }
         let worker = Worker(id: id, owner: owner, resumed: resumed, store: store, limits: configuration.workerLimits,
                             drains: drainQueue(on: eventLoopGroup.next())) { [weak self] worker in
+            // The worker's claim on its writer lease (taken before it was made) is given back.
+            self?.store?.releaseWriter(for: worker.id)
             self?.scheduleRemoval(of: worker)
         }
         if resumed == nil { store?.begin(RunInfo(id: worker.runID, owner: owner, startedAt: worker.startedAt)) }

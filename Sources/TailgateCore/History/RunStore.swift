@@ -141,8 +141,17 @@ public struct StoreHealth: Sendable, Equatable {
     }
 }
 
-/// Where the runs of every worker are kept beyond the ring: an embedded store on local disk today, a
-/// shared one for several gateways later. The ring, the bus and the server only talk to this protocol.
+/// The answer to a gateway asking to be the only writer of a worker's runs (`RunStore.acquireWriter`).
+public enum WriterClaim: Sendable, Equatable {
+    /// This gateway is the writer (until it releases the claim or the store says it lost it).
+    case granted
+    /// Another live gateway writes the worker's runs: `holder` names it (for people), and its claim lasts
+    /// at least `retryAfter` more unless it is renewed.
+    case heldElsewhere(holder: String, retryAfter: TimeAmount)
+}
+
+/// Where the runs of every worker are kept beyond the ring: an embedded store on local disk, or a store
+/// shared by several gateways (on Redis). The ring, the bus and the server only talk to this protocol.
 ///
 /// Every method is callable from any thread and returns quickly: writes are queued to the store's own
 /// writer, reads run off the caller's event loop and complete on the loop given.
@@ -175,4 +184,22 @@ public protocol RunStore: AnyObject, Sendable {
     func health() -> StoreHealth
     /// Writes what is queued, closes the files. Blocks until done.
     func close()
+
+    /// Claims the right to write `worker`'s runs, for the whole fleet when the store is shared by
+    /// several gateways: the bus asks before it makes a worker (and before it resumes a stored run), not
+    /// per record. Granted again at once while this gateway holds it. `onLost` is called (once, from the
+    /// store's thread) when the store finds the claim taken by another writer or expired; the store then
+    /// writes nothing more of the worker's open runs. May wait for the shared store (one round trip,
+    /// bounded): call it where `resume` may be called. A store used by one gateway only always grants.
+    func acquireWriter(for worker: WorkerID, onLost: @escaping @Sendable (_ reason: String) -> Void) -> WriterClaim
+    /// Gives the claim up (the worker stopped): another gateway may write the worker's runs at once.
+    /// Does nothing when this gateway does not hold it.
+    func releaseWriter(for worker: WorkerID)
+}
+
+extension RunStore {
+    /// A store only one gateway writes (the embedded one): every claim is granted.
+    public func acquireWriter(for worker: WorkerID, onLost: @escaping @Sendable (_ reason: String) -> Void) -> WriterClaim { .granted }
+    /// Nothing to give up.
+    public func releaseWriter(for worker: WorkerID) {}
 }

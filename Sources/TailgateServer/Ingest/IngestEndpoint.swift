@@ -29,6 +29,12 @@ enum IngestEndpoint {
             throw GatewayError.limitReached("too_many_workers",
                                             "the gateway holds its limit of \(limit) workers, all running (--max-workers); stop one or try later",
                                             retryAfter: gateway.configuration.retryAfterSeconds)
+        } catch .publishedElsewhere(_, let holder, let seconds) {
+            // Retryable rather than 409: the holder may be dead, and its lease then expires within
+            // `seconds` (docs/REDIS.md); publishers retry a 503 after Retry-After.
+            throw GatewayError(.serviceUnavailable, "worker_published_elsewhere",
+                               "worker '\(id)' is published through another gateway (\(holder)), which holds its writer lease; publish there, or again after Retry-After if that gateway is gone",
+                               headers: [("Retry-After", String(seconds))])
         } catch {
             throw ownedInProcess(id)
         }

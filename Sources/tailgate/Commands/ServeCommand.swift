@@ -65,6 +65,11 @@ struct ServeCommand: AsyncParsableCommand {
         discussion: "The shared store for several gateways (docs/REDIS.md). --retain-days and --retain-bytes apply to it (size --retain-bytes for Redis's memory); --fsync does not (Redis's own persistence does)."))
     var store: String?
 
+    @Option(name: .customLong("lease-ttl"), help: ArgumentHelp(
+        "With --store: seconds a gateway's writer lease on a worker lasts unless renewed (renewed every third of it).",
+        discussion: "One gateway at a time writes a worker's runs; when it dies, another may continue them this long after (docs/REDIS.md)."))
+    var leaseTTL: Double = 10
+
     @Option(name: .customLong("fsync"), help: ArgumentHelp(
         "When written records are forced to disk: interval (every second), always (before a publisher is answered) or never.",
         discussion: "What a publisher was told survives a kill -9 of the gateway with any setting; this only matters if the machine crashes."))
@@ -283,10 +288,15 @@ struct ServeCommand: AsyncParsableCommand {
     func redisStoreConfiguration() throws -> RedisStoreConfiguration? {
         guard let store else { return nil }
         guard !memoryOnly else { throw ValidationError("--store and --memory-only exclude each other") }
+        guard leaseTTL >= 0.3 && leaseTTL <= 3600 else { throw ValidationError("--lease-ttl must be between 0.3 and 3600 seconds") }
         do {
             var configuration = try RedisStoreConfiguration(url: store)
+            // Names this gateway in the writer leases it holds (for people reading a refusal).
+            let displayHost = host.contains(":") ? "[\(host)]" : host
+            configuration.instanceLabel = port == 0 ? "\(displayHost), pid \(getpid())" : "\(displayHost):\(port), pid \(getpid())"
             configuration.retainAge = retainDays > 0 ? .nanoseconds(Int64(retainDays * 86_400 * 1e9)) : nil
             configuration.retainBytes = retainBytes > 0 ? retainBytes : nil
+            configuration.leaseTTL = .milliseconds(Int64(leaseTTL * 1000))
             try configuration.validate()
             return configuration
         } catch {

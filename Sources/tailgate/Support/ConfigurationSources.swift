@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TailgateRedisStore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -403,7 +404,7 @@ enum ConfigurationSources {
                 lines.append("# \(setting.name) = \(what)".padding(toLength: 48, withPad: " ", startingAt: 0) + "# \(source)")
                 continue
             }
-            let shown = isSecret(setting.name) ? "<redacted>" : quoted(value)
+            let shown = isSecret(setting.name) ? "<redacted>" : quoted(shownValue(setting.name, value))
             let line = "\(setting.name) = \(shown)"
             lines.append(line.count < 47 ? line.padding(toLength: 48, withPad: " ", startingAt: 0) + "# \(source)" : line + "  # \(source)")
         }
@@ -411,6 +412,11 @@ enum ConfigurationSources {
             lines.append("# ignored: \(name) (names no flag of tailgate serve)")
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// A value as `--print-config` shows it: a `--store` URL without its password.
+    static func shownValue(_ name: String, _ value: String) -> String {
+        name == "store" ? RedisStoreConfiguration.redactedURL(value) : value
     }
 
     static func quoted(_ value: String) -> String {

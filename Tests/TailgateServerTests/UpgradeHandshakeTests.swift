@@ -11,8 +11,61 @@ import TailgateCore
 struct UpgradeRequestHeadTests {
     static let reader = StreamRequestHead(basePath: "/tg", maxHeadBytes: 1024)
 
+    /// `text` read as the gateway reads it — in reads of 1 to 7 bytes through `parse(_:after:)` — after
+    /// checking that this gives what one read of the whole gives.
     static func parse(_ text: String) -> StreamRequestHead.Parsed {
-        reader.parse(ByteBuffer(string: text))
+        let fed = feed(Array(text.utf8), to: reader)
+        let whole = reader.parse(ByteBuffer(string: text))
+        #expect(agree(fed, whole), "read in pieces: \(fed); whole: \(whole), for \(text.debugDescription)")
+        return fed
+    }
+
+    /// `bytes` given to `reader` in reads of 1 to 7 bytes (a fixed sequence), as the handler gives them,
+    /// until the answer is no longer `.incomplete`.
+    static func feed(_ bytes: [UInt8], to reader: StreamRequestHead) -> StreamRequestHead.Parsed {
+        var buffer = ByteBuffer()
+        var offset = 0
+        var step = 0
+        var result = StreamRequestHead.Parsed.incomplete
+        while offset < bytes.count {
+            let count = min(bytes.count - offset, 1 + (step * 5 + 3) % 7)
+            step += 1
+            let before = buffer.readableBytes
+            buffer.writeBytes(bytes[offset..<(offset + count)])
+            offset += count
+            result = reader.parse(buffer, after: before)
+            if case .incomplete = result { continue }
+            return result
+        }
+        return result
+    }
+
+    static func agree(_ left: StreamRequestHead.Parsed, _ right: StreamRequestHead.Parsed) -> Bool {
+        switch (left, right) {
+        case (.incomplete, .incomplete), (.other, .other): return true
+        case (.head(let a, let lengthA), .head(let b, let lengthB)):
+            return lengthA == lengthB && a.uri == b.uri && a.headers.map { [$0.name, $0.value] } == b.headers.map { [$0.name, $0.value] }
+        default: return false
+        }
+    }
+
+    @Test("a head that goes wrong before its empty line is handed on at once, not left waiting for the rest")
+    func brokenHeadsAreHandedOnEarly() {
+        let start = "GET /ws/workers/demo-1 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        let fields = String(repeating: "X-F: v\r\n", count: StreamRequestHead.maxFields + 2)
+        let many = StreamRequestHead(basePath: "", maxHeadBytes: 16 << 10)
+        for (what, text, reader) in [
+            ("NUL in a value", start + "X-A: a\u{0}b\r\n", Self.reader),
+            ("folded line", start + "X-A: a\r\n folded\r\n", Self.reader),
+            ("space before the colon", start + "X-A : a\r\n", Self.reader),
+            ("CR not followed by LF", start + "\rX", Self.reader),
+            ("more fields than NIO takes", start + fields, many),
+        ] {
+            guard case .other = Self.feed(Array(text.utf8), to: reader) else {
+                Issue.record("\(what): still waiting for the rest of the head")
+                continue
+            }
+        }
     }
 
     @Test("a stream request is read whole: target, fields in order, length up to the empty line")
@@ -37,7 +90,8 @@ struct UpgradeRequestHeadTests {
     func prefixes() {
         let bytes = Array(upgradeRequest("/ws/workers/w1").utf8)
         for count in 0..<bytes.count {
-            guard case .incomplete = Self.reader.parse(ByteBuffer(bytes: bytes[..<count])) else {
+            guard case .incomplete = Self.reader.parse(ByteBuffer(bytes: bytes[..<count])),
+                  case .incomplete = Self.feed(Array(bytes[..<count]), to: Self.reader) else {
                 Issue.record("prefix of \(count) bytes not incomplete")
                 return
             }
@@ -98,14 +152,14 @@ struct UpgradeRequestHeadTests {
         }
         let many = StreamRequestHead(basePath: "", maxHeadBytes: 1 << 20)
         let fields = String(repeating: "X: y\r\n", count: StreamRequestHead.maxFields)
-        guard case .other = many.parse(ByteBuffer(string: upgradeRequest("/ws/workers/w1", extraHeaders: fields))) else {
+        guard case .other = Self.feed(Array(upgradeRequest("/ws/workers/w1", extraHeaders: fields).utf8), to: many) else {
             Issue.record("a head with too many fields was read")
             return
         }
         // Exactly at the limit: read.
         let exact = upgradeRequest("/ws/workers/w1")
         let fits = StreamRequestHead(basePath: "", maxHeadBytes: exact.utf8.count)
-        guard case .head = fits.parse(ByteBuffer(string: exact)) else {
+        guard case .head = Self.feed(Array(exact.utf8), to: fits) else {
             Issue.record("a head exactly at the limit was not read")
             return
         }
@@ -159,7 +213,13 @@ struct UpgradeHandshakeHandlerTests {
         #expect(frames.contains { $0.text.contains("\"one\"") })
         #expect(Self.handlerNames(channel) == ["session"])
         #expect(gateway.context.statistics.streamsOpened.load(ordering: .relaxed) == 1)
+        #expect(Self.openedDirectly(gateway) == 1, "answered by the handshake handler, not the HTTP handlers")
         _ = try? channel.finish()
+    }
+
+    /// Streams whose handshake the handshake handler answered itself (the HTTP path gives the same bytes).
+    static func openedDirectly(_ gateway: EmbeddedGateway) -> Int {
+        gateway.context.statistics.streamsOpenedDirectly.load(ordering: .relaxed)
     }
 
     @Test("a request arriving a byte at a time is answered when its head is whole")
@@ -176,6 +236,7 @@ struct UpgradeHandshakeHandlerTests {
         let (head, frames) = try Self.upgraded(channel)
         #expect(head.hasPrefix("HTTP/1.1 101 "))
         #expect(frames.first?.text.contains("\"type\":\"hello\"") == true)
+        #expect(Self.openedDirectly(gateway) == 1)
         _ = try? channel.finish()
     }
 
@@ -192,6 +253,7 @@ struct UpgradeHandshakeHandlerTests {
         #expect(head.hasPrefix("HTTP/1.1 101 "))
         #expect(frames.map(\.opcode) == [0x1, 0xA])
         #expect(frames.last?.text == "are you there")
+        #expect(Self.openedDirectly(gateway) == 1)
         _ = try? channel.finish()
     }
 
@@ -209,6 +271,7 @@ struct UpgradeHandshakeHandlerTests {
         let (_, frames) = try Self.upgraded(channel)
         #expect(frames.map(\.opcode) == [0x1, 0xA])
         #expect(frames.last?.text == "split")
+        #expect(Self.openedDirectly(gateway) == 1)
         _ = try? channel.finish()
     }
 
@@ -345,6 +408,7 @@ struct UpgradeHandshakeHandlerTests {
         #expect(Self.handlerNames(channel) == ["handshake"])
         try channel.writeInbound(ByteBuffer(bytes: [request.utf8.last!]))
         #expect(try Self.upgraded(channel).head.hasPrefix("HTTP/1.1 101 "))
+        #expect(Self.openedDirectly(gateway) == 1)
         _ = try? channel.finish()
         let bare = try gateway.connection()
         try bare.send("GET /ws/workers/w1 HTTP/1.1\nHost: 127.0.0.1\n\n")
@@ -353,6 +417,22 @@ struct UpgradeHandshakeHandlerTests {
         var written = try bare.written()
         #expect(WrittenResponse.read(from: &written) != nil, "NIO's handlers answered it")
         _ = try? bare.finish()
+    }
+
+    @Test("a stream head that goes wrong before its empty line is answered 400 at once by the HTTP handlers")
+    func brokenHeadAnsweredAtOnce() throws {
+        let gateway = try EmbeddedGateway()
+        _ = try gateway.bus.register(WorkerID("w1")!)
+        for broken in ["X-A: a\u{0}b\r\n", "X-A: a\r\n folded\r\n", "X-A : a\r\n"] {
+            let channel = try gateway.connection()
+            try channel.send("GET /ws/workers/w1 HTTP/1.1\r\nHost: 127.0.0.1\r\n" + broken)
+            gateway.pump()
+            var written = try channel.written()
+            let response = WrittenResponse.read(from: &written)
+            #expect(response?.status == 400, "\(broken.debugDescription): \(String(describing: response))")
+            _ = try? channel.finish()
+        }
+        #expect(Self.openedDirectly(gateway) == 0)
     }
 
     @Test("a stream request that never ends its head is closed after handshakeTimeout")
@@ -495,7 +575,10 @@ struct UpgradeParserAgreementTests {
                 default: if bytes.count > 1 { bytes.remove(at: position) }
                 }
             }
-            guard case .head(let head, let length) = reader.parse(ByteBuffer(bytes: bytes)) else { continue }
+            let whole = reader.parse(ByteBuffer(bytes: bytes))
+            #expect(UpgradeRequestHeadTests.agree(UpgradeRequestHeadTests.feed(bytes, to: reader), whole),
+                    "read in pieces differs: \(String(decoding: bytes, as: UTF8.self).debugDescription)")
+            guard case .head(let head, let length) = whole else { continue }
             readHeads += 1
             guard let nio = Self.nioHead(Array(bytes[..<length])) else {
                 Issue.record("read here, refused by NIO: \(String(decoding: bytes, as: UTF8.self).debugDescription)")

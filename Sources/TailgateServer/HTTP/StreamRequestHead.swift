@@ -41,14 +41,25 @@ struct StreamRequestHead {
     }
 
     /// Reads the head once it may be whole, `.incomplete` before; `received` bytes of `buffer` were
-    /// looked at before. So a head trickled in byte by byte costs a look at each new byte and at the
-    /// first bytes (method and target prefix), not a parse of everything received on every read.
+    /// looked at before. A head trickled in byte by byte costs a look at each new byte, and a check of
+    /// the lines received (no field strings made) each time a line ends — not a parse of everything
+    /// received on every read. So a head that goes wrong is handed on (and refused by the HTTP
+    /// handlers) as soon as the bad byte or line is in, never left waiting for an empty line.
     func parse(_ buffer: ByteBuffer, after received: Int) -> Parsed {
         buffer.withUnsafeReadableBytes { bytes in
             if bytes.count <= maxHeadBytes && !Self.mayEndHead(bytes, after: received) {
                 // Only the method and the target's prefix can tell already that this is another request.
                 let start = UnsafeRawBufferPointer(rebasing: bytes[..<min(bytes.count, Self.get.count + longestPrefix)])
                 if case .other = parse(start) { return .other }
+                // A byte no head read here has: handed on at once.
+                var endsLine = false
+                for index in min(received, bytes.count)..<bytes.count {
+                    let byte = bytes[index]
+                    guard (byte >= 0x20 && byte <= 0x7E) || byte == Self.tab || byte == Self.cr || byte == Self.lf else { return .other }
+                    if byte == Self.lf || byte == Self.cr { endsLine = true }
+                }
+                // A line ended (or is ending): the lines so far must be a head's beginning.
+                if endsLine, case .other = parse(bytes, makingHead: false) { return .other }
                 return .incomplete
             }
             return parse(bytes)
@@ -75,7 +86,9 @@ struct StreamRequestHead {
     private static let cr = UInt8(ascii: "\r"), lf = UInt8(ascii: "\n"), colon = UInt8(ascii: ":")
     private static let space = UInt8(ascii: " "), tab = UInt8(ascii: "\t")
 
-    func parse(_ bytes: UnsafeRawBufferPointer) -> Parsed {
+    /// Reads `bytes`. With `makingHead` false it only checks them (no string is made, `.head` is never
+    /// answered: `.incomplete` instead), for heads still coming in.
+    func parse(_ bytes: UnsafeRawBufferPointer, makingHead: Bool = true) -> Parsed {
         // The method, as far as it has come.
         let methodBytes = min(bytes.count, Self.get.count)
         for index in 0..<methodBytes where bytes[index] != Self.get[index] { return .other }
@@ -101,7 +114,8 @@ struct StreamRequestHead {
         }
         // The fields, up to the empty line.
         var headers: [(String, String)] = []
-        headers.reserveCapacity(8)
+        var fields = 0
+        if makingHead { headers.reserveCapacity(8) }
         index = targetEnd + Self.version.count
         while true {
             if index >= maxHeadBytes { return .other }
@@ -109,6 +123,7 @@ struct StreamRequestHead {
             if bytes[index] == Self.cr {
                 guard index + 1 < bytes.count else { return .incomplete }
                 guard bytes[index + 1] == Self.lf, index + 2 <= maxHeadBytes else { return .other }
+                guard makingHead else { return .incomplete }
                 let uri = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[Self.get.count..<targetEnd]), as: UTF8.self)
                 let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: uri, headers: HTTPHeaders(headers))
                 return .head(head, length: index + 2)
@@ -134,19 +149,29 @@ struct StreamRequestHead {
             // Spaces after a value (which parsers treat differently) are left to the HTTP handlers.
             guard bytes[index + 1] == Self.lf, valueEnd == index else { return .other }
             index += 2
-            guard headers.count < Self.maxFields else { return .other }
-            let name = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[nameStart..<nameEnd]), as: UTF8.self)
+            guard fields < Self.maxFields else { return .other }
+            fields += 1
+            let name = UnsafeRawBufferPointer(rebasing: bytes[nameStart..<nameEnd])
             if Self.framesABody(name) { return .other }
-            headers.append((name, String(decoding: UnsafeRawBufferPointer(rebasing: bytes[valueStart..<valueEnd]), as: UTF8.self)))
+            guard makingHead else { continue }
+            headers.append((String(decoding: name, as: UTF8.self),
+                            String(decoding: UnsafeRawBufferPointer(rebasing: bytes[valueStart..<valueEnd]), as: UTF8.self)))
         }
     }
 
-    /// `Content-Length` and `Transfer-Encoding`: a stream request has no body.
-    private static func framesABody(_ name: String) -> Bool {
-        let utf8 = name.utf8
-        guard utf8.count == 14 || utf8.count == 17 else { return false }
-        let lowered = name.lowercased()
-        return lowered == "content-length" || lowered == "transfer-encoding"
+    /// `Content-Length` and `Transfer-Encoding` (any case): a stream request has no body.
+    private static func framesABody(_ name: UnsafeRawBufferPointer) -> Bool {
+        func equalsIgnoringCase(_ lowercase: StaticString) -> Bool {
+            guard name.count == lowercase.utf8CodeUnitCount else { return false }
+            let expected = UnsafeBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)
+            for index in 0..<name.count {
+                let byte = name[index]
+                let lowered = byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte + 32 : byte
+                if lowered != expected[index] { return false }
+            }
+            return true
+        }
+        return equalsIgnoringCase("content-length") || equalsIgnoringCase("transfer-encoding")
     }
 
     /// RFC 3986 unreserved, sub-delims, `:`, `@`, `/`, `?` and `%`.

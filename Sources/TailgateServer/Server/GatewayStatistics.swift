@@ -9,6 +9,8 @@ public final class GatewayStatistics: Sendable {
     public let streamsOpen = Atomic<Int>(0)
     /// Streams opened since start.
     public let streamsOpened = Atomic<Int>(0)
+    /// Of those, the ones whose handshake `StreamHandshakeHandler` answered itself (no HTTP handler).
+    let streamsOpenedDirectly = Atomic<Int>(0)
     /// `gap` messages sent.
     public let gaps = Atomic<Int>(0)
     /// Catch-up frames built for one subscriber because its cursor was inside a batch.

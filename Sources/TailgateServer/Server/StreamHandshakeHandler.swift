@@ -97,6 +97,7 @@ final class StreamHandshakeHandler: ChannelInboundHandler, RemovableChannelHandl
         let pipeline = channel.pipeline.syncOperations
         // Counted before the session's hello leaves: a client that has it may look at /api/stats at once.
         StreamUpgrade.countOpened(channel, statistics: gateway.statistics)
+        gateway.statistics.streamsOpenedDirectly.add(1, ordering: .relaxed)
         do {
             try pipeline.addHandlers([
                 ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: gateway.configuration.maxInboundMessageBytes)),

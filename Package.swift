@@ -179,6 +179,7 @@ if ProcessInfo.processInfo.environment["TAILGATE_FUZZ"] != nil {
         ("FuzzDeflate", ["TailgateServer"]),
         ("FuzzToken", ["TailgateServer"]),
         ("FuzzIngestLines", ["TailgateServer", "TailgateCore"]),
+        ("FuzzStreamRequestHead", ["TailgateServer"]),
     ] {
         package.targets.append(.executableTarget(
             name: name,

@@ -13,7 +13,7 @@ cd "$ROOT"
 SECONDS_PER_TARGET="${1:-60}"
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(FuzzRecordDecoder FuzzRequestTarget FuzzDeflate FuzzToken FuzzIngestLines)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(FuzzRecordDecoder FuzzRequestTarget FuzzDeflate FuzzToken FuzzIngestLines FuzzStreamRequestHead)
 SCRATCH="$ROOT/.build-fuzz"
 
 for target in "${TARGETS[@]}"; do

@@ -44,7 +44,8 @@ struct StreamRequestHead {
     /// looked at before. A head trickled in byte by byte costs a look at each new byte, and a check of
     /// the lines received (no field strings made) each time a line ends — not a parse of everything
     /// received on every read. So a head that goes wrong is handed on (and refused by the HTTP
-    /// handlers) as soon as the bad byte or line is in, never left waiting for an empty line.
+    /// handlers) as soon as the bad byte is in or the bad line has ended, never left waiting for an
+    /// empty line. (A line is judged when it ends: until then a bad request line waits like a slow one.)
     func parse(_ buffer: ByteBuffer, after received: Int) -> Parsed {
         buffer.withUnsafeReadableBytes { bytes in
             if bytes.count <= maxHeadBytes && !Self.mayEndHead(bytes, after: received) {

@@ -65,7 +65,7 @@ extension RedisRunStore {
                            metadata: ["worker": "\(worker)", "error": "\(error)"])
             answer = .unknown
         }
-        return leaseTable.withLock { table -> WriterClaim in
+        let claim = leaseTable.withLock { table -> WriterClaim in
             if var lease = table.leases[worker], !lease.lost {
                 // Another caller took it meanwhile (this answer found our own value, or none).
                 if case .heldBy(let holder, let remaining) = answer {
@@ -86,6 +86,27 @@ extension RedisRunStore {
                                                   generation: table.nextGeneration, onLost: onLost)
                 table.nextGeneration += 1
                 return .granted
+            }
+        }
+        if claim == .granted && answer == .granted {
+            // Another gateway may have begun or written the worker's newest run since the list of runs
+            // was last read: read it again before the bus looks for a run to resume.
+            _ = try? refreshNewestRun(of: worker).blockingResult(within: configuration.leaseTimeout)
+        }
+        return claim
+    }
+
+    /// Reads `worker`'s newest run from Redis into the list of runs (unless this store writes it).
+    func refreshNewestRun(of worker: WorkerID) -> EventLoopFuture<Void> {
+        client.send(RedisCommand("ZRANGE", [.string(keys.runs(of: worker)), "-1", "-1"])).flatMap { reply in
+            guard let epoch = reply.array?.first?.string, RunID.isValidEpoch(epoch) else { return self.loop.makeSucceededVoidFuture() }
+            let id = RunID(worker: worker, epoch: epoch)
+            return self.client.send(RedisCommand("HGETALL", [.string(self.keys.manifest(id))])).map { manifest in
+                guard let info = RedisManifest.decode(manifest, id: id) else { return }
+                self.state.withLock { state in
+                    if let entry = state.runs[id], entry.isOpen || entry.queuedOperations > 0 || !entry.pending.isEmpty { return }
+                    if state.runs[id] != nil { state.runs[id]!.info = info } else { state.runs[id] = RedisRunEntry(info: info, isOpen: false) }
+                }
             }
         }
     }

@@ -222,6 +222,30 @@ struct RedisWriterLeaseTests {
         #expect(try await holder(server) == (takenByAnother ? "ffff gateway-z" : nil))
     }
 
+    @Test func aRunHandedOverComesBackWhenTheOtherGatewayLetsItGo() async throws {
+        let server = try RedisServerProcess()
+        defer { server.stop() }
+        let a = try Gateway(server, leaseTTL: .seconds(1), label: "gateway-a")
+        defer { a.close() }
+        let b = try Gateway(server, leaseTTL: .seconds(1), label: "gateway-b")
+        let first = try a.bus.remoteWorker(worker)
+        try await publish(1...5, into: first)
+        // A's lease expires (as if A had been cut off from Redis): A stops its worker, B continues the run.
+        _ = try await redis(server, RedisCommand("DEL", [.string(leaseKey)]))
+        try await first.whenStopped().get()
+        let onB = try b.bus.remoteWorker(worker)
+        #expect(onB.epoch == first.epoch && onB.lastPublishedSeq == 5)
+        try await publish(6...10, into: onB)
+        #expect(throws: BusError.self) { try a.bus.remoteWorker(worker) }
+        // B stops serving; the publisher comes back to A: the same run again, where B left it.
+        b.close()
+        let back = try a.bus.remoteWorker(worker)
+        #expect(back !== first && back.epoch == first.epoch)
+        #expect(back.lastPublishedSeq == 10 && back.publisherOffset("pub-1") == 10)
+        try await publish(11...15, into: back)
+        #expect(try await readAll(a.store, back.runID).seqs == Array(1...15))
+    }
+
     @Test func resumeRemoteRunsBringsBackOnlyTheRunsWhoseLeaseItGets() async throws {
         let server = try RedisServerProcess()
         defer { server.stop() }

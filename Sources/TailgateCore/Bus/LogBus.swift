@@ -146,15 +146,18 @@ public final class LogBus: Sendable {
         var claimed = false
         defer { if !claimed { store?.releaseWriter(for: id) } }
         // Reopening a stored run reads its tail from disk: done before taking the table's lock. A
-        // worker still held in memory (stopped) means its run ended: a new one starts.
-        let resumable = known == nil ? resumableRun(of: id) : nil
+        // worker still held in memory (stopped) means its run ended: a new one starts — unless it was
+        // stopped because another gateway took its run over (`writerLost`): the run goes on here again.
+        let handedOver = known.map { $0.owner == .remote && $0.ending.status == .interrupted } ?? false
+        let resumable = known == nil || handedOver ? resumableRun(of: id) : nil
         return try workers.withLock { table throws(BusError) in
             if let existing = table[id], !existing.isStopping {
                 guard existing.owner == .remote else { throw BusError.ownedByOther(id, existing.owner) }
                 return existing
             }
             try makeRoom(for: id, in: &table)
-            let worker = makeWorker(id, owner: .remote, workersBefore: table.count, resumed: table[id] == nil ? resumable : nil)
+            let continues = table[id] == nil || (handedOver && table[id] === known)
+            let worker = makeWorker(id, owner: .remote, workersBefore: table.count, resumed: continues ? resumable : nil)
             table[id] = worker
             claimed = true
             return worker

@@ -60,7 +60,7 @@ enum RedisRunReader {
         }
         for batch in pending where batch.lastSeq >= seq {
             guard batch.firstSeq <= seq else { return batch.firstSeq <= bound ? .gap(from: seq, to: batch.firstSeq - 1) : .none }
-            return .records(slice(batch, from: seq, through: bound, maxBytes: maxBytes))
+            return .records(batch.slice(from: seq, through: bound, maxBytes: maxBytes))
         }
         return .none
     }
@@ -83,20 +83,5 @@ enum RedisRunReader {
             seq += 1
         }
         return seq
-    }
-
-    /// The records of a pending batch from `seq` on, as a batch of their own.
-    static func slice(_ batch: Batch, from seq: UInt64, through bound: UInt64, maxBytes: Int) -> Batch {
-        if seq == batch.firstSeq && batch.lastSeq <= bound && batch.recordBytes <= maxBytes { return batch }
-        var lines = ByteBufferAllocator().buffer(capacity: min(maxBytes, batch.recordBytes) + 1024)
-        var current = seq
-        while current <= min(batch.lastSeq, bound) {
-            let record = batch.record(current)
-            if current > seq && lines.readableBytes + record.readableBytes + 1 > maxBytes { break }
-            lines.writeImmutableBuffer(record)
-            lines.writeInteger(UInt8(ascii: "\n"))
-            current += 1
-        }
-        return Batch.fromLines(firstSeq: seq, lines: lines)!
     }
 }

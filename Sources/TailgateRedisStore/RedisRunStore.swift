@@ -193,7 +193,7 @@ public final class RedisRunStore: RunStore {
         }.flatMapError { error in
             // Redis is out of reach: what is pending here can still be read.
             if let batch = pending.first, batch.firstSeq <= seq {
-                return self.loop.makeSucceededFuture(.records(RedisRunReader.slice(batch, from: seq, through: through, maxBytes: maxBytes)))
+                return self.loop.makeSucceededFuture(.records(batch.slice(from: seq, through: through, maxBytes: maxBytes)))
             }
             return self.loop.makeFailedFuture(error)
         }.hop(to: loop)

@@ -29,7 +29,7 @@ struct RunReader: Sendable {
         case .nothing: break
         }
         for batch in view.pending where batch.lastSeq >= seq {
-            if batch.firstSeq <= seq { return .records(Self.slice(batch, from: seq, through: bound, maxBytes: maxBytes)) }
+            if batch.firstSeq <= seq { return .records(batch.slice(from: seq, through: bound, maxBytes: maxBytes)) }
             next = min(next ?? batch.firstSeq, batch.firstSeq)
             break
         }
@@ -58,20 +58,5 @@ struct RunReader: Sendable {
             guard let position = state.runs[id]?.segments?.firstIndex(where: { $0.firstSeq == firstSeq }) else { return }
             if state.runs[id]!.segments![position].index == nil { state.runs[id]!.segments![position].index = index }
         }
-    }
-
-    /// The records of a queued batch from `seq` on, as a batch of their own.
-    static func slice(_ batch: Batch, from seq: UInt64, through bound: UInt64, maxBytes: Int) -> Batch {
-        if seq == batch.firstSeq && batch.lastSeq <= bound && batch.recordBytes <= maxBytes { return batch }
-        var lines = ByteBufferAllocator().buffer(capacity: min(maxBytes, batch.recordBytes) + 1024)
-        var current = seq
-        while current <= min(batch.lastSeq, bound) {
-            let record = batch.record(current)
-            if current > seq && lines.readableBytes + record.readableBytes + 1 > maxBytes { break }
-            lines.writeImmutableBuffer(record)
-            lines.writeInteger(UInt8(ascii: "\n"))
-            current += 1
-        }
-        return Batch.fromLines(firstSeq: seq, lines: lines)!
     }
 }

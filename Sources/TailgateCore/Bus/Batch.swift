@@ -78,6 +78,23 @@ public final class Batch: Sendable {
     /// A batch of stored records: `lines` holds consecutive records' JSON from `firstSeq` on, each
     /// followed by `\n` (the store's format). The bytes are copied once into the `logs` envelope, never
     /// re-encoded. `nil` when `lines` holds no record.
+    /// Its records from `seq` (one of them) on, through `bound`, about `maxBytes` at most (at least one
+    /// record), as a batch of their own: itself when that is all of it. What a store's read answers from a
+    /// batch still queued for its writer.
+    public func slice(from seq: UInt64, through bound: UInt64, maxBytes: Int) -> Batch {
+        if seq == firstSeq && lastSeq <= bound && recordBytes <= maxBytes { return self }
+        var lines = ByteBufferAllocator().buffer(capacity: min(maxBytes, recordBytes) + 1024)
+        var current = seq
+        while current <= min(lastSeq, bound) {
+            let record = record(current)
+            if current > seq && lines.readableBytes + record.readableBytes + 1 > maxBytes { break }
+            lines.writeImmutableBuffer(record)
+            lines.writeInteger(UInt8(ascii: "\n"))
+            current += 1
+        }
+        return Batch.fromLines(firstSeq: seq, lines: lines)!
+    }
+
     public static func fromLines(firstSeq: UInt64, lines: ByteBuffer) -> Batch? {
         var buffer = ByteBufferAllocator().buffer(capacity: lines.readableBytes + 32)
         buffer.writeStaticString(prefix)

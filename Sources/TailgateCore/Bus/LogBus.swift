@@ -206,7 +206,7 @@ public final class LogBus: Sendable {
             } catch .tooManyWorkers {
                 break runs
             } catch {
-                continue  // an in-process worker took the id: its publisher will be refused as before
+                continue  // an in-process worker took the id, or another gateway writes the run (its lease)
             }
         }
         return resumed

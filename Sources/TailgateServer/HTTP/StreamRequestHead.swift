@@ -23,6 +23,8 @@ struct StreamRequestHead {
 
     /// The target prefixes of a worker's stream: `/ws/workers/`, and with a base path that too.
     private let prefixes: [[UInt8]]
+    /// The longest of them.
+    private let longestPrefix: Int
     /// The largest head read here (`ServerConfiguration.maxHeaderBytes`, NIO's limits for the same head).
     let maxHeadBytes: Int
     /// The most fields read here (NIO's limit on the same connection).
@@ -32,6 +34,7 @@ struct StreamRequestHead {
         var prefixes = [Array(Route.streamPathPrefix.utf8)]
         if !basePath.isEmpty { prefixes.append(Array((basePath + Route.streamPathPrefix).utf8)) }
         self.prefixes = prefixes
+        self.longestPrefix = prefixes.map(\.count).max() ?? 0
         self.maxHeadBytes = maxHeadBytes
     }
 
@@ -66,8 +69,6 @@ struct StreamRequestHead {
             return parse(bytes)
         }
     }
-
-    private var longestPrefix: Int { prefixes.map(\.count).max() ?? 0 }
 
     /// Whether the bytes after the first `received` hold a line feed followed by an empty line (CRLF or
     /// a bare LF): where a head can end. (A head read here ends with CRLF CRLF; anything else is handed on.)

@@ -20,7 +20,7 @@ import time
 import pytest
 
 from nginx_support import (LOCAL_PUBLISHERS, PROXY_CIDR, nginx, read_records, receive_json, refused, request,  # noqa: F401
-                           self_signed, stream)
+                           self_signed, stream, wait_until)
 
 SECRET = b"correct horse battery staple 0123456789"
 BEHIND_NGINX = ("--trusted-proxy", PROXY_CIDR, "--publish-from", LOCAL_PUBLISHERS)
@@ -160,7 +160,10 @@ def test_streams_through_nginx_need_a_token_of_their_scope(gateway, nginx, secre
     request(proxy.port, f"/js/urls.js", headers={"Referer": f"http://x/console.html?access_token={demo1}&worker=demo-1"})
     # The gateway never prints the token; nginx's `tailgate` log format redacts it (URL and Referer).
     assert demo1 not in gw.log()
-    log = proxy.access_log()
+    # nginx writes a request's log line when it finalizes the request, which can be after the client
+    # has read the response: wait for the last request's line.
+    log = wait_until(lambda: "/js/urls.js" in proxy.access_log() and proxy.access_log(), 10, 0.05,
+                     "nginx to log the last request")
     assert "access_token=REDACTED&worker=demo-1" in log and "/api/workers?access_token=REDACTED " in log
     assert demo1 not in log and demo1.split(".")[2] not in log
 

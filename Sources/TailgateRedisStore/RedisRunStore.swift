@@ -36,6 +36,8 @@ public final class RedisRunStore: RunStore {
     /// This gateway in the leases it holds: a random id unique to this store object, then
     /// `instanceLabel` (`3f9c0a1d7e2b4c55 127.0.0.1:8080, pid 4242`).
     public let instanceName: String
+    /// The runs this gateway's mirrors follow (`follow`).
+    let followers: RedisRunFollowers
 
     /// Opens the store: connects (in the background) and reads the list of runs, waiting for Redis up
     /// to its connect timeout. Redis being unreachable is not an error (the store reports `failed` and
@@ -50,6 +52,7 @@ public final class RedisRunStore: RunStore {
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         loop = group.next()
         client = RedisClient(configuration: configuration.redis, eventLoop: loop, logger: logger)
+        followers = RedisRunFollowers(client: client, keys: keys, loop: loop, logger: logger)
         do {
             try client.waitUntilConnected(within: configuration.redis.connectTimeout).wait()
             try refresh().wait()
@@ -241,6 +244,24 @@ public final class RedisRunStore: RunStore {
         }
     }
 
+    // MARK: Other gateways' runs
+
+    /// Several gateways write into Redis.
+    public var isShared: Bool { true }
+
+    /// `worker`'s newest run, read again from Redis first (one round trip, bounded by `leaseTimeout`;
+    /// from memory when Redis does not answer). Not on the store's own loop.
+    public func newestRun(of worker: WorkerID) -> RunInfo? {
+        _ = try? refreshNewestRun(of: worker).blockingResult(within: configuration.leaseTimeout)
+        return runs(of: worker).first
+    }
+
+    /// Follows a run another gateway writes (see `RedisRunFollowers`).
+    public func follow(_ id: RunID, after seq: UInt64, on loop: EventLoop,
+                       _ onEvent: @escaping @Sendable (FollowedRunEvent) -> Void) -> RunFollowing? {
+        followers.follow(id, after: seq, on: loop, onEvent)
+    }
+
     // MARK: Health and closing
 
     /// `ok`, or `failed` with the reason (Redis unreachable, a refused write, dropped batches).
@@ -272,6 +293,7 @@ public final class RedisRunStore: RunStore {
         guard first else { return }
         maintenance.withLock { $0?.cancel() }
         leaseRenewal.withLock { $0?.cancel() }
+        followers.close()
         // With Redis out of reach there is nothing to wait for: what is queued is given up at once.
         if client.isConnected { try? flush(within: configuration.closeTimeout).wait() }
         let (waiters, abandoned) = state.withLock { state -> ([RedisWriteWaiter], Int) in

@@ -87,6 +87,8 @@ public final class LogBus: Sendable {
     /// The share each ring is held to while the total is over budget, else nil.
     private let ringShare = Lock<Int?>(nil)
     private let runsStarted = Atomic<Int>(0)
+    /// Mirrors removed from the table, followed until their last subscriber leaves.
+    private let unwatchedMirrors = Lock<[Worker]>([])
     /// The loops' finished ticks, when the group counts them (see `LoopTicks`).
     private let loopTicks: LoopTicks?
 
@@ -116,12 +118,16 @@ public final class LogBus: Sendable {
     /// `BusError.publishedElsewhere` when another gateway sharing the store holds the id's writer lease.
     /// A stopped worker with the same id (still retained) is replaced.
     public func register(_ id: WorkerID) throws(BusError) -> Worker {
-        if let existing = worker(id), !existing.isStopping { throw BusError.workerAlreadyRunning(id) }
+        if let existing = worker(id), !existing.isStopping, !existing.isMirror { throw BusError.workerAlreadyRunning(id) }
         try claimWriter(of: id)
         var claimed = false
         defer { if !claimed { store?.releaseWriter(for: id) } }
         return try workers.withLock { table throws(BusError) in
-            if let existing = table[id], !existing.isStopping { throw BusError.workerAlreadyRunning(id) }
+            if let existing = table[id], !existing.isStopping {
+                guard existing.isMirror else { throw BusError.workerAlreadyRunning(id) }
+                // The run it mirrored has no writer left (this gateway holds the lease now): a new run starts.
+                existing.stop(reason: "a new run of the worker started", status: .interrupted)
+            }
             try makeRoom(for: id, in: &table)
             let worker = makeWorker(id, owner: .inProcess, workersBefore: table.count)
             table[id] = worker
@@ -138,11 +144,12 @@ public final class LogBus: Sendable {
     /// stored run is read after it, so that its seqs continue from what the previous writer stored).
     public func remoteWorker(_ id: WorkerID) throws(BusError) -> Worker {
         let known = worker(id)
-        if let known, !known.isStopping {
+        if let known, !known.isStopping, !known.isMirror {
             guard known.owner == .remote else { throw BusError.ownedByOther(id, known.owner) }
             return known
         }
         try claimWriter(of: id)
+        if let known, known.isMirror, let promoted = promote(known) { return promoted }
         var claimed = false
         defer { if !claimed { store?.releaseWriter(for: id) } }
         // Reopening a stored run reads its tail from disk: done before taking the table's lock. A
@@ -161,6 +168,69 @@ public final class LogBus: Sendable {
             table[id] = worker
             claimed = true
             return worker
+        }
+    }
+
+    /// A mirror whose run this gateway now writes (its lease was just granted here): the same worker
+    /// continues the run as its writer when the store has it as the newest run of the worker, published
+    /// from another process and still open; otherwise the mirror stops and `nil` lets a worker be made.
+    private func promote(_ mirror: Worker) -> Worker? {
+        guard mirror.owner == .remote, let resumed = resumableRun(of: mirror.id), resumed.info.id == mirror.runID else {
+            mirror.stop(reason: "the run ended: it has no writer left", status: .interrupted)
+            return nil
+        }
+        let promoted = workers.withLock { table -> Bool in
+            guard table[mirror.id] === mirror, !mirror.isStopping else { return false }
+            mirror.promote(resumed)
+            return true
+        }
+        guard promoted else { return nil }
+        if configuration.idleStop != nil { startMaintenance() }
+        return mirror
+    }
+
+    /// The worker that serves `run`, a run another gateway writes (a store shared by several gateways):
+    /// the local worker when it serves that run, else a mirror made for it that follows the run through
+    /// the store (its subscribers get the writer's batches and its `end`). `nil` when the store is not
+    /// shared, or the bus is full of running workers.
+    public func mirror(of run: RunInfo) -> Worker? {
+        guard let store, store.isShared, run.status == .running else { return nil }
+        let found: (worker: Worker, made: Bool)? = workers.withLock { table in
+            if let existing = table[run.id.worker], !existing.isStopping {
+                return existing.epoch == run.id.epoch ? (existing, false) : nil
+            }
+            guard (try? makeRoom(for: run.id.worker, in: &table)) != nil else { return nil }
+            let worker = Worker(id: run.id.worker, owner: run.owner, resumed: ResumedRun(info: run, publisherOffsets: [:]), mirroring: true,
+                                store: store, limits: configuration.workerLimits, drains: drainQueue(on: eventLoopGroup.next())) { [weak self] worker in
+                if !worker.isMirror { self?.store?.releaseWriter(for: worker.id) }
+                self?.scheduleRemoval(of: worker)
+            }
+            table[run.id.worker] = worker
+            runsStarted.add(1, ordering: .releasing)
+            return (worker, true)
+        }
+        guard let found else { return nil }
+        if found.made {
+            if let share = ringShare.withLock({ $0 }) { found.worker.setRingBudget(share) }
+            found.worker.startFollowing()
+            startMaintenance()
+        }
+        return found.worker
+    }
+
+    /// With a store several gateways share: makes mirrors for the running runs of the fleet that other
+    /// gateways write and whose worker id starts with one of `prefixes` (pattern subscriptions), so that
+    /// they appear among `allWorkers()` (and `runsStartedCount` moves). Does nothing otherwise.
+    public func mirrorFleet(matching prefixes: some Collection<String>) {
+        guard let store, store.isShared, !prefixes.isEmpty else { return }
+        var newest: [WorkerID: RunInfo] = [:]
+        for run in store.allRuns() where prefixes.contains(where: { run.id.worker.rawValue.hasPrefix($0) }) {
+            if let known = newest[run.id.worker], known.startedAt >= run.startedAt { continue }
+            newest[run.id.worker] = run
+        }
+        for run in newest.values where run.status == .running {
+            if let local = worker(run.id.worker), !local.isStopping { continue }
+            _ = mirror(of: run)
         }
     }
 
@@ -263,11 +333,13 @@ public final class LogBus: Sendable {
         }
     }
 
-    /// Stops idle remote workers, then holds the rings to `ringMemoryTotal`.
+    /// Stops idle remote workers, lets go of mirrors nobody watches, then holds the rings to
+    /// `ringMemoryTotal`.
     func maintain() {
+        letGoOfUnwatchedMirrors()
         let all = workers.withLock { Array($0.values) }
         if let idleStop = configuration.idleStop {
-            for worker in all where worker.owner == .remote && !worker.isStopping && worker.isIdle(since: worker.loop.now - idleStop) {
+            for worker in all where worker.owner == .remote && !worker.isStopping && !worker.isMirror && worker.isIdle(since: worker.loop.now - idleStop) {
                 worker.stop(reason: "idle: no publisher connected and no record for \(idleStop.nanoseconds / 1_000_000_000) s", status: .idle)
             }
         }
@@ -289,6 +361,32 @@ public final class LogBus: Sendable {
         guard share != previous else { return }
         ringShare.withLock { $0 = share }
         for (worker, _) in bytes { worker.setRingBudget(share) }
+    }
+
+    /// How long a mirror stays without subscribers before it stops following its run and is removed.
+    static let unwatchedMirrorLifetime = TimeAmount.seconds(30)
+
+    /// Mirrors without a subscriber for `unwatchedMirrorLifetime` leave the table; each stops following
+    /// its run at the next look once still nobody watches it (a subscriber may have found it just before
+    /// it left: it is followed for as long as someone does).
+    private func letGoOfUnwatchedMirrors() {
+        let now = NIODeadline.now()
+        let leaving = workers.withLock { table -> [Worker] in
+            var leaving: [Worker] = []
+            for worker in table.values where worker.isMirror && !worker.isStopping {
+                guard worker.unwatched(since: now) >= Self.unwatchedMirrorLifetime else { continue }
+                table[worker.id] = nil
+                leaving.append(worker)
+            }
+            return leaving
+        }
+        unwatchedMirrors.withLock { retired in
+            var kept: [Worker] = []
+            for worker in retired {
+                if worker.fanOut.subscriberCount == 0 { worker.stopFollowing() } else { kept.append(worker) }
+            }
+            retired = kept + leaving
+        }
     }
 
     /// Record bytes all rings hold now, and the share each is held to while over budget.
@@ -337,7 +435,9 @@ public final class LogBus: Sendable {
     /// can never continue), then writes what the store has queued and closes it. Runs published from
     /// other processes stay open in the store: their publishers continue them after a restart.
     public func close(reason: String = "the gateway stopped") {
-        let running = allWorkers().filter { $0.owner == .inProcess && !$0.isStopping }
+        let running = allWorkers().filter { $0.owner == .inProcess && !$0.isStopping && !$0.isMirror }
+        for mirror in allWorkers() where mirror.isMirror { mirror.stopFollowing() }
+        for mirror in unwatchedMirrors.withLock({ $0 }) { mirror.stopFollowing() }
         var pending: [EventLoopFuture<Void>] = []
         for worker in running {
             pending.append(worker.whenStopped())

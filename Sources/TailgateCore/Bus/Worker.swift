@@ -103,10 +103,15 @@ public final class Worker: Sendable {
     private let storedFirstSeq: UInt64
 
     private let limits: WorkerLimits
-    private let ingress: Lock<Ingress>
-    private let ring: Lock<RingState>
-    private let drains: DrainQueue
+    // Internal, not private: a mirror's code (`WorkerMirror.swift`) reaches them too.
+    let ingress: Lock<Ingress>
+    let ring: Lock<RingState>
+    let drains: DrainQueue
     private let onStop: @Sendable (Worker) -> Void
+    /// The following of the run while the worker mirrors it, and since when nobody has watched the
+    /// mirror (see `WorkerMirror.swift`).
+    let following = Lock<RunFollowing?>(nil)
+    let unwatchedSince = Lock<NIODeadline?>(nil)
 
     struct PendingRecord: Sendable {
         var record: LogRecord
@@ -135,6 +140,11 @@ public final class Worker: Sendable {
         var changedOffsets: [String: UInt64] = [:]
         /// Publishers waiting for the queue to shrink (`whenQueueBelow`): the next drain releases them.
         var queueWaiters: [EventLoopPromise<Void>] = []
+        /// Set while the worker mirrors a run another gateway writes: nothing is published here.
+        var mirroring = false
+        /// A mirror that became the run's writer drains its first records only once its ring holds the
+        /// run up to this seq (what the previous writer stored), so that seqs reach subscribers in order.
+        var holdThrough: UInt64 = 0
 
         /// Accounts for `count` records of `bytes` just appended with seqs from `nextSeq`: advances
         /// the seq, drops what overflows, and schedules a drain. Returns the records left queued and
@@ -183,8 +193,10 @@ public final class Worker: Sendable {
     }
 
     /// A worker drained on `drains.loop`: a new run (`resumed == nil`) or a stored run continued.
-    init(id: WorkerID, owner: WorkerOwner, resumed: ResumedRun? = nil, store: RunStore?, limits: WorkerLimits, drains: DrainQueue,
-         onStop: @escaping @Sendable (Worker) -> Void) {
+    /// With `mirroring`, the worker serves `resumed`, a run another gateway writes: its ring is filled
+    /// by `followed(_:)` from the store, not by publishing.
+    init(id: WorkerID, owner: WorkerOwner, resumed: ResumedRun? = nil, mirroring: Bool = false, store: RunStore?, limits: WorkerLimits,
+         drains: DrainQueue, onStop: @escaping @Sendable (Worker) -> Void) {
         self.id = id
         self.owner = owner
         self.limits = limits
@@ -193,6 +205,7 @@ public final class Worker: Sendable {
         self.onStop = onStop
         self.store = store
         var ingress = Ingress()
+        ingress.mirroring = mirroring
         if let resumed {
             startedAt = resumed.info.startedAt
             epoch = resumed.info.id.epoch
@@ -232,7 +245,7 @@ public final class Worker: Sendable {
         let size = record.estimatedSize
         var entry = PendingRecord(record: record, seq: 0, timestamp: timestamp)
         let outcome: (seq: UInt64, queued: Int, requestDrain: Bool)? = ingress.withLock { state in
-            guard !state.stopRequested else { return nil }
+            guard !state.stopRequested, !state.mirroring else { return nil }
             let seq = state.nextSeq
             entry.seq = seq
             // Moved in by a swap, not copied: a copy would retain and later release every string.
@@ -291,7 +304,7 @@ public final class Worker: Sendable {
     public func enqueue(contentsOf records: inout [LogRecord], lines: NumberedLines?) -> Enqueued? {
         let now = Timestamp.now()
         let outcome: (Enqueued, Bool)? = ingress.withLock { state in
-            guard !state.stopRequested else { return nil }
+            guard !state.stopRequested, !state.mirroring else { return nil }
             let first = state.nextSeq
             var previous: UInt64 = 0
             if let lines { previous = state.publisherOffsets[lines.publisher] ?? 0 }
@@ -389,7 +402,7 @@ public final class Worker: Sendable {
     /// Open connections publishing into this worker, and when the last one opened or closed (on the
     /// loop's clock). Records reach a remote worker only through such a connection, so a worker with none
     /// open since a deadline has had no record since then either: the publish path stamps nothing.
-    private let remotePublishers = Lock<(connections: Int, lastChange: NIODeadline)>((0, .uptimeNanoseconds(0)))
+    let remotePublishers = Lock<(connections: Int, lastChange: NIODeadline)>((0, .uptimeNanoseconds(0)))
 
     /// A publisher connection opened (`true`) or closed (`false`).
     public func publisherConnection(opened: Bool) {
@@ -417,6 +430,7 @@ public final class Worker: Sendable {
     /// subscribers. Called by the loop's `DrainQueue`, once per request.
     func drain() {
         loop.assertInEventLoop()
+        if holdsDrain() { return }
         var records: [PendingRecord] = []
         var waiters: [EventLoopPromise<Void>] = []
         var offsets: [String: UInt64] = [:]
@@ -475,6 +489,8 @@ public final class Worker: Sendable {
 
     private func finish() {
         let stoppedAt = Timestamp.now()
+        let mirrored = ingress.withLock { $0.mirroring }
+        if mirrored { stopFollowing() }
         let first = ring.withLock { state -> Bool in
             guard state.stoppedAt == nil else { return false }
             state.stoppedAt = stoppedAt
@@ -485,7 +501,7 @@ public final class Worker: Sendable {
             state.stopped = true
             return state.promises
         }
-        if let store {
+        if let store, !mirrored {
             var ending = self.ending
             ending.at = stoppedAt
             store.end(runID, ending)

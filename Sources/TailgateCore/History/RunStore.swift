@@ -195,6 +195,34 @@ public protocol RunStore: AnyObject, Sendable {
     /// Gives the claim up (the worker stopped): another gateway may write the worker's runs at once.
     /// Does nothing when this gateway does not hold it.
     func releaseWriter(for worker: WorkerID)
+
+    /// Whether other gateways write into this store too (so a running run may be written elsewhere).
+    var isShared: Bool { get }
+    /// `worker`'s newest run, read again from the shared store first (one round trip, bounded: other
+    /// gateways may have begun or ended one since the list of runs was read); `runs(of:).first` for a
+    /// store only this gateway writes.
+    func newestRun(of worker: WorkerID) -> RunInfo?
+    /// Follows a run another gateway writes: `onEvent` gets, on `loop` and in order, each batch stored
+    /// after seq `after`, then `.ended` once the run has ended and its last batch was given. `nil` when
+    /// the store is not shared (nothing else writes into it). The following stops with `cancel()`.
+    func follow(_ id: RunID, after seq: UInt64, on loop: EventLoop,
+                _ onEvent: @escaping @Sendable (FollowedRunEvent) -> Void) -> RunFollowing?
+}
+
+/// What the follower of a run written by another gateway is told (`RunStore.follow`).
+public enum FollowedRunEvent: Sendable {
+    /// The run's next stored batch: its seqs follow those given before (a hole is a `gap`: records the
+    /// writer could not store, or retention deleted before they were read).
+    case batch(Batch)
+    /// The run ended (its manifest as stored then), or is no longer stored (`nil`); nothing follows.
+    case ended(RunInfo?)
+}
+
+/// A run being followed (`RunStore.follow`).
+public protocol RunFollowing: AnyObject, Sendable {
+    /// Stops following: no event is given after the call returns (one already on its way to the loop
+    /// may still arrive).
+    func cancel()
 }
 
 extension RunStore {
@@ -202,4 +230,11 @@ extension RunStore {
     public func acquireWriter(for worker: WorkerID, onLost: @escaping @Sendable (_ reason: String) -> Void) -> WriterClaim { .granted }
     /// Nothing to give up.
     public func releaseWriter(for worker: WorkerID) {}
+    /// Only this gateway writes.
+    public var isShared: Bool { false }
+    /// The newest run known.
+    public func newestRun(of worker: WorkerID) -> RunInfo? { runs(of: worker).first }
+    /// Nothing else writes: nothing to follow.
+    public func follow(_ id: RunID, after seq: UInt64, on loop: EventLoop,
+                       _ onEvent: @escaping @Sendable (FollowedRunEvent) -> Void) -> RunFollowing? { nil }
 }

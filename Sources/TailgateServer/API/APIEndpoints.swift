@@ -38,12 +38,14 @@ enum APIEndpoints {
         var snapshots = gateway.bus.allWorkers().filter { token?.covers($0.id) ?? true }.map { $0.snapshot() }
         // Workers known only from their stored history: their newest run.
         if let store = gateway.bus.store {
-            let live = Set(snapshots.map(\.id))
+            let live = Dictionary(snapshots.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
             var newest: [WorkerID: RunInfo] = [:]
-            for run in store.allRuns() where !live.contains(run.id.worker) && (token?.covers(run.id.worker) ?? true) {
+            for run in store.allRuns() where token?.covers(run.id.worker) ?? true {
+                if let local = live[run.id.worker], !(store.isShared && Self.storeIsNewer(run, than: local)) { continue }
                 if let known = newest[run.id.worker], known.startedAt >= run.startedAt { continue }
                 newest[run.id.worker] = run
             }
+            snapshots.removeAll { newest[$0.id] != nil }
             snapshots += newest.values.map(WorkerSnapshot.init(run:))
             snapshots.sort { $0.id < $1.id }
         }
@@ -55,14 +57,24 @@ enum APIEndpoints {
         try request.requireGET()
         try requireRead(request, on: id, gateway: gateway)
         let snapshot: WorkerSnapshot
-        if let worker = gateway.bus.worker(id) {
+        let store = gateway.bus.store
+        if let worker = gateway.bus.worker(id),
+           !(store?.isShared ?? false) || !(store?.runs(of: id).first.map { Self.storeIsNewer($0, than: worker.snapshot()) } ?? false) {
             snapshot = worker.snapshot()
-        } else if let last = gateway.bus.store?.runs(of: id).first {
+        } else if let last = store?.runs(of: id).first {
             snapshot = WorkerSnapshot(run: last)
         } else {
             throw GatewayError.workerNotFound(id)
         }
         return .json(WorkerJSON.one(snapshot, streamBase: streamBase(request, gateway: gateway), pathPrefix: gateway.configuration.basePath))
+    }
+
+    /// Whether a shared store's view of a worker's newest run supersedes this gateway's stopped worker:
+    /// a newer run started elsewhere, or the same run goes on through another gateway (this one stopped
+    /// writing it when its lease passed on).
+    static func storeIsNewer(_ run: RunInfo, than local: WorkerSnapshot) -> Bool {
+        guard local.state == .stopped else { return false }
+        return run.startedAt > local.startedAt || (run.id.epoch == local.epoch && run.status == .running)
     }
 
     /// `GET /api/workers/{id}/runs`: the worker's runs, newest first.
@@ -86,7 +98,7 @@ enum APIEndpoints {
     /// The worker's runs, newest first: the live one as the worker sees it, the others from the store.
     static func knownRuns(of id: WorkerID, gateway: GatewayContext) -> [RunInfo] {
         var runs = gateway.bus.store?.runs(of: id) ?? []
-        if let worker = gateway.bus.worker(id) {
+        if let worker = gateway.bus.worker(id), !(gateway.bus.store?.isShared ?? false) || runs.first.map({ !storeIsNewer($0, than: worker.snapshot()) }) ?? true {
             let live = RunInfo(snapshot: worker.snapshot(), storedBytes: runs.first { $0.id.epoch == worker.epoch }?.storedBytes ?? 0)
             runs.removeAll { $0.id.epoch == worker.epoch }
             runs.insert(live, at: 0)

@@ -131,7 +131,9 @@ public final class ServerLog: Sendable {
             seen = next
         }
         for worker in registered {
-            logger.info("worker registered", metadata: ["worker": "\(worker.id)", "epoch": "\(worker.epoch)", "owner": "\(worker.owner.rawValue)"])
+            // A mirror serves a run another gateway writes (a store shared with other gateways).
+            logger.info(worker.isMirror ? "worker followed from the shared store" : "worker registered",
+                        metadata: ["worker": "\(worker.id)", "epoch": "\(worker.epoch)", "owner": "\(worker.owner.rawValue)"])
         }
         for worker in stopped {
             let snapshot = worker.snapshot()

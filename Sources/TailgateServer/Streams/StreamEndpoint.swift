@@ -119,18 +119,31 @@ enum StreamEndpoint {
     }
 
     /// What the stream follows: the worker's live run, else its last stored run; with `epoch`, that run.
+    /// With a store several gateways share, a run another gateway writes is served by a local mirror
+    /// of it (`LogBus.mirror(of:)`), and a worker stopped here is looked up in the store again first (its
+    /// run may go on elsewhere, or a newer one may have started).
     static func source(id: WorkerID, run epoch: String?, gateway: GatewayContext) throws(GatewayError) -> StreamSource {
-        let live = gateway.bus.worker(id)
-        if let epoch {
-            if let live, live.epoch == epoch { return .worker(live) }
-            guard let store = gateway.bus.store, let run = store.run(RunID(worker: id, epoch: epoch)) else {
-                throw GatewayError.runNotFound(id, epoch)
-            }
-            return .storedRun(run, store)
+        let bus = gateway.bus
+        let shared = bus.store?.isShared ?? false
+        let live = bus.worker(id).flatMap { worker in !shared || !worker.isStopping ? worker : nil }
+        if let live, epoch == nil || live.epoch == epoch { return .worker(live) }
+        guard let store = bus.store else {
+            if let epoch { throw GatewayError.runNotFound(id, epoch) }
+            throw GatewayError.workerNotFound(id)
         }
-        if let live { return .worker(live) }
-        if let store = gateway.bus.store, let last = store.runs(of: id).first { return .storedRun(last, store) }
-        throw GatewayError.workerNotFound(id)
+        var run = epoch.map { store.run(RunID(worker: id, epoch: $0)) } ?? store.runs(of: id).first
+        if shared, run == nil || run!.status == .running || epoch == nil, let newest = store.newestRun(of: id), epoch == nil || newest.id.epoch == epoch {
+            run = newest
+        }
+        guard let run else {
+            if let epoch { throw GatewayError.runNotFound(id, epoch) }
+            // A worker stopped here and not in the store (its history failed to be written).
+            if let stopped = bus.worker(id) { return .worker(stopped) }
+            throw GatewayError.workerNotFound(id)
+        }
+        if run.status == .running, let mirror = bus.mirror(of: run), mirror.epoch == run.id.epoch { return .worker(mirror) }
+        if let stopped = bus.worker(id), stopped.epoch == run.id.epoch { return .worker(stopped) }
+        return .storedRun(run, store)
     }
 
     /// RFC 6455 §4.2.1: a GET with `Upgrade: websocket`, `Connection: upgrade`, a key and version 13.

@@ -124,6 +124,7 @@ final class SubscriptionSet {
                 return
             }
             patterns.insert(prefix)
+            gateway.bus.mirrorFleet(matching: [prefix])
             if workers == nil { workers = gateway.bus.allWorkers() }
             var refusedForLimit = false
             for worker in workers! where worker.id.rawValue.hasPrefix(prefix) && covers(worker.id) {
@@ -175,6 +176,8 @@ final class SubscriptionSet {
     /// last look (called about once a second).
     func followPatterns() {
         guard !patterns.isEmpty, !detached else { return }
+        // Runs other gateways write (a shared store) get mirrors here first: they count as started runs.
+        gateway.bus.mirrorFleet(matching: patterns)
         let runsStarted = gateway.bus.runsStartedCount
         guard runsStarted != runsChecked else { return }
         runsChecked = runsStarted

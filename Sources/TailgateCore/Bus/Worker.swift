@@ -430,11 +430,12 @@ public final class Worker: Sendable {
     /// subscribers. Called by the loop's `DrainQueue`, once per request.
     func drain() {
         loop.assertInEventLoop()
-        if holdsDrain() { return }
         var records: [PendingRecord] = []
         var waiters: [EventLoopPromise<Void>] = []
         var offsets: [String: UInt64] = [:]
-        let (skipped, estimatedBytes) = ingress.withLock { state in
+        let taken: (Int, Int)? = ingress.withLock { state in
+            // A mirror just promoted to writer waits for the previous writer's last batches first.
+            if state.holdThrough > 0 { return nil }
             state.drain = .draining
             defer { state.skipped = 0; state.pendingBytes = 0 }
             swap(&records, &state.pending)
@@ -442,6 +443,10 @@ public final class Worker: Sendable {
             if !state.queueWaiters.isEmpty { swap(&waiters, &state.queueWaiters) }
             if !state.changedOffsets.isEmpty { swap(&offsets, &state.changedOffsets) }
             return (state.skipped, state.pendingBytes)
+        }
+        guard let (skipped, estimatedBytes) = taken else {
+            if holdsDrain() { return }
+            return drain()
         }
         // The queue is empty now: whoever waited for it to shrink may go on.
         for waiter in waiters { waiter.succeed() }

@@ -90,8 +90,8 @@ extension Worker {
         loop.scheduleTask(in: catchUpLimit) { self.releaseHoldIfCaughtUp(force: true) }
     }
 
-    /// Whether a drain must wait for the follower (called by `drain()` first): true while the ring
-    /// lacks records the previous writer stored.
+    /// Whether a drain must wait for the follower (called by `drain()` while a hold is set): true while
+    /// the ring lacks records the previous writer stored; false once the hold is released.
     func holdsDrain() -> Bool {
         let hold = ingress.withLock { $0.holdThrough }
         guard hold > 0 else { return false }

@@ -140,11 +140,11 @@ public final class RedisRunStore: RunStore {
                                                              lastSeq: batch.firstSeq - 1), isOpen: true, registered: false)
             }
             guard state.queuedBytes + bytes <= limit else {
-                let wasFailed = state.failed
-                state.failed = true
+                let firstDrop = state.droppedRecords == 0
                 state.failedWrites += 1
-                state.lastError = "more than \(limit >> 20) MiB wait for Redis (\(state.lastError ?? "it does not keep up")): records dropped for Redis"
-                return (false, wasFailed ? nil : state.lastError, state.takeAllWaiters())
+                state.droppedRecords += batch.count
+                state.fail(state.cause ?? "it does not keep up", queueLimit: limit)
+                return (false, firstDrop ? state.lastError : nil, state.takeAllWaiters())
             }
             state.runs[id]!.pending.append(batch)
             return (Self.enqueue(.append(id, batch, publisherOffsets), in: &state), nil, [])

@@ -38,11 +38,13 @@ enum RedisScripts {
     /// store, a batch already written.
     static let duplicateEntry = "ERR The ID specified in XADD is equal or smaller"
 
-    /// Begins a run: its descriptive fields, and its seqs unless the run is already stored.
+    /// Begins a run: its descriptive fields (`writer`: the instance name of the gateway beginning it),
+    /// and its seqs unless the run is already stored.
     ///
-    /// KEYS: manifest, runs. ARGV: epoch, started_at (µs), owner, worker, first seq, last seq.
+    /// KEYS: manifest, runs. ARGV: epoch, started_at (µs), owner, worker, first seq, last seq, writer.
     static let begin = """
-        redis.call('HSET', KEYS[1], 'worker', ARGV[4], 'epoch', ARGV[1], 'owner', ARGV[3], 'started_at', ARGV[2], 'status', 'running')
+        redis.call('HSET', KEYS[1], 'worker', ARGV[4], 'epoch', ARGV[1], 'owner', ARGV[3], 'started_at', ARGV[2], 'status', 'running',
+                   'writer', ARGV[7])
         redis.call('HDEL', KEYS[1], 'stopped_at', 'exit_code', 'reason')
         if not redis.call('HGET', KEYS[1], 'last_seq') then
           redis.call('HSET', KEYS[1], 'first_seq', ARGV[5], 'last_seq', ARGV[6], 'stored_bytes', 0)
@@ -59,6 +61,32 @@ enum RedisScripts {
         redis.call('HSET', KEYS[1], 'status', ARGV[1], 'stopped_at', ARGV[2], 'reason', ARGV[3])
         if ARGV[4] == '' then redis.call('HDEL', KEYS[1], 'exit_code') else redis.call('HSET', KEYS[1], 'exit_code', ARGV[4]) end
         return 1
+        """
+
+    /// Ends an in-process run whose gateway can write it no more, as `interrupted`: only while its
+    /// manifest says `running` and `in-process`, and its worker's writer lease is gone (expired: the
+    /// gateway died or lost Redis) or held by a gateway other than the run's `writer`. Checked and
+    /// written in one script, so a gateway that takes the lease again first keeps its run. Remote runs
+    /// are never ended here: their publisher continues them on another gateway.
+    /// Returns `{1, reason}` when it ended the run, else `{0}`.
+    ///
+    /// KEYS: manifest, lease. ARGV: stopped_at (µs).
+    static let endAbandoned = """
+        if redis.call('HGET', KEYS[1], 'status') ~= 'running' or redis.call('HGET', KEYS[1], 'owner') ~= 'in-process' then return {0} end
+        local writer = redis.call('HGET', KEYS[1], 'writer')
+        local holder = redis.call('GET', KEYS[2])
+        local reason
+        if not holder then
+          reason = 'the gateway writing this run stopped renewing its writer lease (gateway '
+            .. (writer or 'of unknown name') .. ' died or lost Redis)'
+        elseif writer and holder ~= writer then
+          reason = 'the gateway writing this run (' .. writer .. ') lost its writer lease to gateway ' .. holder
+        else
+          return {0}
+        end
+        redis.call('HSET', KEYS[1], 'status', 'interrupted', 'stopped_at', ARGV[1], 'reason', reason)
+        redis.call('HDEL', KEYS[1], 'exit_code')
+        return {1, reason}
         """
 
     /// Deletes the oldest entries until at least `bytes` of records are freed (`XTRIM MINID` just past

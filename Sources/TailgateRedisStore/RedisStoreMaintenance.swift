@@ -2,12 +2,13 @@ import NIOCore
 import TailgateCore
 import TailgateRedis
 
-/// `RedisRunStore`'s periodic work: the list of runs read again from Redis (other gateways' runs), and
-/// retention (`RedisRetentionPlan`).
+/// `RedisRunStore`'s periodic work: the list of runs read again from Redis (other gateways' runs),
+/// in-process runs of dead gateways ended (`endAbandonedRuns`), and retention (`RedisRetentionPlan`).
 extension RedisRunStore {
-    /// Reads the list of runs from Redis (other gateways' runs appear), then applies retention.
+    /// Reads the list of runs from Redis (other gateways' runs appear), ends the in-process runs whose
+    /// gateway's writer lease expired, then applies retention.
     public func maintain() -> EventLoopFuture<Void> {
-        refresh().flatMap { self.applyRetention() }.always { _ in self.scheduleWrite() }
+        refresh().flatMap { self.endAbandonedRuns() }.flatMap { self.applyRetention() }.always { _ in self.scheduleWrite() }
     }
 
     /// Reads every run's manifest from Redis and merges it into the runs in memory.

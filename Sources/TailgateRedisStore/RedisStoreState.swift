@@ -84,7 +84,13 @@ struct RedisStoreState: Sendable {
     var writeScheduled = false
     /// Set by a dropped batch or a refused write; cleared by the next acknowledged write.
     var failed = false
+    /// What `health()` reports while failed: `cause`, after the count of dropped records if any.
     var lastError: String?
+    /// Why Redis does not take the writes (the client's or Redis's text), without the drop count.
+    var cause: String?
+    /// Records dropped for Redis (the write queue was full) since the last acknowledged write: reported
+    /// in `lastError` meanwhile, and in the log once Redis takes writes again.
+    var droppedRecords = 0
     var failedWrites: UInt64 = 0
     var closed = false
     /// Operations ever queued, and ever finished (written or given up): `flush` waits for the second
@@ -95,6 +101,25 @@ struct RedisStoreState: Sendable {
     /// Runs this store may write no more: their worker's writer lease was lost (another gateway writes
     /// them). Appends and ends for them are ignored.
     var fencedRuns: Set<RunID> = []
+
+    /// Marks the store failed because of `cause`; `lastError` says it, after the records dropped for
+    /// Redis if any were (`12 records dropped for Redis: more than 64 MiB waited for it (…)`, worded as
+    /// `tailgate run` reports its own overflow).
+    mutating func fail(_ cause: String, queueLimit: Int) {
+        failed = true
+        self.cause = cause
+        lastError = droppedRecords == 0 ? cause
+            : "\(droppedRecords) record\(droppedRecords == 1 ? "" : "s") dropped for Redis: more than \(queueLimit >= 1 << 20 ? "\(queueLimit >> 20) MiB" : "\(queueLimit >> 10) KiB") waited for it (\(cause)); they are in memory only"
+    }
+
+    /// Clears the failure after an acknowledged write; the records dropped before it, if any.
+    mutating func recover() -> Int {
+        defer { droppedRecords = 0 }
+        failed = false
+        cause = nil
+        lastError = nil
+        return droppedRecords
+    }
 
     /// Takes the flush waiters whose operations are all finished.
     mutating func takeFlushWaiters() -> [EventLoopPromise<Void>] {

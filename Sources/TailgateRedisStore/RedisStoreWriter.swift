@@ -68,7 +68,7 @@ extension RedisRunStore {
         case .begin(let info):
             return [RedisScripts.command(RedisScripts.begin, keys: [keys.manifest(info.id), keys.runs(of: info.id.worker)], arguments: [
                 .string(info.id.epoch), .integer(info.startedAt.microseconds), .string(info.owner.rawValue), .string(info.id.worker.rawValue),
-                .unsigned(info.lastSeq + 1), .unsigned(info.lastSeq),
+                .unsigned(info.lastSeq + 1), .unsigned(info.lastSeq), .string(instanceName),
             ])]
         case .append(let id, let batch, let offsets):
             var lines = ByteBufferAllocator().buffer(capacity: batch.recordBytes + batch.count)
@@ -121,6 +121,7 @@ extension RedisRunStore {
         var refusal: String?
         var connectionError: Error?
         var flushed: [EventLoopPromise<Void>] = []
+        var droppedBeforeRecovery = 0
         state.withLock { state in
             for (operation, result) in zip(operations, results) {
                 switch Self.outcome(of: operation, result) {
@@ -128,8 +129,7 @@ extension RedisRunStore {
                     released += state.finish(operation, written: true)
                 case .failure(let error as RedisError) where error.serverCode != nil:
                     if case .append = operation { state.failedWrites += 1 }
-                    state.failed = true
-                    state.lastError = "Redis refused a write: \(error)"
+                    state.fail("Redis refused a write: \(error)", queueLimit: configuration.writeQueueBytes)
                     refusal = state.lastError
                     released += state.finish(operation, written: false)
                 case .failure(let error):
@@ -138,8 +138,7 @@ extension RedisRunStore {
                 }
             }
             if retry.isEmpty && refusal == nil && !operations.isEmpty {
-                state.failed = false
-                state.lastError = nil
+                droppedBeforeRecovery = state.recover()
             }
             if state.failed { released += state.takeAllWaiters() }
             flushed = state.takeFlushWaiters()
@@ -147,6 +146,10 @@ extension RedisRunStore {
         for waiter in released { waiter.promise.succeed() }
         for promise in flushed { promise.succeed() }
         if let refusal { logger.error("Redis refused a write", metadata: ["error": "\(refusal)"]) }
+        if droppedBeforeRecovery > 0 {
+            logger.error("\(droppedBeforeRecovery) record\(droppedBeforeRecovery == 1 ? "" : "s") dropped for Redis while it did not take writes; Redis takes writes again",
+                         metadata: ["dropped": "\(droppedBeforeRecovery)"])
+        }
         if let connectionError {
             requeue(retry, error: connectionError)
             waitForRedisThenWrite()
@@ -169,8 +172,7 @@ extension RedisRunStore {
     func requeue(_ operations: [RedisWriteOperation], error: Error) {
         let waiters = state.withLock { state -> [RedisWriteWaiter] in
             state.queue.insert(contentsOf: operations, at: 0)
-            state.failed = true
-            state.lastError = "\(error)"
+            state.fail("\(error)", queueLimit: configuration.writeQueueBytes)
             return state.takeAllWaiters()
         }
         for waiter in waiters { waiter.promise.succeed() }

@@ -70,6 +70,12 @@ struct ServeCommand: AsyncParsableCommand {
         discussion: "One gateway at a time writes a worker's runs; when it dies, another may continue them this long after (docs/REDIS.md)."))
     var leaseTTL: Double = 10
 
+    @Option(name: .customLong("store-queue"), help: ArgumentHelp(
+        "With --store: most bytes of records waiting for Redis, e.g. 64MiB (at least 64KiB).",
+        discussion: "While Redis is unreachable or slow, records wait up to this much; beyond it they are dropped for Redis (kept in memory only) and counted in /api/stats store.last_error and the log (docs/REDIS.md)."),
+        transform: ByteSize.parse)
+    var storeQueue = 64 << 20
+
     @Option(name: .customLong("fsync"), help: ArgumentHelp(
         "When written records are forced to disk: interval (every second), always (before a publisher is answered) or never.",
         discussion: "What a publisher was told survives a kill -9 of the gateway with any setting; this only matters if the machine crashes."))
@@ -289,6 +295,7 @@ struct ServeCommand: AsyncParsableCommand {
         guard let store else { return nil }
         guard !memoryOnly else { throw ValidationError("--store and --memory-only exclude each other") }
         guard leaseTTL >= 0.3 && leaseTTL <= 3600 else { throw ValidationError("--lease-ttl must be between 0.3 and 3600 seconds") }
+        guard storeQueue >= 64 << 10 else { throw ValidationError("--store-queue must be at least 64KiB") }
         do {
             var configuration = try RedisStoreConfiguration(url: store)
             // Names this gateway in the writer leases it holds (for people reading a refusal).
@@ -297,6 +304,7 @@ struct ServeCommand: AsyncParsableCommand {
             configuration.retainAge = retainDays > 0 ? .nanoseconds(Int64(retainDays * 86_400 * 1e9)) : nil
             configuration.retainBytes = retainBytes > 0 ? retainBytes : nil
             configuration.leaseTTL = .milliseconds(Int64(leaseTTL * 1000))
+            configuration.writeQueueBytes = storeQueue
             try configuration.validate()
             return configuration
         } catch {

@@ -159,13 +159,23 @@ extension RedisRunStore {
         }
     }
 
-    /// Writes again once Redis is back (or after `maintenanceInterval`, to try again).
+    /// Writes again once Redis is back (or after `maintenanceInterval`, to try again), never sooner
+    /// than `retryPause`: a connection that is closing fails its pipeline's commands from inside its
+    /// own close, while the client still says it is connected, so writing again at once failed again
+    /// at once, recursing until the stack overflowed (a `redis-server` stopped with `SIGSTOP` for longer
+    /// than the command timeout crashed the gateway so).
     func waitForRedisThenWrite() {
+        let loop = loop
         client.waitUntilConnected(within: configuration.maintenanceInterval).whenComplete { _ in
-            self.state.withLock { $0.writing = false }
-            self.writePass()
+            loop.scheduleTask(in: Self.retryPause) {
+                self.state.withLock { $0.writing = false }
+                self.writePass()
+            }
         }
     }
+
+    /// The least time between a failed pipeline and the next attempt.
+    static let retryPause = TimeAmount.milliseconds(20)
 
     /// Puts operations back at the front of the queue (Redis could not be reached for them) and marks
     /// the store failed meanwhile.

@@ -218,14 +218,26 @@ def test_a_killed_gateways_in_process_run_ends_interrupted_on_another_gateway(ga
                       "gateway B to list A's demo-1")
     assert seen["status"] == "running" and seen["owner"] == "in-process", seen
     epoch = seen["epoch"]
+    # A subscriber of the run on B (B follows it from Redis).
+    on_b = Subscriber(b.ws_url("/ws/workers/demo-1?tail=0"))
+    try:
+        on_b.wait_for(lambda: len(on_b.records) >= 3, 15, "live records of A's demo-1 on B")
 
-    a.proc.send_signal(signal.SIGKILL)
-    a.proc.wait(10)
-    killed = time.monotonic()
-    ended = wait_until(lambda: (lambda w: w if w and w["status"] != "running" else None)(run_on_b()),
-                       LEASE_TTL + MAINTENANCE_INTERVAL + 5, 0.1, "gateway B to end A's in-process run")
-    waited = time.monotonic() - killed
-    print(f"demo-1 ended on B {waited:.2f} s after kill -9 of A")
+        a.proc.send_signal(signal.SIGKILL)
+        a.proc.wait(10)
+        killed = time.monotonic()
+        ended = wait_until(lambda: (lambda w: w if w and w["status"] != "running" else None)(run_on_b()),
+                           LEASE_TTL + MAINTENANCE_INTERVAL + 5, 0.1, "gateway B to end A's in-process run")
+        waited = time.monotonic() - killed
+        print(f"demo-1 ended on B {waited:.2f} s after kill -9 of A")
+        # Its subscriber on B gets the end with the reason, after every record Redis holds.
+        on_b.wait_for(lambda: on_b.end is not None, 10, "end on B's subscriber")
+        assert on_b.end["reason"] == ended["reason"] and on_b.end["status"] == "interrupted", on_b.end
+        on_b.check_invariant()
+        last_seq = int(redis_server.cli("HGET", f"tailgate:{{demo-1}}:manifest:{epoch}", "last_seq"))
+        assert on_b.end["last_seq"] == last_seq and on_b.covered_to == last_seq, (on_b.end, on_b.covered_to, last_seq)
+    finally:
+        on_b.close()
     assert ended["status"] == "interrupted" and ended["epoch"] == epoch, ended
     assert waited >= LEASE_TTL * 2 / 3 - 0.3, "ended before A's lease could have expired"
     assert re.fullmatch(r"the gateway writing this run stopped renewing its writer lease \(gateway [0-9a-f]{16} "

@@ -128,6 +128,13 @@ extension RedisRunStore {
                 _ = client.send(RedisScripts.command(RedisScripts.releaseLease, keys: [key], arguments: [.string(value)]))
             }
         }
+        // A run of the worker still open here was handed back (`Worker.handBack`): another gateway may
+        // continue it, so the list of runs follows Redis for it again.
+        state.withLock { state in
+            for (id, entry) in state.runs where id.worker == worker && entry.isOpen && entry.pending.isEmpty && entry.queuedOperations == 0 {
+                state.runs[id]!.isOpen = false
+            }
+        }
     }
 
     /// The gateway holding `worker`'s lease now (its instance name), `nil` when none does (from Redis).

@@ -156,3 +156,60 @@ def test_a_pattern_on_one_gateway_follows_the_workers_another_gateway_writes(gat
         got = seqs.get(worker, [])
         assert len(got) >= 20, (worker, seqs.keys())
         assert got == list(range(got[0], got[0] + len(got))), f"{worker}: seqs not contiguous"
+
+
+def test_a_gateway_hands_an_idle_run_back_so_its_publisher_can_continue_it_elsewhere(gateway, redis_url):
+    # A gateway that restarted gets its workers' publishing back from nginx (hashed per worker) while
+    # the gateway that took them over still holds their leases: it hands a run back once no publisher
+    # has been connected to it for --hand-back seconds.
+    a = gateway(*_store(redis_url), "--hand-back", "2")
+    b = gateway(*_store(redis_url), "--hand-back", "2")
+    headers = {"Tailgate-Publisher": "p1"}
+    status, _, answer = post(a.port, "/api/workers/job/records", lines(1, 20), {**headers, "Tailgate-Offset": "1"})
+    assert status == 200 and answer["offset"] == 20, answer
+    epoch = answer["epoch"]
+    on_a = Subscriber(a.ws_url("/ws/workers/job?since=0"))
+    try:
+        on_a.wait_for(lambda: len(on_a.records) >= 20, 15, "20 records on A")
+        sent_at = time.monotonic()
+        status, headers_b, answer = post(b.port, "/api/workers/job/records", b"", headers)
+        assert status == 503 and answer["error"]["code"] == "worker_published_elsewhere", answer
+
+        def accepted():
+            status, _, answer = post(b.port, "/api/workers/job/records", b"", headers)
+            return answer if status == 200 else None
+
+        answer = wait_until(accepted, 15, 0.2, "gateway B to get the run")
+        assert time.monotonic() - sent_at >= 1.0, "A handed the run back before it was idle"
+        assert answer["epoch"] == epoch and answer["offset"] == 20, answer
+        status, _, answer = post(b.port, "/api/workers/job/records", lines(21, 40), {**headers, "Tailgate-Offset": "21"})
+        assert status == 200 and answer["first_seq"] == 21 and answer["epoch"] == epoch, answer
+        # A's subscriber follows the run B writes now, on the same connection.
+        on_a.wait_for(lambda: len(on_a.records) >= 40, 15, "records 21-40 on A")
+        assert [r["seq"] for r in on_a.records] == list(range(1, 41))
+        assert on_a.end is None and not on_a.gaps
+        assert _redis(redis_url, "GET", "tailgate:{job}:lease").find(f"pid {b.proc.pid}") >= 0
+        # And back to A once B has had no publisher for a while: the same run, seqs going on.
+        answer = wait_until(lambda: (lambda r: r[2] if r[0] == 200 else None)(post(a.port, "/api/workers/job/records", b"", headers)),
+                            15, 0.2, "gateway A to get the run back")
+        assert answer["epoch"] == epoch and answer["offset"] == 40, answer
+        status, _, answer = post(a.port, "/api/workers/job/records", lines(41, 45), {**headers, "Tailgate-Offset": "41"})
+        assert status == 200 and answer["first_seq"] == 41, answer
+        on_a.wait_for(lambda: len(on_a.records) >= 45, 15, "records 41-45 on A")
+        assert [r["seq"] for r in on_a.records] == list(range(1, 46))
+    finally:
+        on_a.close()
+
+
+def test_a_run_handed_back_that_nobody_continues_ends_as_idle(gateway, redis_url):
+    a = gateway(*_store(redis_url), "--hand-back", "1", "--idle-stop", "4")
+    status, _, answer = post(a.port, "/api/workers/job/records", lines(1, 5), {"Tailgate-Publisher": "p1", "Tailgate-Offset": "1"})
+    assert status == 200, answer
+    on_a = Subscriber(a.ws_url("/ws/workers/job?since=0"))
+    try:
+        on_a.wait_for(lambda: on_a.end is not None, 20, "end")
+        assert on_a.end["status"] == "idle" and on_a.end["reason"].startswith("idle:"), on_a.end
+        assert [r["seq"] for r in on_a.records] == [1, 2, 3, 4, 5]
+        assert _redis(redis_url, "HGET", f"tailgate:{{job}}:manifest:{answer['epoch']}", "status").strip() == "idle"
+    finally:
+        on_a.close()

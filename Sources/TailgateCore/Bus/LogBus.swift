@@ -46,15 +46,22 @@ public struct BusConfiguration: Sendable {
     public var ringMemoryTotal: Int?
     /// How often the bus applies `idleStop` and `ringMemoryTotal`. Default 1 s.
     public var maintenanceInterval: TimeAmount
+    /// With a store several gateways share: a worker published from another process with no publisher
+    /// connected here for this long is handed back (`Worker.handBack`: this gateway gives up its writer
+    /// lease and follows the run), so that its publisher can continue the run through another gateway —
+    /// nginx sends a worker's publishing back to a gateway that restarted. `nil`: never. Default 10 s.
+    public var handBackAfter: TimeAmount?
 
     public init(workerLimits: WorkerLimits = WorkerLimits(), retention: TimeAmount = .minutes(10), maxWorkers: Int = 10_000,
-                idleStop: TimeAmount? = .minutes(10), ringMemoryTotal: Int? = 1 << 30, maintenanceInterval: TimeAmount = .seconds(1)) {
+                idleStop: TimeAmount? = .minutes(10), ringMemoryTotal: Int? = 1 << 30, maintenanceInterval: TimeAmount = .seconds(1),
+                handBackAfter: TimeAmount? = .seconds(10)) {
         self.workerLimits = workerLimits
         self.retention = retention
         self.maxWorkers = maxWorkers
         self.idleStop = idleStop
         self.ringMemoryTotal = ringMemoryTotal
         self.maintenanceInterval = maintenanceInterval
+        self.handBackAfter = handBackAfter
     }
 
     /// Throws every problem of these settings (`retention`, `workerLimits.…`, …).
@@ -65,6 +72,7 @@ public struct BusConfiguration: Sendable {
         check.require(idleStop.map { $0 > .zero } ?? true, "idleStop", "must be longer than 0")
         check.require((ringMemoryTotal ?? Int.max) >= 1 << 20, "ringMemoryTotal", "must be at least 1 MiB")
         check.require(maintenanceInterval > .zero, "maintenanceInterval", "must be longer than 0")
+        check.require(handBackAfter.map { $0 > .zero } ?? true, "handBackAfter", "must be longer than 0")
         check.include(workerLimits.check(prefix: "workerLimits."))
         try check.throwIfAny()
     }
@@ -297,11 +305,13 @@ public final class LogBus: Sendable {
             let (capacity, overflow) = (workersBefore + 1).multipliedReportingOverflow(by: configuration.workerLimits.ringBytes)
             return overflow || capacity > total
         } ?? false
-        if (owner == .remote && configuration.idleStop != nil) || ringsCouldExceed { startMaintenance() }
+        let handsBack = owner == .remote && configuration.handBackAfter != nil && (store?.isShared ?? false)
+        if (owner == .remote && configuration.idleStop != nil) || handsBack || ringsCouldExceed { startMaintenance() }
         let worker = Worker(id: id, owner: owner, resumed: resumed, store: store, limits: configuration.workerLimits,
                             drains: drainQueue(on: eventLoopGroup.next())) { [weak self] worker in
-            // The worker's claim on its writer lease (taken before it was made) is given back.
-            self?.store?.releaseWriter(for: worker.id)
+            // The worker's claim on its writer lease (taken before it was made) is given back, unless it
+            // was already, when the worker handed its run back.
+            if !worker.isMirror { self?.store?.releaseWriter(for: worker.id) }
             self?.scheduleRemoval(of: worker)
         }
         if resumed == nil { store?.begin(RunInfo(id: worker.runID, owner: owner, startedAt: worker.startedAt)) }
@@ -339,8 +349,20 @@ public final class LogBus: Sendable {
         letGoOfUnwatchedMirrors()
         let all = workers.withLock { Array($0.values) }
         if let idleStop = configuration.idleStop {
-            for worker in all where worker.owner == .remote && !worker.isStopping && !worker.isMirror && worker.isIdle(since: worker.loop.now - idleStop) {
-                worker.stop(reason: "idle: no publisher connected and no record for \(idleStop.nanoseconds / 1_000_000_000) s", status: .idle)
+            let reason = "idle: no publisher connected and no record for \(idleStop.nanoseconds / 1_000_000_000) s"
+            for worker in all where worker.owner == .remote && !worker.isStopping && worker.isIdle(since: worker.loop.now - idleStop) {
+                guard worker.isMirror else {
+                    worker.stop(reason: reason, status: .idle)
+                    continue
+                }
+                // A run nobody writes any more (its writer handed it back or died, and no record came for
+                // as long): this gateway takes the run to end it — unless another gateway writes it.
+                if let taken = try? remoteWorker(worker.id), taken === worker { worker.stop(reason: reason, status: .idle) }
+            }
+        }
+        if let store, store.isShared, let handBack = configuration.handBackAfter, store.health().state == "ok" {
+            for worker in all where worker.owner == .remote && !worker.isStopping && !worker.isMirror && worker.isIdle(since: worker.loop.now - handBack) {
+                _ = worker.handBack { [weak self, id = worker.id] in self?.store?.releaseWriter(for: id) }
             }
         }
         guard let budget = configuration.ringMemoryTotal else { return }
@@ -373,7 +395,8 @@ public final class LogBus: Sendable {
         let now = NIODeadline.now()
         let leaving = workers.withLock { table -> [Worker] in
             var leaving: [Worker] = []
-            for worker in table.values where worker.isMirror && !worker.isStopping {
+            // A mirror of a run this gateway handed back stays: it ends the run if nobody continues it.
+            for worker in table.values where worker.isMirror && !worker.isStopping && !worker.wasHandedBack {
                 guard worker.unwatched(since: now) >= Self.unwatchedMirrorLifetime else { continue }
                 table[worker.id] = nil
                 leaving.append(worker)

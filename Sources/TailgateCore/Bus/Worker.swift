@@ -112,6 +112,7 @@ public final class Worker: Sendable {
     /// mirror (see `WorkerMirror.swift`).
     let following = Lock<RunFollowing?>(nil)
     let unwatchedSince = Lock<NIODeadline?>(nil)
+    let handedBack = Lock(false)
 
     struct PendingRecord: Sendable {
         var record: LogRecord

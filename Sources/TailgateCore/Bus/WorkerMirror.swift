@@ -57,6 +57,8 @@ extension Worker {
             }
             guard appended else { return }
             ingress.withLock { state in state.nextSeq = max(state.nextSeq, batch.lastSeq + 1) }
+            let now = loop.now
+            remotePublishers.withLock { $0.lastChange = now }
             fanOut.deliver(batch)
             releaseHoldIfCaughtUp(force: false)
         case .ended(let run):
@@ -70,6 +72,33 @@ extension Worker {
                 stop(reason: "the run is no longer in the shared store", status: .interrupted)
             }
         }
+    }
+
+    /// Whether this gateway wrote the run and handed it back (`handBack`): it then keeps the mirror
+    /// (and ends the run as idle if nobody continues it within the bus's idle time).
+    public var wasHandedBack: Bool { handedBack.withLock { $0 } }
+
+    /// Gives up writing the run while it goes on (a store several gateways share): no publisher has
+    /// been connected here for a while, so its publisher may be reaching another gateway (nginx sends a
+    /// worker's publishing back to a gateway that restarted), which can only continue the run once this
+    /// one lets go. The worker stops taking records and becomes a mirror of the run; once the store has
+    /// every record it was given, `release` gives the writer's lease back, and the mirror follows the run
+    /// from there. Returns false (nothing done) when records wait for a drain or the worker stops.
+    func handBack(release: @escaping @Sendable () -> Void) -> Bool {
+        let last = ingress.withLock { state -> UInt64? in
+            guard !state.stopRequested, !state.mirroring, state.holdThrough == 0, state.drain == .idle,
+                  state.pending.count == state.skipped else { return nil }
+            state.mirroring = true
+            return state.nextSeq - 1
+        }
+        guard let last else { return false }
+        handedBack.withLock { $0 = true }
+        whenStored(through: last, on: loop).whenComplete { _ in
+            release()
+            guard !self.isStopping else { return }
+            self.startFollowing()
+        }
+        return true
     }
 
     /// The writer's lease passed to this gateway: the worker continues `resumed` (this run, as the

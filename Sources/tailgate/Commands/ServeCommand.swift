@@ -70,6 +70,11 @@ struct ServeCommand: AsyncParsableCommand {
         discussion: "One gateway at a time writes a worker's runs; when it dies, another may continue them this long after (docs/REDIS.md)."))
     var leaseTTL: Double = 10
 
+    @Option(name: .customLong("hand-back"), help: ArgumentHelp(
+        "With --store: seconds a worker published from another process may go with no publisher connected here before this gateway gives its run back; 0: never.",
+        discussion: "The gateway then stops writing the run (it releases the writer lease and follows the run from Redis), so that the run's publisher can continue it through another gateway, e.g. when nginx sends it back to a gateway that restarted (docs/REDIS.md)."))
+    var handBack = 10
+
     @Option(name: .customLong("store-queue"), help: ArgumentHelp(
         "With --store: most bytes of records waiting for Redis, e.g. 64MiB (at least 64KiB).",
         discussion: "While Redis is unreachable or slow, records wait up to this much; beyond it they are dropped for Redis (kept in memory only) and counted in /api/stats store.last_error and the log (docs/REDIS.md)."),
@@ -190,7 +195,7 @@ struct ServeCommand: AsyncParsableCommand {
         guard (1...256).contains(eventLoops) else { throw ValidationError("--event-loops must be between 1 and 256") }
         for (flag, seconds) in [("--retention", retention), ("--idle-stop", idleStop), ("--stall-timeout", stallTimeout), ("--ping-interval", pingInterval),
                                 ("--pong-timeout", pongTimeout), ("--request-timeout", requestTimeout),
-                                ("--publisher-idle-timeout", publisherIdleTimeout)] where seconds < 0 || seconds > 365 * 86_400 {
+                                ("--publisher-idle-timeout", publisherIdleTimeout), ("--hand-back", handBack)] where seconds < 0 || seconds > 365 * 86_400 {
             throw ValidationError("\(flag) must be between 0 and \(365 * 86_400) seconds")
         }
         guard retainDays >= 0 && retainDays <= 36_500 else { throw ValidationError("--retain-days must be between 0 and 36500") }
@@ -212,7 +217,7 @@ struct ServeCommand: AsyncParsableCommand {
         "pongTimeout": "--pong-timeout", "requestBodyTimeout": "--request-timeout", "publisherIdleTimeout": "--publisher-idle-timeout", "deflateLevel": "--deflate-level", "deflateThreshold": "--deflate-threshold",
         "maxRecordBytes": "--max-record-bytes", "basePath": "--base-path", "retention": "--retention",
         "workerLimits.ringRecords": "--ring-records", "workerLimits.ringBytes": "--ring-bytes",
-        "maxWorkers": "--max-workers", "idleStop": "--idle-stop", "ringMemoryTotal": "--ring-memory-total",
+        "maxWorkers": "--max-workers", "idleStop": "--idle-stop", "ringMemoryTotal": "--ring-memory-total", "handBackAfter": "--hand-back",
         "directory": "--data-dir", "retainAge": "--retain-days", "retainBytes": "--retain-bytes",
     ]
 
@@ -281,7 +286,8 @@ struct ServeCommand: AsyncParsableCommand {
         let configuration = BusConfiguration(workerLimits: WorkerLimits(ringRecords: ringRecords, ringBytes: ringBytes),
                                              retention: .seconds(Int64(retention)), maxWorkers: maxWorkers,
                                              idleStop: idleStop > 0 ? .seconds(Int64(idleStop)) : nil,
-                                             ringMemoryTotal: ringMemoryTotal > 0 ? ringMemoryTotal : nil)
+                                             ringMemoryTotal: ringMemoryTotal > 0 ? ringMemoryTotal : nil,
+                                             handBackAfter: handBack > 0 ? .seconds(Int64(handBack)) : nil)
         do {
             try configuration.validate()
         } catch {

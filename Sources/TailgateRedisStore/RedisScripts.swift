@@ -15,14 +15,27 @@ enum RedisScripts {
     /// The batch's bytes do not go through Lua: a 16 KB argument made `EVAL` cost 4 times the `XADD`
     /// it wrapped (docs/REDIS.md).
     ///
-    /// KEYS: stream, manifest, offsets, runs. ARGV: first seq, last seq, byte count, epoch, now (µs),
-    /// worker, then publisher/offset pairs.
+    /// Fencing: when the worker's writer lease is held by another gateway (this one lost it, e.g. during
+    /// a Redis outage longer than the TTL, and another took the run over), the batch is taken back out
+    /// (`XDEL`, and the stream's last id set back with `XSETID`, so the other gateway's next seqs are
+    /// still accepted) and the script refuses with `FENCED <holder>`. A lease nobody holds (expired,
+    /// not taken) does not fence: no one else writes the run.
+    ///
+    /// KEYS: stream, manifest, offsets, runs, lease. ARGV: first seq, last seq, byte count, epoch, now
+    /// (µs), worker, this gateway's instance name, then publisher/offset pairs.
     static let recordAppend = """
         if redis.call('TYPE', KEYS[1])['ok'] ~= 'stream' then
           return redis.error_reply('WRONGTYPE the run key holds no stream')
         end
         local last = tonumber(redis.call('HGET', KEYS[2], 'last_seq') or '0')
         if tonumber(ARGV[2]) <= last then return 0 end
+        local holder = redis.call('GET', KEYS[5])
+        if holder and holder ~= ARGV[7] then
+          redis.call('XDEL', KEYS[1], ARGV[2] .. '-0')
+          local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+          redis.call('XSETID', KEYS[1], top[1] and top[1][1] or '0-0')
+          return redis.error_reply('FENCED ' .. holder)
+        end
         if redis.call('EXISTS', KEYS[2]) == 0 then
           redis.call('HSET', KEYS[2], 'worker', ARGV[6], 'epoch', ARGV[4], 'owner', 'remote', 'started_at', ARGV[5],
                      'status', 'running', 'first_seq', ARGV[1], 'stored_bytes', 0)
@@ -30,13 +43,15 @@ enum RedisScripts {
         end
         redis.call('HSET', KEYS[2], 'last_seq', ARGV[2])
         redis.call('HINCRBY', KEYS[2], 'stored_bytes', ARGV[3])
-        if #ARGV > 6 then redis.call('HSET', KEYS[3], unpack(ARGV, 7)) end
+        if #ARGV > 7 then redis.call('HSET', KEYS[3], unpack(ARGV, 8)) end
         return 1
         """
 
     /// The start of Redis's refusal of an `XADD` whose id is not above the stream's last: for the
     /// store, a batch already written.
     static let duplicateEntry = "ERR The ID specified in XADD is equal or smaller"
+    /// The start of `recordAppend`'s refusal of a batch of a run another gateway writes now.
+    static let fenced = "FENCED "
 
     /// Begins a run: its descriptive fields (`writer`: the instance name of the gateway beginning it),
     /// and its seqs unless the run is already stored.

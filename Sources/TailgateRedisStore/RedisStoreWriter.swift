@@ -77,14 +77,15 @@ extension RedisRunStore {
                                             "f", .unsigned(batch.firstSeq), "l", .unsigned(batch.lastSeq), "b", .bytes(lines)])
             var arguments: [RedisCommand.Argument] = [
                 .unsigned(batch.firstSeq), .unsigned(batch.lastSeq), .integer(Int64(lines.readableBytes)), .string(id.epoch),
-                .integer(Timestamp.now().microseconds), .string(id.worker.rawValue),
+                .integer(Timestamp.now().microseconds), .string(id.worker.rawValue), .string(instanceName),
             ]
             for (publisher, offset) in offsets.sorted(by: { $0.key < $1.key }) {
                 arguments.append(.string(publisher))
                 arguments.append(.unsigned(offset))
             }
             let account = RedisScripts.command(RedisScripts.recordAppend,
-                                               keys: [keys.stream(id), keys.manifest(id), keys.offsets(id), keys.runs(of: id.worker)],
+                                               keys: [keys.stream(id), keys.manifest(id), keys.offsets(id), keys.runs(of: id.worker),
+                                                      keys.lease(of: id.worker)],
                                                arguments: arguments)
             return [RedisCommand("MULTI"), add, account, RedisCommand("EXEC")]
         case .end(let id, let ending):
@@ -122,11 +123,16 @@ extension RedisRunStore {
         var connectionError: Error?
         var flushed: [EventLoopPromise<Void>] = []
         var droppedBeforeRecovery = 0
+        var fencedBy: [WorkerID: String] = [:]
         state.withLock { state in
             for (operation, result) in zip(operations, results) {
                 switch Self.outcome(of: operation, result) {
                 case .success:
                     released += state.finish(operation, written: true)
+                case .failure(RedisError.server(let text)) where text.hasPrefix(RedisScripts.fenced):
+                    // Another gateway writes the run now: not a failure of Redis, the batch is not ours to write.
+                    fencedBy[operation.runID.worker] = String(text.dropFirst(RedisScripts.fenced.count))
+                    released += state.finish(operation, written: false)
                 case .failure(let error as RedisError) where error.serverCode != nil:
                     if case .append = operation { state.failedWrites += 1 }
                     state.fail("Redis refused a write: \(error)", queueLimit: configuration.writeQueueBytes)
@@ -145,6 +151,7 @@ extension RedisRunStore {
         }
         for waiter in released { waiter.promise.succeed() }
         for promise in flushed { promise.succeed() }
+        for (worker, holder) in fencedBy { writerFenced(worker, holder: holder) }
         if let refusal { logger.error("Redis refused a write", metadata: ["error": "\(refusal)"]) }
         if droppedBeforeRecovery > 0 {
             logger.error("\(droppedBeforeRecovery) record\(droppedBeforeRecovery == 1 ? "" : "s") dropped for Redis while it did not take writes; Redis takes writes again",

@@ -195,6 +195,24 @@ extension RedisRunStore {
         onLost(reason)
     }
 
+    /// Redis refused a batch of `worker` because `holder` holds its writer lease (`RedisScripts.recordAppend`):
+    /// the lease is lost, as when a renewal finds it taken (the renewal would find it within a third of
+    /// the TTL): the worker's open runs are fenced and the bus told.
+    func writerFenced(_ worker: WorkerID, holder: String) {
+        let lost = leaseTable.withLock { table -> (@Sendable (String) -> Void)? in
+            guard var lease = table.leases[worker], !lease.lost else { return nil }
+            lease.lost = true
+            lease.staleClaims += lease.claims
+            lease.claims = 0
+            table.leases[worker] = lease
+            return lease.onLost
+        }
+        let reason = "gateway \(holder) took over its writer lease (Redis refused this gateway's batch)"
+        logger.error("writer lease lost: this gateway writes the worker's run no more", metadata: ["worker": "\(worker)", "reason": "\(reason)"])
+        fenceOpenRuns(of: worker)
+        lost?(reason)
+    }
+
     /// Stops writing `worker`'s open runs: what is queued for them is dropped, later appends and ends
     /// are ignored (another gateway writes those runs now).
     private func fenceOpenRuns(of worker: WorkerID) {

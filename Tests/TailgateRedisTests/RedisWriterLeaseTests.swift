@@ -222,6 +222,30 @@ struct RedisWriterLeaseTests {
         #expect(try await holder(server) == (takenByAnother ? "ffff gateway-z" : nil))
     }
 
+    @Test func redisRefusesABatchOfARunAnotherGatewayWritesNow() async throws {
+        let server = try RedisServerProcess()
+        defer { server.stop() }
+        // A long TTL: the renewal (every 20 s) does not find the lease taken first; the append does.
+        let a = try Gateway(server, leaseTTL: .seconds(60), label: "gateway-a")
+        defer { a.close() }
+        let held = try a.bus.remoteWorker(worker)
+        try await publish(1...5, into: held)
+        _ = try await redis(server, RedisCommand("SET", [.string(leaseKey), "ffff gateway-z", "PX", "60000"]))
+        var records = (6...8).map { LogRecord(message: "record \($0) ") }
+        _ = held.enqueue(contentsOf: &records)
+        try await held.whenStopped().get()
+        #expect(held.ending.status == .interrupted)
+        #expect(held.stopReason.contains("gateway ffff gateway-z took over its writer lease (Redis refused"), "\(held.stopReason)")
+        // The batch was taken back out, the stream's last id set back: the other gateway's seqs 6… go in.
+        let stream = "tailgate:{fleet-job}:run:\(held.epoch)"
+        #expect(try await redis(server, RedisCommand("XRANGE", [.string(stream), "-", "+"])).array?.count == 1)
+        let manifest = "tailgate:{fleet-job}:manifest:\(held.epoch)"
+        #expect(try await redis(server, RedisCommand("HGET", [.string(manifest), "last_seq"])).string == "5")
+        #expect(try await redis(server, RedisCommand("XADD", [.string(stream), "6-0", "f", "6", "l", "6", "b", "x\n"])).string == "6-0")
+        // Fencing is not a failure of Redis: the store stays ok.
+        #expect(a.store.health().state == "ok" && a.store.health().failedWrites == 0)
+    }
+
     @Test func aRunHandedOverComesBackWhenTheOtherGatewayLetsItGo() async throws {
         let server = try RedisServerProcess()
         defer { server.stop() }

@@ -141,7 +141,16 @@ enum StreamEndpoint {
             if let stopped = bus.worker(id) { return .worker(stopped) }
             throw GatewayError.workerNotFound(id)
         }
-        if run.status == .running, let mirror = bus.mirror(of: run), mirror.epoch == run.id.epoch { return .worker(mirror) }
+        if run.status == .running, store.isShared {
+            if let mirror = bus.mirror(of: run), mirror.epoch == run.id.epoch { return .worker(mirror) }
+            // This gateway still follows the worker's previous run, which ended a moment ago (its mirror
+            // gets the end within half a second): asking again then finds the new run.
+            if let previous = bus.worker(id), previous.isMirror, !previous.isStopping {
+                throw GatewayError(.serviceUnavailable, "run_starting",
+                                   "worker '\(id)' started a new run a moment ago; try again in a second",
+                                   headers: [("Retry-After", "1")])
+            }
+        }
         if let stopped = bus.worker(id), stopped.epoch == run.id.epoch { return .worker(stopped) }
         return .storedRun(run, store)
     }

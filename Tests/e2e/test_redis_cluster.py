@@ -27,14 +27,17 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from conftest import REPO_ROOT, Gateway
 from nginx_support import (LOCAL_PUBLISHERS, PROXY_CIDR, Nginx, nginx, receive_json, refusal, request,  # noqa: F401
                            stream, wait_until)
 from test_redis_lease import lines, redis_url  # noqa: F401  (nginx, redis_url: fixtures)
+
+# Not imported from conftest: under a whole-suite run the name `conftest` may be the browser suite's.
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 LEASE_TTL = 2           # --lease-ttl, seconds
 MAINTENANCE = 5.0       # the Redis store's maintenanceInterval: another gateway's runs appear within it

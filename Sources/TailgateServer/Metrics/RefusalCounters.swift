@@ -19,6 +19,7 @@ public final class RefusalCounters: Sendable {
         ("headers_too_large", 431), ("export_failed", 500),
         ("too_many_connections", 503), ("too_many_connections_from_address", 503), ("too_many_subscribers", 503),
         ("too_many_workers", 503), ("not_ready", 503), ("too_many_subscriptions", 503), ("worker_published_elsewhere", 503),
+        ("run_starting", 503),
     ]
 
     /// The series of `other`: refusals whose code is not in `known`, by status class.

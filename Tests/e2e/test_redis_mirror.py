@@ -213,3 +213,30 @@ def test_a_run_handed_back_that_nobody_continues_ends_as_idle(gateway, redis_url
         assert _redis(redis_url, "HGET", f"tailgate:{{job}}:manifest:{answer['epoch']}", "status").strip() == "idle"
     finally:
         on_a.close()
+
+
+def test_stopping_a_worker_on_a_gateway_that_only_mirrors_it(gateway, redis_url):
+    a = gateway(*_store(redis_url))
+    b = gateway(*_store(redis_url))
+    status, _, answer = post(a.port, "/api/workers/job/records", lines(1, 10))
+    assert status == 200, answer
+    on_b = Subscriber(b.ws_url("/ws/workers/job?since=0"))
+    try:
+        on_b.wait_for(lambda: len(on_b.records) >= 10, 15, "10 records on B")
+        # A writes the run: B does not end it for its own subscribers only, it sends the publisher to A.
+        status, headers, answer = post(b.port, "/api/workers/job/stop?reason=done")
+        assert status == 503 and answer["error"]["code"] == "worker_published_elsewhere", answer
+        assert "retry-after" in headers
+        assert on_b.end is None
+        # Once A is gone (its lease expired), B takes the run over to stop it: the run ends everywhere.
+        a.proc.send_signal(signal.SIGKILL)
+        a.proc.wait(10)
+        answer = wait_until(lambda: (lambda r: r[2] if r[0] == 200 else None)(post(b.port, "/api/workers/job/stop?exit_code=0")),
+                            LEASE_TTL + 10, 0.2, "B to stop the run")
+        assert answer["stopped"] is True and answer["status"] == "succeeded", answer
+        on_b.wait_for(lambda: on_b.end is not None, 15, "end on B")
+        assert on_b.end["status"] == "succeeded" and on_b.end["last_seq"] == 10, on_b.end
+        assert [r["seq"] for r in on_b.records] == list(range(1, 11))
+        assert _redis(redis_url, "HGET", f"tailgate:{{job}}:manifest:{on_b.hello['epoch']}", "status").strip() == "succeeded"
+    finally:
+        on_b.close()

@@ -179,6 +179,19 @@ public final class LogBus: Sendable {
         }
     }
 
+    /// Takes over the run `mirror` follows, to write it here (a publisher came, or the run is to be
+    /// stopped or ended as idle here): the worker itself when this gateway gets the run's writer lease
+    /// and the run is still open in the store; `nil` when the run ended meanwhile. Throws
+    /// `BusError.publishedElsewhere` while another gateway holds the lease. A worker that is no mirror
+    /// is returned as it is.
+    public func takeOver(_ mirror: Worker) throws(BusError) -> Worker? {
+        guard mirror.isMirror else { return mirror }
+        try claimWriter(of: mirror.id)
+        if let promoted = promote(mirror) { return promoted }
+        store?.releaseWriter(for: mirror.id)
+        return nil
+    }
+
     /// A mirror whose run this gateway now writes (its lease was just granted here): the same worker
     /// continues the run as its writer when the store has it as the newest run of the worker, published
     /// from another process and still open; otherwise the mirror stops and `nil` lets a worker be made.
@@ -357,7 +370,7 @@ public final class LogBus: Sendable {
                 }
                 // A run nobody writes any more (its writer handed it back or died, and no record came for
                 // as long): this gateway takes the run to end it — unless another gateway writes it.
-                if let taken = try? remoteWorker(worker.id), taken === worker { worker.stop(reason: reason, status: .idle) }
+                if let taken = try? takeOver(worker), taken === worker { worker.stop(reason: reason, status: .idle) }
             }
         }
         if let store, store.isShared, let handBack = configuration.handBackAfter, store.health().state == "ok" {

@@ -30,11 +30,7 @@ enum IngestEndpoint {
                                             "the gateway holds its limit of \(limit) workers, all running (--max-workers); stop one or try later",
                                             retryAfter: gateway.configuration.retryAfterSeconds)
         } catch .publishedElsewhere(_, let holder, let seconds) {
-            // Retryable rather than 409: the holder may be dead, and its lease then expires within
-            // `seconds` (docs/REDIS.md); publishers retry a 503 after Retry-After.
-            throw GatewayError(.serviceUnavailable, "worker_published_elsewhere",
-                               "worker '\(id)' is published through another gateway (\(holder)), which holds its writer lease; publish there, or again after Retry-After if that gateway is gone",
-                               headers: [("Retry-After", String(seconds))])
+            throw publishedElsewhere(id, holder: holder, retryAfter: seconds)
         } catch {
             throw ownedInProcess(id)
         }
@@ -80,7 +76,7 @@ enum IngestEndpoint {
         let reason = target.value("reason") ?? exitCode.map { "exited with status \($0)" } ?? Worker.defaultStopReason
         guard !reason.isEmpty, reason.count <= 200 else { throw .badParameter("reason", "expected 1 to 200 characters") }
         try authorizePublisher(request, id: id, gateway: gateway)
-        guard let worker = gateway.bus.worker(id) else { throw GatewayError.workerNotFound(id) }
+        guard let worker = try writerToStop(id, gateway: gateway) else { throw GatewayError.workerNotFound(id) }
         guard worker.owner == .remote else { throw ownedInProcess(id) }
         let status: RunStatus = exitCode.map { $0 == 0 ? .succeeded : .failed } ?? .stopped
         worker.stop(reason: reason, status: status, exitCode: exitCode)
@@ -96,6 +92,38 @@ enum IngestEndpoint {
         body.writeJSONIntegerOrNull(ending.exitCode)
         body.writeStaticString("}\n")
         return .json(body)
+    }
+
+    /// The worker `POST …/stop` stops: the local one, unless it only mirrors a run another gateway
+    /// writes (a store several gateways share): then this gateway takes the run over to end it, or
+    /// answers 503 `worker_published_elsewhere` while the other gateway holds its lease (stopping a
+    /// mirror here would end the run for this gateway's subscribers only). A running run this gateway
+    /// does not follow yet is looked up in the store the same way.
+    static func writerToStop(_ id: WorkerID, gateway: GatewayContext) throws(GatewayError) -> Worker? {
+        let bus = gateway.bus
+        var worker = bus.worker(id)
+        guard let store = bus.store, store.isShared, worker == nil || worker!.isMirror || worker!.isStopping else { return worker }
+        if worker == nil || worker!.isStopping, let run = store.newestRun(of: id), run.status == .running, run.owner == .remote,
+           let mirror = bus.mirror(of: run) {
+            worker = mirror
+        }
+        guard let mirror = worker, mirror.isMirror else { return worker }
+        do {
+            return try bus.takeOver(mirror)
+        } catch .publishedElsewhere(_, let holder, let seconds) {
+            throw publishedElsewhere(id, holder: holder, retryAfter: seconds)
+        } catch {
+            return nil
+        }
+    }
+
+    /// 503 `worker_published_elsewhere`: another gateway holds the worker's writer lease. Retryable
+    /// rather than 409: the holder may be dead, and its lease then expires within `retryAfter` seconds
+    /// (docs/REDIS.md); publishers retry a 503 after Retry-After.
+    static func publishedElsewhere(_ id: WorkerID, holder: String, retryAfter seconds: Int) -> GatewayError {
+        GatewayError(.serviceUnavailable, "worker_published_elsewhere",
+                     "worker '\(id)' is published through another gateway (\(holder)), which holds its writer lease; publish there, or again after Retry-After if that gateway is gone",
+                     headers: [("Retry-After", String(seconds))])
     }
 
     /// Who may publish into (or stop) `id`: a client on a `--publish-from` address — behind a trusted

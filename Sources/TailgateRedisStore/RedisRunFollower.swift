@@ -30,6 +30,9 @@ final class RedisRunFollowers: Sendable {
         /// manifest read said so.
         var ending: RunInfo??
         var endingRound = 0
+        /// Whether a manifest read found the run: only a run seen stored can be "no longer stored" (the
+        /// manifest of a run begun a moment ago may not have reached Redis yet).
+        var manifestSeen = false
     }
 
     private struct State {
@@ -127,16 +130,18 @@ final class RedisRunFollowers: Sendable {
         let replies = client.send(runs.map { RedisCommand("HGETALL", [.string(keys.manifest($0))]) })
         return EventLoopFuture.whenAllComplete(replies, on: loop).map { results in
             var endings: [RunID: RunInfo?] = [:]
+            var stored: Set<RunID> = []
             for (id, result) in zip(runs, results) {
                 guard case .success(let reply) = result else { continue }
                 let info = RedisManifest.decode(reply, id: id)
+                if info != nil { stored.insert(id) }
                 if let info, info.status == .running { continue }
                 endings[id] = info
             }
-            guard !endings.isEmpty else { return }
             self.state.withLock { state in
                 for (key, follow) in state.follows where follow.ending == nil {
-                    if let ending = endings[follow.id] {
+                    if stored.contains(follow.id) { state.follows[key]!.manifestSeen = true }
+                    if let ending = endings[follow.id], ending != nil || follow.manifestSeen {
                         state.follows[key]!.ending = .some(ending)
                         state.follows[key]!.endingRound = round
                     }

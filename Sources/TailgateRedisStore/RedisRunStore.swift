@@ -4,6 +4,9 @@ import NIOPosix
 import Synchronization
 import TailgateCore
 import TailgateRedis
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The shared store: every run's records in Redis (one stream per run, one entry per batch), so that
 /// several gateways see the same history. See `RedisKeys` for the layout and docs/REDIS.md for the
@@ -55,7 +58,7 @@ public final class RedisRunStore: RunStore {
         followers = RedisRunFollowers(client: client, keys: keys, loop: loop, logger: logger)
         do {
             try client.waitUntilConnected(within: configuration.redis.connectTimeout).wait()
-            try refresh().wait()
+            try refreshWhileLoading(within: configuration.redis.connectTimeout)
             logger.info("store opened", metadata: ["redis": "\(configuration.redis.displayAddress)", "runs": "\(state.withLock { $0.runs.count })"])
         } catch {
             logger.error("the store cannot reach Redis yet; it keeps trying",
@@ -74,6 +77,19 @@ public final class RedisRunStore: RunStore {
             self?.renewLeases()
         }
         leaseRenewal.withLock { $0 = renewal }
+    }
+
+    /// Reads the list of runs; while Redis is still loading its data set after a restart (it answers
+    /// `LOADING …`), again every 50 ms, up to `timeout`.
+    private func refreshWhileLoading(within timeout: TimeAmount) throws {
+        let deadline = NIODeadline.now() + timeout
+        while true {
+            do {
+                return try refresh().wait()
+            } catch let error as RedisError where error.serverCode == "LOADING" && NIODeadline.now() < deadline {
+                usleep(50_000)
+            }
+        }
     }
 
     deinit {

@@ -15,30 +15,16 @@ import Testing
 struct RedisAbandonedRunTests {
     /// A gateway (a store and a bus) with a 1 s lease and its own maintenance interval.
     final class Gateway: Sendable {
-        let store: RedisRunStore
-        let bus: LogBus
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let gateway: RedisWriterLeaseTests.Gateway
+        var store: RedisRunStore { gateway.store }
+        var bus: LogBus { gateway.bus }
 
         init(_ server: RedisServerProcess, maintenanceInterval: TimeAmount, label: String) throws {
-            var redis = server.configuration
-            redis.connectTimeout = .seconds(2)
-            store = try RedisRunStore(configuration: RedisStoreConfiguration(redis: redis, maintenanceInterval: maintenanceInterval,
-                                                                             closeTimeout: .seconds(2), leaseTTL: .seconds(1), instanceLabel: label),
-                                      logger: quiet)
-            bus = try LogBus(configuration: BusConfiguration(idleStop: nil), eventLoopGroup: group, store: store)
+            gateway = try RedisWriterLeaseTests.Gateway(server, leaseTTL: .seconds(1), maintenanceInterval: maintenanceInterval, label: label)
         }
 
-        /// A graceful stop.
-        func close() {
-            store.close()
-            try? group.syncShutdownGracefully()
-        }
-
-        /// A crash: nothing more is written, the leases are left to expire.
-        func crash() {
-            store.close(releasingWriters: false)
-            try? group.syncShutdownGracefully()
-        }
+        func close() { gateway.close() }
+        func crash() { gateway.crash() }
     }
 
     private func publish(_ count: Int, into worker: Worker) async throws {

@@ -18,10 +18,10 @@ struct RedisWriterLeaseTests {
         let bus: LogBus
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 
-        init(_ server: RedisServerProcess, leaseTTL: TimeAmount = .seconds(10), label: String) throws {
+        init(_ server: RedisServerProcess, leaseTTL: TimeAmount = .seconds(10), maintenanceInterval: TimeAmount = .hours(1), label: String) throws {
             var redis = server.configuration
             redis.connectTimeout = .seconds(2)
-            store = try RedisRunStore(configuration: RedisStoreConfiguration(redis: redis, maintenanceInterval: .hours(1), closeTimeout: .seconds(2),
+            store = try RedisRunStore(configuration: RedisStoreConfiguration(redis: redis, maintenanceInterval: maintenanceInterval, closeTimeout: .seconds(2),
                                                                              leaseTTL: leaseTTL, instanceLabel: label),
                                       logger: quiet)
             bus = try LogBus(configuration: BusConfiguration(idleStop: nil), eventLoopGroup: group, store: store)

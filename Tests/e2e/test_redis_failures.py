@@ -11,7 +11,6 @@
 """
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import re
@@ -24,9 +23,9 @@ import time
 import pytest
 
 from nginx_support import free_port, wait_until
+from test_history import post
 from ws_subscriber import Subscriber
 
-NDJSON = "application/x-ndjson"
 LEASE_TTL = 2  # seconds (--lease-ttl) for the kill -9 test
 MAINTENANCE_INTERVAL = 5  # seconds: RedisStoreConfiguration.maintenanceInterval's default (no flag sets it)
 
@@ -90,16 +89,6 @@ def redis_server(tmp_path):
     server = RedisServer(binary, folder)
     yield server
     server.kill()
-
-
-def post(port: int, path: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, dict]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request("POST", path, body=body, headers={"Content-Type": NDJSON, **(headers or {})})
-        response = conn.getresponse()
-        return response.status, json.loads(response.read())
-    finally:
-        conn.close()
 
 
 def lines(first: int, last: int, pad: int = 0) -> bytes:

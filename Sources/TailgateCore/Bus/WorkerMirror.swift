@@ -94,8 +94,10 @@ extension Worker {
         guard let last else { return false }
         handedBack.withLock { $0 = true }
         whenStored(through: last, on: loop).whenComplete { _ in
+            // The claim the worker held is given back (a publisher that came back meanwhile holds its own).
             release()
-            guard !self.isStopping else { return }
+            // Unless a publisher came back meanwhile and the worker writes the run again.
+            guard self.isMirror, !self.isStopping else { return }
             self.startFollowing()
         }
         return true

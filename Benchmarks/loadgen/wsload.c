@@ -21,6 +21,12 @@
  *                          bytes are inflated once, not once per connection (each is still parsed and checked per
  *                          connection). Without it, inflating made the generator the bottleneck at 1,000 subscribers.
  *   --lat-all              one latency sample per record instead of per frame
+ *   --busy-poll            never sleep in epoll_wait (timeout 0): the generator spins on its own core, so a
+ *                          server's write never has to wake it. Without it, a server whose writes come slower
+ *                          than the generator reads pays a cross-CPU wake-up on many of its writes (on
+ *                          loopback the writer wakes the reader), which made CPU per delivered record depend
+ *                          on the generator's sleeping (Benchmarks/results/FINDINGS.md). Generator CPU is
+ *                          then always 1.0 and says nothing.
  *   --connect-timeout S    give up waiting for connections after S seconds (default 60)
  *   --reconnect            resume mode (a gateway restart during the run): a connection that closes after its
  *                          `hello` connects again with `epoch=E&since=S` (E from its hello, S its last seq),
@@ -116,7 +122,7 @@ static double hist_pct(double p) { /* ms */
     return hmax / 1000.0;
 }
 
-static int lat_all = 0, measuring = 0, ready_on_upgrade = 0, until_end = 0, reconnect = 0;
+static int lat_all = 0, measuring = 0, ready_on_upgrade = 0, until_end = 0, reconnect = 0, busy_poll = 0;
 static long long reconnects, resumes, not_resumed, lives, rinflight, retrying; static double last_resumed_at, last_live_at, first_close_at;
 static double last_end_at;
 static long long m_records, m_frames, m_messages, m_compressed, m_wire, m_inflated_bytes, hello_msgs, gaps, ends;
@@ -250,7 +256,7 @@ static void close_conn(int ep, conn_t *c, long long *closed) {
 int main(int argc, char **argv) {
     if (argc < 6) {
         fprintf(stderr, "usage: wsload HOST PORT PATH CONNECTIONS SECONDS [--endpoints E,...] [--no-read-conn K] [--warmup S]\n"
-                        "       [--concurrency C] [--storm] [--ready-on-upgrade] [--deflate] [--lat-all] [--connect-timeout S]\n"
+                        "       [--concurrency C] [--storm] [--ready-on-upgrade] [--deflate] [--lat-all] [--busy-poll] [--connect-timeout S]\n"
                         "       [--until-end] [--reconnect]\n");
         return 2;
     }
@@ -269,6 +275,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--ready-on-upgrade")) ready_on_upgrade = 1;
         else if (!strcmp(argv[i], "--deflate")) offer_deflate = 1;
         else if (!strcmp(argv[i], "--lat-all")) lat_all = 1;
+        else if (!strcmp(argv[i], "--busy-poll")) busy_poll = 1;
         else if (!strcmp(argv[i], "--until-end")) { until_end = 1; warmup = 0; }
         else if (!strcmp(argv[i], "--reconnect")) reconnect = 1;
         else { fprintf(stderr, "wsload: unknown option %s\n", argv[i]); return 2; }
@@ -354,7 +361,7 @@ int main(int argc, char **argv) {
                 epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
             }
         }
-        int k = epoll_wait(ep, evs, 1024, 20);
+        int k = epoll_wait(ep, evs, 1024, busy_poll ? 0 : 20);
         t = now_s();
         for (int ei = 0; ei < k; ei++) {
             if ((ei & 63) == 63) { t = now_s(); if (phase == 2 && t >= window_end) break; }

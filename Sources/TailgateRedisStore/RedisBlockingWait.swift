@@ -1,6 +1,6 @@
 import Dispatch
 import NIOCore
-import Synchronization
+import TailgateCore
 
 extension EventLoopFuture where Value: Sendable {
     /// Blocks the calling thread until the future completes, or throws `BlockingWaitTimeout` after
@@ -11,7 +11,7 @@ extension EventLoopFuture where Value: Sendable {
     func blockingResult(within timeout: TimeAmount) throws -> Value {
         precondition(!eventLoop.inEventLoop, "blockingResult on the future's own loop")
         let done = DispatchSemaphore(value: 0)
-        let outcome = Mutex<Result<Value, Error>?>(nil)
+        let outcome = Lock<Result<Value, Error>?>(nil)
         whenComplete { result in
             outcome.withLock { $0 = result }
             done.signal()

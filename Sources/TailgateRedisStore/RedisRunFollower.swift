@@ -1,6 +1,5 @@
 import Logging
 import NIOCore
-import Synchronization
 import TailgateCore
 import TailgateRedis
 
@@ -48,7 +47,7 @@ final class RedisRunFollowers: Sendable {
     private let keys: RedisKeys
     private let loop: EventLoop
     private let logger: Logger
-    private let state = Mutex(State())
+    private let state = Lock(State())
 
     init(client: RedisClient, keys: RedisKeys, loop: EventLoop, logger: Logger) {
         self.client = client

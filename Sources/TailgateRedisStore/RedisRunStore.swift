@@ -1,7 +1,6 @@
 import Logging
 import NIOCore
 import NIOPosix
-import Synchronization
 import TailgateCore
 import TailgateRedis
 #if canImport(Glibc)
@@ -31,11 +30,11 @@ public final class RedisRunStore: RunStore {
     let group: MultiThreadedEventLoopGroup
     let loop: EventLoop
     let logger: Logger
-    let state = Mutex(RedisStoreState())
-    let maintenance = Mutex<RepeatedTask?>(nil)
+    let state = Lock(RedisStoreState())
+    let maintenance = Lock<RepeatedTask?>(nil)
     /// The writer leases held (see `RedisWriterLeases.swift`) and the task renewing them.
-    let leaseTable = Mutex(RedisLeaseTable())
-    let leaseRenewal = Mutex<RepeatedTask?>(nil)
+    let leaseTable = Lock(RedisLeaseTable())
+    let leaseRenewal = Lock<RepeatedTask?>(nil)
     /// This gateway in the leases it holds: a random id unique to this store object, then
     /// `instanceLabel` (`3f9c0a1d7e2b4c55 127.0.0.1:8080, pid 4242`).
     public let instanceName: String

@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import Logging
-import Synchronization
 import TailgateCore
 import TailgateLogging
 #if canImport(Glibc)
@@ -30,7 +29,7 @@ enum LogLevelArgument {
 /// the chosen format and, once `publish(into:)` names a worker (`--self-worker`), also into it.
 enum ServerLogging {
     /// The worker receiving the gateway's own log lines, once there is one.
-    static let selfWorker = Mutex<Worker?>(nil)
+    static let selfWorker = Lock<Worker?>(nil)
 
     /// Bootstraps swift-log. Call before any `Logger` is made.
     static func bootstrap(format: LogFormat, level: Logger.Level) {
@@ -47,7 +46,7 @@ enum ServerLogging {
 
     /// Lines written before `release()`: held so that the start-up line is the first one printed
     /// (supervisors and scripts wait for it); `nil` once released.
-    private static let held = Mutex<[String]?>([])
+    private static let held = Lock<[String]?>([])
 
     /// Writes `line` to standard error, or holds it until `release()`.
     static func emit(_ line: String) {

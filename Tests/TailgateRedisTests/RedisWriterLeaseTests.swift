@@ -155,7 +155,11 @@ struct RedisWriterLeaseTests {
         let crashed = ContinuousClock.now
         a.crash()
         let remaining = try await redis(server, RedisCommand("PTTL", [.string(leaseKey)])).int ?? -2
-        #expect(remaining > 0, "a crashed gateway's lease stays until it expires")
+        // Renewed at most a third of the TTL before the crash, the lease lasts at least 1.33 s after it
+        // (unless closing the crashed store took that long: a ThreadSanitizer build can be that slow).
+        if ContinuousClock.now - crashed < .milliseconds(1200) {
+            #expect(remaining > 0, "a crashed gateway's lease stays until it expires")
+        }
         if remaining > 500 {
             #expect(throws: BusError.self) { try b.bus.remoteWorker(worker) }
         }

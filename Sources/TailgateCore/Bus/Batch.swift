@@ -75,9 +75,6 @@ public final class Batch: Sendable {
         return out
     }
 
-    /// A batch of stored records: `lines` holds consecutive records' JSON from `firstSeq` on, each
-    /// followed by `\n` (the store's format). The bytes are copied once into the `logs` envelope, never
-    /// re-encoded. `nil` when `lines` holds no record.
     /// Its records from `seq` (one of them) on, through `bound`, about `maxBytes` at most (at least one
     /// record), as a batch of their own: itself when that is all of it. What a store's read answers from a
     /// batch still queued for its writer.
@@ -95,6 +92,9 @@ public final class Batch: Sendable {
         return Batch.fromLines(firstSeq: seq, lines: lines)!
     }
 
+    /// A batch of stored records: `lines` holds consecutive records' JSON from `firstSeq` on, each
+    /// followed by `\n` (the store's format). The bytes are copied once into the `logs` envelope, never
+    /// re-encoded. `nil` when `lines` holds no record.
     public static func fromLines(firstSeq: UInt64, lines: ByteBuffer) -> Batch? {
         var buffer = ByteBufferAllocator().buffer(capacity: lines.readableBytes + 32)
         buffer.writeStaticString(prefix)

@@ -223,8 +223,7 @@ public final class LogBus: Sendable {
             guard (try? makeRoom(for: run.id.worker, in: &table)) != nil else { return nil }
             let worker = Worker(id: run.id.worker, owner: run.owner, resumed: ResumedRun(info: run, publisherOffsets: [:]), mirroring: true,
                                 store: store, limits: configuration.workerLimits, drains: drainQueue(on: eventLoopGroup.next())) { [weak self] worker in
-                if !worker.isMirror { self?.store?.releaseWriter(for: worker.id) }
-                self?.scheduleRemoval(of: worker)
+                self?.workerStopped(worker)
             }
             table[run.id.worker] = worker
             runsStarted.add(1, ordering: .releasing)
@@ -244,11 +243,7 @@ public final class LogBus: Sendable {
     /// they appear among `allWorkers()` (and `runsStartedCount` moves). Does nothing otherwise.
     public func mirrorFleet(matching prefixes: some Collection<String>) {
         guard let store, store.isShared, !prefixes.isEmpty else { return }
-        var newest: [WorkerID: RunInfo] = [:]
-        for run in store.allRuns() where prefixes.contains(where: { run.id.worker.rawValue.hasPrefix($0) }) {
-            if let known = newest[run.id.worker], known.startedAt >= run.startedAt { continue }
-            newest[run.id.worker] = run
-        }
+        let newest = store.allRuns().filter { run in prefixes.contains { run.id.worker.rawValue.hasPrefix($0) } }.newestPerWorker()
         for run in newest.values where run.status == .running {
             if let local = worker(run.id.worker), !local.isStopping { continue }
             _ = mirror(of: run)
@@ -284,10 +279,7 @@ public final class LogBus: Sendable {
     @discardableResult
     public func resumeRemoteRuns() -> Int {
         guard let store else { return 0 }
-        var newest: [WorkerID: RunInfo] = [:]
-        for run in store.allRuns() where newest[run.id.worker].map({ run.startedAt > $0.startedAt }) ?? true {
-            newest[run.id.worker] = run
-        }
+        let newest = store.allRuns().newestPerWorker()
         var resumed = 0
         runs: for run in newest.values.sorted(by: { $0.startedAt > $1.startedAt })
         where run.owner == .remote && (run.status == .interrupted || run.status == .running) {
@@ -322,15 +314,20 @@ public final class LogBus: Sendable {
         if (owner == .remote && configuration.idleStop != nil) || handsBack || ringsCouldExceed { startMaintenance() }
         let worker = Worker(id: id, owner: owner, resumed: resumed, store: store, limits: configuration.workerLimits,
                             drains: drainQueue(on: eventLoopGroup.next())) { [weak self] worker in
-            // The worker's claim on its writer lease (taken before it was made) is given back, unless it
-            // was already, when the worker handed its run back.
-            if !worker.isMirror { self?.store?.releaseWriter(for: worker.id) }
-            self?.scheduleRemoval(of: worker)
+            self?.workerStopped(worker)
         }
         if resumed == nil { store?.begin(RunInfo(id: worker.runID, owner: owner, startedAt: worker.startedAt)) }
         runsStarted.add(1, ordering: .releasing)
         if let share = ringShare.withLock({ $0 }) { worker.setRingBudget(share) }
         return worker
+    }
+
+    /// A worker stopped: its claim on its writer lease (taken before it was made, or when a mirror became
+    /// the writer) is given back — a mirror holds none, whether it never wrote or handed its run back —
+    /// and it is removed after the retention time.
+    private func workerStopped(_ worker: Worker) {
+        if !worker.isMirror { store?.releaseWriter(for: worker.id) }
+        scheduleRemoval(of: worker)
     }
 
     /// At `maxWorkers`, removes the oldest stopped worker (not `id`'s own entry, which is replaced) or

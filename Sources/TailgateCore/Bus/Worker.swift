@@ -191,6 +191,15 @@ public final class Worker: Sendable {
         var buffer: RingBuffer
         var stoppedAt: Timestamp?
         var droppedBeforeRing: UInt64 = 0
+
+        /// Appends a batch whose first seq is after the ring's last; seqs skipped in between count as
+        /// records that never reached the ring.
+        mutating func append(_ batch: Batch) {
+            if batch.firstSeq > buffer.lastSeq + 1 {
+                droppedBeforeRing += batch.firstSeq - buffer.lastSeq - 1
+            }
+            buffer.append(batch)
+        }
     }
 
     /// A worker drained on `drains.loop`: a new run (`resumed == nil`) or a stored run continued.
@@ -483,12 +492,7 @@ public final class Worker: Sendable {
     }
 
     private func append(_ batch: Batch, publisherOffsets: [String: UInt64]) {
-        ring.withLock { state in
-            if batch.firstSeq > state.buffer.lastSeq + 1 {
-                state.droppedBeforeRing += batch.firstSeq - state.buffer.lastSeq - 1
-            }
-            state.buffer.append(batch)
-        }
+        ring.withLock { $0.append(batch) }
         store?.append(batch, to: runID, publisherOffsets: publisherOffsets)
         fanOut.deliver(batch)
     }

@@ -49,10 +49,7 @@ extension Worker {
                 if batch.firstSeq <= state.buffer.lastSeq {
                     batch = batch.slice(from: state.buffer.lastSeq + 1, through: batch.lastSeq, maxBytes: .max)
                 }
-                if batch.firstSeq > state.buffer.lastSeq + 1 {
-                    state.droppedBeforeRing += batch.firstSeq - state.buffer.lastSeq - 1
-                }
-                state.buffer.append(batch)
+                state.append(batch)
                 return true
             }
             guard appended else { return }

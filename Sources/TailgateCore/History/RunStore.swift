@@ -106,6 +106,17 @@ public struct ResumedRun: Sendable {
     }
 }
 
+extension Sequence<RunInfo> {
+    /// The newest run (latest `startedAt`; the first of equals) of each worker among these.
+    public func newestPerWorker() -> [WorkerID: RunInfo] {
+        var newest: [WorkerID: RunInfo] = [:]
+        for run in self where newest[run.id.worker].map({ run.startedAt > $0.startedAt }) ?? true {
+            newest[run.id.worker] = run
+        }
+        return newest
+    }
+}
+
 /// What a read of stored records found at the asked seq.
 public enum StoredChunk: Sendable {
     /// Records from the asked seq on (at least one), as a `logs` batch built from the stored bytes.

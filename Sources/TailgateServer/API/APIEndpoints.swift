@@ -39,12 +39,11 @@ enum APIEndpoints {
         // Workers known only from their stored history: their newest run.
         if let store = gateway.bus.store {
             let live = Dictionary(snapshots.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
-            var newest: [WorkerID: RunInfo] = [:]
-            for run in store.allRuns() where token?.covers(run.id.worker) ?? true {
-                if let local = live[run.id.worker], !(store.isShared && Self.storeIsNewer(run, than: local)) { continue }
-                if let known = newest[run.id.worker], known.startedAt >= run.startedAt { continue }
-                newest[run.id.worker] = run
-            }
+            let newest = store.allRuns().filter { run in
+                guard token?.covers(run.id.worker) ?? true else { return false }
+                guard let local = live[run.id.worker] else { return true }
+                return store.isShared && Self.storeIsNewer(run, than: local)
+            }.newestPerWorker()
             snapshots.removeAll { newest[$0.id] != nil }
             snapshots += newest.values.map(WorkerSnapshot.init(run:))
             snapshots.sort { $0.id < $1.id }

@@ -43,20 +43,8 @@ struct RedisMirrorTests {
         try await worker.whenStored(through: seqs.upperBound, on: testLoop).get()
     }
 
-    /// Runs `body` with two gateways, A and B, on a `redis-server` of its own; both closed after it
-    /// (a gateway `crash()`ed in `body` is not closed again).
-    private func withGateways(leaseTTL: TimeAmount = .seconds(10), _ body: (_ a: Gateway, _ b: Gateway) async throws -> Void) async throws {
-        let server = try RedisServerProcess()
-        defer { server.stop() }
-        let a = try Gateway(server, leaseTTL: leaseTTL, label: "gateway-a")
-        defer { a.close() }
-        let b = try Gateway(server, leaseTTL: leaseTTL, label: "gateway-b")
-        defer { b.close() }
-        try await body(a, b)
-    }
-
     @Test func aMirrorHoldsTheWritersBatchesByteForByteAndEndsWithIt() async throws {
-        try await withGateways { a, b in
+        try await RedisWriterLeaseTests.withGateways { _, a, b in
             let writer = try a.bus.register(worker)
             try await a.store.flush().get()
             let run = try #require(b.store.newestRun(of: worker))
@@ -89,7 +77,7 @@ struct RedisMirrorTests {
     }
 
     @Test func aMirrorBecomesTheWriterWhenTheLeaseComesToItsGateway() async throws {
-        try await withGateways(leaseTTL: .seconds(1)) { a, b in
+        try await RedisWriterLeaseTests.withGateways(leaseTTL: .seconds(1)) { _, a, b in
             let writer = try a.bus.remoteWorker(worker)
             try await publish(1...10, into: writer, publisher: "pub-1")
             let run = try #require(b.store.newestRun(of: worker))
@@ -124,7 +112,7 @@ struct RedisMirrorTests {
     }
 
     @Test func followersGetTheEndOfARunThatEndedBeforeAndNothingAfterCancel() async throws {
-        try await withGateways { a, b in
+        try await RedisWriterLeaseTests.withGateways { _, a, b in
             let writer = try a.bus.register(worker)
             try await publish(1...5, into: writer)
             writer.stop(reason: "finished", status: .stopped)

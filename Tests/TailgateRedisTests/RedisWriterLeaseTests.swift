@@ -44,6 +44,19 @@ struct RedisWriterLeaseTests {
         }
     }
 
+    /// Runs `body` with two gateways, A and B, on a `redis-server` of its own; both closed after it (a
+    /// gateway `crash()`ed in `body` is not closed again).
+    static func withGateways(leaseTTL: TimeAmount = .seconds(10),
+                             _ body: (_ server: RedisServerProcess, _ a: Gateway, _ b: Gateway) async throws -> Void) async throws {
+        let server = try RedisServerProcess()
+        defer { server.stop() }
+        let a = try Gateway(server, leaseTTL: leaseTTL, label: "gateway-a")
+        defer { a.close() }
+        let b = try Gateway(server, leaseTTL: leaseTTL, label: "gateway-b")
+        defer { b.close() }
+        try await body(server, a, b)
+    }
+
     private let worker = WorkerID("fleet-job")!
     private let leaseKey = "tailgate:{fleet-job}:lease"
 
@@ -72,54 +85,44 @@ struct RedisWriterLeaseTests {
     }
 
     @Test func aSecondGatewayCannotTakeAWorkerTheFirstHolds() async throws {
-        let server = try RedisServerProcess()
-        defer { server.stop() }
-        let a = try Gateway(server, label: "gateway-a")
-        defer { a.close() }
-        let b = try Gateway(server, label: "gateway-b")
-        defer { b.close() }
+        try await Self.withGateways { server, a, b in
+            let published = try a.bus.remoteWorker(worker)
+            try await publish(1...5, into: published)
+            #expect(try await holder(server) == a.store.instanceName)
+            #expect(a.store.instanceName.hasSuffix(" gateway-a"))
+            // A second publisher on the same gateway shares the worker and its lease.
+            #expect(try a.bus.remoteWorker(worker) === published)
 
-        let published = try a.bus.remoteWorker(worker)
-        try await publish(1...5, into: published)
-        #expect(try await holder(server) == a.store.instanceName)
-        #expect(a.store.instanceName.hasSuffix(" gateway-a"))
-        // A second publisher on the same gateway shares the worker and its lease.
-        #expect(try a.bus.remoteWorker(worker) === published)
-
-        do {
-            _ = try b.bus.remoteWorker(worker)
-            Issue.record("a second gateway took a worker the first holds")
-        } catch {
-            guard case .publishedElsewhere(let id, let holder, let seconds) = error else { Issue.record("\(error)"); return }
-            #expect(id == worker && holder == a.store.instanceName && (1...10).contains(seconds))
+            do {
+                _ = try b.bus.remoteWorker(worker)
+                Issue.record("a second gateway took a worker the first holds")
+            } catch {
+                guard case .publishedElsewhere(let id, let holder, let seconds) = error as? BusError else { Issue.record("\(error)"); return }
+                #expect(id == worker && holder == a.store.instanceName && (1...10).contains(seconds))
+            }
+            // An in-process worker of the id is refused the same way, and the refusal names the holder.
+            do {
+                _ = try b.bus.register(worker)
+                Issue.record("registered a worker another gateway holds")
+            } catch {
+                #expect("\(error)".contains("gateway-a"), "\(error)")
+            }
+            #expect(b.bus.worker(worker) == nil)
+            #expect(try await holder(server) == a.store.instanceName, "a refusal leaves the holder's lease alone")
         }
-        // An in-process worker of the id is refused the same way, and the refusal names the holder.
-        do {
-            _ = try b.bus.register(worker)
-            Issue.record("registered a worker another gateway holds")
-        } catch {
-            #expect("\(error)".contains("gateway-a"), "\(error)")
-        }
-        #expect(b.bus.worker(worker) == nil)
-        #expect(try await holder(server) == a.store.instanceName, "a refusal leaves the holder's lease alone")
     }
 
     @Test func aStoppedWorkerReleasesItsLease() async throws {
-        let server = try RedisServerProcess()
-        defer { server.stop() }
-        let a = try Gateway(server, label: "gateway-a")
-        defer { a.close() }
-        let b = try Gateway(server, label: "gateway-b")
-        defer { b.close() }
-
-        let first = try a.bus.register(worker)
-        #expect(throws: BusError.self) { try b.bus.register(worker) }
-        first.stop()
-        try await first.whenStopped().get()
-        try await waitForHolder(server, nil)
-        let second = try b.bus.register(worker)
-        #expect(second.epoch != first.epoch, "an in-process worker always starts a new run")
-        #expect(try await holder(server) == b.store.instanceName)
+        try await Self.withGateways { server, a, b in
+            let first = try a.bus.register(worker)
+            #expect(throws: BusError.self) { try b.bus.register(worker) }
+            first.stop()
+            try await first.whenStopped().get()
+            try await waitForHolder(server, nil)
+            let second = try b.bus.register(worker)
+            #expect(second.epoch != first.epoch, "an in-process worker always starts a new run")
+            #expect(try await holder(server) == b.store.instanceName)
+        }
     }
 
     @Test func aGatewayStoppingReleasesItsLeasesAndAnotherContinuesTheRun() async throws {
@@ -180,19 +183,15 @@ struct RedisWriterLeaseTests {
     }
 
     @Test func renewalKeepsALeaseAlivePastItsTTL() async throws {
-        let server = try RedisServerProcess()
-        defer { server.stop() }
-        let a = try Gateway(server, leaseTTL: .seconds(1), label: "gateway-a")
-        defer { a.close() }
-        let b = try Gateway(server, leaseTTL: .seconds(1), label: "gateway-b")
-        defer { b.close() }
-        let held = try a.bus.remoteWorker(worker)
-        try await Task.sleep(for: .milliseconds(2500))
-        #expect(try await holder(server) == a.store.instanceName)
-        let ttl = try await redis(server, RedisCommand("PTTL", [.string(leaseKey)])).int ?? -2
-        #expect(ttl > 0 && ttl <= 1000)
-        #expect(throws: BusError.self) { try b.bus.remoteWorker(worker) }
-        #expect(!held.isStopping)
+        try await Self.withGateways(leaseTTL: .seconds(1)) { server, a, b in
+            let held = try a.bus.remoteWorker(worker)
+            try await Task.sleep(for: .milliseconds(2500))
+            #expect(try await holder(server) == a.store.instanceName)
+            let ttl = try await redis(server, RedisCommand("PTTL", [.string(leaseKey)])).int ?? -2
+            #expect(ttl > 0 && ttl <= 1000)
+            #expect(throws: BusError.self) { try b.bus.remoteWorker(worker) }
+            #expect(!held.isStopping)
+        }
     }
 
     @Test(arguments: [true, false])

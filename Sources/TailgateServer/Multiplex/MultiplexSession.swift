@@ -11,7 +11,7 @@ import TailgateCore
 /// itself (there is no frame encoder in the pipeline) and sits last in the pipeline, after the frame
 /// decoder. While the socket is not writable it reads no more of the client's messages, so a client
 /// that sends and does not read cannot make the gateway buffer answers without end.
-final class MultiplexSession: ChannelDuplexHandler, SubscriptionOutput, RegisteredStream {
+final class MultiplexSession: ChannelDuplexHandler, SubscriptionOutput, RegisteredStream, StreamWriting {
     typealias InboundIn = WebSocketFrame
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -37,6 +37,9 @@ final class MultiplexSession: ChannelDuplexHandler, SubscriptionOutput, Register
     private var unwritableSince: NIODeadline?
     private var lastInbound = NIODeadline.now()
     private var pingSentAt: NIODeadline?
+    /// Every write goes through it: live batches straight to the socket once the stream has settled.
+    @exclusivity(unchecked) var writer: StreamWriter
+    var statistics: GatewayStatistics { gateway.statistics }
 
     /// The largest message a client may send on `/ws/streams`.
     static let maxInboundMessageBytes = 64 << 10
@@ -52,6 +55,7 @@ final class MultiplexSession: ChannelDuplexHandler, SubscriptionOutput, Register
                                              pool: gateway.deflaters, statistics: gateway.statistics)
         }
         inbound = InboundMessages(maxBytes: Self.maxInboundMessageBytes, deflate: deflate, keepsMessages: true)
+        writer = StreamWriter(directWrites: configuration.directWrites)
     }
 
     // MARK: Starting and stopping
@@ -101,7 +105,7 @@ final class MultiplexSession: ChannelDuplexHandler, SubscriptionOutput, Register
         detach()
         gateway.statistics.closes(code: code)
         gateway.log.subscriberClosed(worker: "/ws/streams (\(workers) workers)", client: client, code: code, reason: reason)
-        context.writeAndFlush(wrapOutboundOut(ServerFrames.close(code: code, reason: reason)), promise: nil)
+        writeThroughNIO(ServerFrames.close(code: code, reason: reason), flush: true, context: context)
         scheduleForcedClose(context)
     }
 
@@ -115,7 +119,8 @@ final class MultiplexSession: ChannelDuplexHandler, SubscriptionOutput, Register
     // MARK: SubscriptionOutput
 
     func write(_ bytes: ByteBuffer) {
-        context?.write(wrapOutboundOut(bytes), promise: nil)
+        guard let context else { return }
+        writeThroughNIO(bytes, flush: false, context: context)
     }
 
     func flush() {
@@ -123,7 +128,8 @@ final class MultiplexSession: ChannelDuplexHandler, SubscriptionOutput, Register
     }
 
     func writeAndFlush(_ bytes: ByteBuffer) {
-        context?.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
+        guard let context else { return }
+        writeLive(bytes, context: context)
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -160,7 +166,7 @@ final class MultiplexSession: ChannelDuplexHandler, SubscriptionOutput, Register
         case .violation(let code, let reason):
             close(code: code, reason: reason)
         case .ping(let pong):
-            context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
+            writeThroughNIO(pong, flush: true, context: context)
         case .pong:
             pingSentAt = nil
         case .close(let reply, let refused):
@@ -189,7 +195,9 @@ final class MultiplexSession: ChannelDuplexHandler, SubscriptionOutput, Register
         closing = true
         detach()
         let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
-        context.writeAndFlush(wrapOutboundOut(reply)).whenComplete { _ in loopBoundContext.value.close(promise: nil) }
+        let written = context.eventLoop.makePromise(of: Void.self)
+        written.futureResult.whenComplete { _ in loopBoundContext.value.close(promise: nil) }
+        writeThroughNIO(reply, flush: true, context: context, promise: written)
         scheduleForcedClose(context)
     }
 
@@ -269,7 +277,7 @@ final class MultiplexSession: ChannelDuplexHandler, SubscriptionOutput, Register
             }
         } else if now - lastInbound >= configuration.pingInterval {
             pingSentAt = now
-            context.writeAndFlush(wrapOutboundOut(ServerFrames.frame(.ping, payload: ByteBuffer())), promise: nil)
+            writeThroughNIO(ServerFrames.frame(.ping, payload: ByteBuffer()), flush: true, context: context)
         }
         if !detached { subscriptions?.followPatterns() }
     }

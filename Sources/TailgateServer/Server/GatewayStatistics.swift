@@ -11,6 +11,10 @@ public final class GatewayStatistics: Sendable {
     public let streamsOpened = Atomic<Int>(0)
     /// Of those, the ones whose handshake `StreamHandshakeHandler` answered itself (no HTTP handler).
     let streamsOpenedDirectly = Atomic<Int>(0)
+    /// Streams whose live batches go straight to their socket (`StreamWriter`), since start.
+    let streamsWritingDirectly = Atomic<Int>(0)
+    /// Direct writes the kernel took only in part (or not at all): their rest went on through NIO.
+    let directWritesCutShort = Atomic<Int>(0)
     /// `gap` messages sent.
     public let gaps = Atomic<Int>(0)
     /// Catch-up frames built for one subscriber because its cursor was inside a batch.

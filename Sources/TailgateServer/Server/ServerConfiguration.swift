@@ -48,6 +48,9 @@ public struct ServerConfiguration: Sendable {
     public var writeBufferHighWatermark = 256 * 1024
     /// Outbound bytes below which a paused stream resumes. Default 64 KiB.
     public var writeBufferLowWatermark = 64 * 1024
+    /// Whether a settled stream writes its live batches straight to its socket when NIO holds nothing
+    /// of it (`StreamWriter`). Default on; off, every write takes NIO's channel path.
+    public var directWrites = true
     /// Whether permessage-deflate is offered to clients that ask for it. Default on.
     public var deflateEnabled = true
     /// zlib compression level, 1 (fastest) to 9 (smallest). Default 6.

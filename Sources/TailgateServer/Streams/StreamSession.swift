@@ -15,7 +15,7 @@ import TailgateCore
 ///
 /// It writes framed bytes itself (there is no frame encoder in the pipeline) and sits last in the
 /// pipeline, after the frame decoder.
-final class StreamSession: ChannelInboundHandler, BatchSubscriber {
+final class StreamSession: ChannelInboundHandler, BatchSubscriber, StreamWriting {
     typealias InboundIn = WebSocketFrame
     typealias OutboundOut = ByteBuffer
 
@@ -37,7 +37,7 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
     private let rendering: BatchRendering
     private let configuration: ServerConfiguration
     private let registry: SessionRegistry
-    private let statistics: GatewayStatistics
+    let statistics: GatewayStatistics
     /// Where closes are logged, and the client's address for them.
     private let log: ServerLog?
     private let client: String
@@ -50,6 +50,8 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
     /// Mirrors `channel.isWritable`: NIO reports every change synchronously, so the hot path reads a
     /// stored flag instead of asking the channel twice per batch.
     @exclusivity(unchecked) private var writable = true
+    /// Every write goes through it: live batches straight to the socket once the stream has settled.
+    @exclusivity(unchecked) var writer: StreamWriter
     private var unwritableSince: NIODeadline?
     private var lastInbound = NIODeadline.now()
     private var pingSentAt: NIODeadline?
@@ -71,6 +73,7 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
         self.configuration = configuration
         self.registry = registry
         self.statistics = statistics
+        self.writer = StreamWriter(directWrites: configuration.directWrites)
     }
 
     // MARK: Starting and stopping
@@ -89,7 +92,7 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
             switchingProtocols = nil
             ServerFrames.writeHeader(.text, payloadLength: hello.readableBytes, into: &head)
             head.writeImmutableBuffer(hello)
-            context.write(wrapOutboundOut(head), promise: nil)
+            writeThroughNIO(head, flush: false, context: context)
         } else {
             writeControl(hello)
         }
@@ -130,7 +133,7 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
         // Counted before the frame leaves: a client that sees the close may look at /api/stats at once.
         statistics.closes(code: code)
         log?.subscriberClosed(worker: source.workerID.description, client: client, code: code, reason: reason)
-        context.writeAndFlush(wrapOutboundOut(ServerFrames.close(code: code, reason: reason)), promise: nil)
+        writeThroughNIO(ServerFrames.close(code: code, reason: reason), flush: true, context: context)
         context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(2)) { [weak self] in
             self?.context?.close(promise: nil)
         }
@@ -139,14 +142,15 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
     // MARK: Sending
 
     private func writeControl(_ message: ByteBuffer) {
-        context?.write(wrapOutboundOut(ServerFrames.frame(.text, payload: message)), promise: nil)
+        guard let context else { return }
+        writeThroughNIO(ServerFrames.frame(.text, payload: message), flush: false, context: context)
     }
 
     func offer(_ batch: Batch, rendered: ByteBuffer) {
         guard phase == .live, let context else { return }
         if nextSeq == batch.firstSeq && writable {
             nextSeq = batch.lastSeq + 1
-            context.writeAndFlush(wrapOutboundOut(rendered), promise: nil)
+            writeLive(rendered, context: context)
             registry.delivery.wroteLive(batch, wireBytes: rendered.readableBytes, streams: registry.count)
             if !writable { sampleBufferedBytes() }
         } else if nextSeq <= batch.lastSeq {
@@ -191,7 +195,7 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
                 }
                 registry.delivery.wrote(records: Int(batch.lastSeq - nextSeq + 1), payloadBytes: payloadBytes, wireBytes: bytes.readableBytes)
                 nextSeq = batch.lastSeq + 1
-                context.write(wrapOutboundOut(bytes), promise: nil)
+                writeThroughNIO(bytes, flush: false, context: context)
             case .stored(let from, let through):
                 readStored(from: from, through: through, context: context)
                 return
@@ -228,7 +232,7 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
         case .success(.records(let batch)) where batch.firstSeq == from:
             let bytes = rendering.bytes(for: batch)
             nextSeq = batch.lastSeq + 1
-            context.write(wrapOutboundOut(bytes), promise: nil)
+            writeThroughNIO(bytes, flush: false, context: context)
             statistics.storedChunks.add(1, ordering: .relaxed)
             registry.delivery.wrote(records: batch.count, payloadBytes: batch.payload.readableBytes, wireBytes: bytes.readableBytes)
         case .success(.gap(_, let to)) where to >= from:
@@ -271,7 +275,7 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
         case .violation(let code, let reason):
             close(code: code, reason: reason)
         case .ping(let pong):
-            context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
+            writeThroughNIO(pong, flush: true, context: context)
         case .pong:
             pingSentAt = nil
         case .close(let reply, let refused):
@@ -282,7 +286,9 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
                 phase = .closing
                 detach()
                 let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
-                context.writeAndFlush(wrapOutboundOut(reply)).whenComplete { _ in loopBoundContext.value.close(promise: nil) }
+                let written = context.eventLoop.makePromise(of: Void.self)
+                written.futureResult.whenComplete { _ in loopBoundContext.value.close(promise: nil) }
+                writeThroughNIO(reply, flush: true, context: context, promise: written)
             }
         case .data:
             if case .close(let code, let reason) = inbound.receive(frame) {
@@ -325,7 +331,7 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber {
             }
         } else if now - lastInbound >= configuration.pingInterval {
             pingSentAt = now
-            context.writeAndFlush(wrapOutboundOut(ServerFrames.frame(.ping, payload: ByteBuffer())), promise: nil)
+            writeThroughNIO(ServerFrames.frame(.ping, payload: ByteBuffer()), flush: true, context: context)
         }
     }
 }

@@ -8,7 +8,8 @@ protocol SubscriptionOutput: AnyObject {
     /// Writes bytes already in the connection's wire format (not flushed).
     func write(_ bytes: ByteBuffer)
     func flush()
-    /// Writes and flushes (a live batch).
+    /// Writes and flushes a live batch (and only those: this write may go to the socket directly,
+    /// `StreamWriter`).
     func writeAndFlush(_ bytes: ByteBuffer)
 }
 

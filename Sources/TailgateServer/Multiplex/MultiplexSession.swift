@@ -23,6 +23,7 @@ final class MultiplexSession: ChannelDuplexHandler, SubscriptionOutput, Register
     private let client: String
     private var inbound: InboundMessages
     private var context: ChannelHandlerContext?
+    var channelContext: ChannelHandlerContext? { context }
     private var subscriptions: SubscriptionSet?
     private var closing = false
     private var detached = false
@@ -128,8 +129,7 @@ final class MultiplexSession: ChannelDuplexHandler, SubscriptionOutput, Register
     }
 
     func writeAndFlush(_ bytes: ByteBuffer) {
-        guard let context else { return }
-        writeLive(bytes, context: context)
+        writeLive(bytes)
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {

@@ -44,6 +44,7 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber, StreamWriting
     // The state read on every delivery is `@exclusivity(unchecked)`: only the channel's loop touches
     // it, never through overlapping accesses (see LoopSubscribers; Benchmarks/results/FINDINGS.md).
     @exclusivity(unchecked) private var context: ChannelHandlerContext?
+    var channelContext: ChannelHandlerContext? { context }
     @exclusivity(unchecked) private var phase = Phase.starting
     /// The first seq not sent yet.
     @exclusivity(unchecked) private(set) var nextSeq: UInt64 = 0
@@ -147,10 +148,10 @@ final class StreamSession: ChannelInboundHandler, BatchSubscriber, StreamWriting
     }
 
     func offer(_ batch: Batch, rendered: ByteBuffer) {
-        guard phase == .live, let context else { return }
+        guard phase == .live, context != nil else { return }
         if nextSeq == batch.firstSeq && writable {
             nextSeq = batch.lastSeq + 1
-            writeLive(rendered, context: context)
+            writeLive(rendered)
             registry.delivery.wroteLive(batch, wireBytes: rendered.readableBytes, streams: registry.count)
             if !writable { sampleBufferedBytes() }
         } else if nextSeq <= batch.lastSeq {

@@ -67,6 +67,8 @@ struct StreamWriter {
 protocol StreamWriting: AnyObject {
     var writer: StreamWriter { get set }
     var statistics: GatewayStatistics { get }
+    /// The session's context while it is in a pipeline.
+    var channelContext: ChannelHandlerContext? { get }
 }
 
 extension StreamWriting {
@@ -86,19 +88,17 @@ extension StreamWriting {
     }
 
     /// Writes and flushes a live batch: straight to the socket when the stream writes directly and NIO
-    /// holds nothing of it (what the kernel does not take goes on through NIO), else through NIO.
+    /// holds nothing of it (what the kernel does not take goes on through NIO), else through NIO. The
+    /// direct path touches neither the context nor the channel.
     @inline(__always)
-    func writeLive(_ bytes: ByteBuffer, context: ChannelHandlerContext) {
+    func writeLive(_ bytes: ByteBuffer) {
         if let direct = writer.directNow {
-            switch direct.write(bytes) {
-            case .whole:
-                return
-            case .partial(let sent):
-                statistics.directWritesCutShort.add(1, ordering: .relaxed)
-                writeThroughNIO(bytes.getSlice(at: bytes.readerIndex + sent, length: bytes.readableBytes - sent)!, flush: true, context: context)
-            }
+            guard case .partial(let sent) = direct.write(bytes), let context = channelContext else { return }
+            statistics.directWritesCutShort.add(1, ordering: .relaxed)
+            writeThroughNIO(bytes.getSlice(at: bytes.readerIndex + sent, length: bytes.readableBytes - sent)!, flush: true, context: context)
             return
         }
+        guard let context = channelContext else { return }
         writeThroughNIO(bytes, flush: true, context: context)
         writer.liveWroteThroughNIO(context: context, statistics: statistics)
     }

@@ -11,7 +11,8 @@ import NIOCore
 /// most of its distance to the C ceiling (Benchmarks/results/FINDINGS.md, "Direct writes"). A direct
 /// write touches the session and the shared batch bytes only.
 ///
-/// It is safe only under three conditions, which `StreamSession` keeps:
+/// It is safe only under three conditions, which `StreamWriter` and the sessions that use it
+/// (`StreamSession`, `MultiplexSession`) keep:
 /// - nothing of the stream is queued in NIO (every NIO write of the session is counted until it
 ///   completes, and a direct write goes out only when none is pending), so bytes never pass each other;
 /// - no outbound handler sits between the session and the socket (the stream pipeline is the frame

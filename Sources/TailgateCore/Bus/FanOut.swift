@@ -128,9 +128,6 @@ final class LoopSubscribers: @unchecked Sendable {
     @exclusivity(unchecked) private var continuationScheduled = false
     /// A subscriber is being visited: `pending` must keep its indices until the visit ends.
     @exclusivity(unchecked) private var visiting = false
-    /// The bytes the last visit took from a batch, for the next subscriber with the same rendering
-    /// (a batch's derived bytes sit behind its lock; consecutive visits mostly want the same ones).
-    @exclusivity(unchecked) private var lastRendered: (batch: Batch, key: Int, bytes: ByteBuffer)?
     private let countAtomic = Atomic<Int>(0)
 
     /// How long one turn of a round may run before it yields the loop.
@@ -222,14 +219,6 @@ final class LoopSubscribers: @unchecked Sendable {
         }
     }
 
-    private func rendered(_ batch: Batch, _ rendering: BatchRendering) -> ByteBuffer {
-        let key = rendering.key
-        if let last = lastRendered, last.batch === batch, last.key == key { return last.bytes }
-        let bytes = rendering.bytes(for: batch)
-        lastRendered = (batch, key, bytes)
-        return bytes
-    }
-
     /// Offers `entry` what it lacks of the pending batches: one batch, or the run of them it lacks
     /// merged into one (made once per run and shared by every subscriber that lacks the same run), so
     /// that a visit is one write of one message.
@@ -244,7 +233,7 @@ final class LoopSubscribers: @unchecked Sendable {
         }
         guard low < pending.count else { return }
         if low < pending.count - 1, pending[low].batch.firstSeq == next, let batch = mergedRun(from: low) {
-            subscriber.offer(batch, rendered: rendered(batch, entry.rendering))
+            subscriber.offer(batch, rendered: entry.rendering.bytes(for: batch))
         } else {
             // One batch, a run too large to merge, or a subscriber that stands inside a batch (it
             // catches up from the ring).
@@ -253,7 +242,7 @@ final class LoopSubscribers: @unchecked Sendable {
                 let batch = pending[index].batch
                 index += 1
                 guard batch.lastSeq >= subscriber.nextSeq else { continue }
-                subscriber.offer(batch, rendered: rendered(batch, entry.rendering))
+                subscriber.offer(batch, rendered: entry.rendering.bytes(for: batch))
             }
         }
     }
@@ -275,7 +264,6 @@ final class LoopSubscribers: @unchecked Sendable {
             pendingStart += 1
         }
         if pendingStart == pending.count {
-            if !pending.isEmpty { lastRendered = nil }
             pending.removeAll(keepingCapacity: true)
             pendingStart = 0
         } else if pendingStart >= 64 && pendingStart * 2 >= pending.count {

@@ -55,16 +55,15 @@ struct DirectSocketWriter {
         guard let options = channel as? SocketOptionProvider else { return nil }
         let description = String(describing: channel)
         guard let marker = description.range(of: "fd=") else { return nil }
-        guard let descriptor = CInt(description[marker.upperBound...].prefix(while: \.isASCIIDigit)) else { return nil }
-        let socketCookie = 57  // SO_COOKIE (asm-generic/socket.h)
+        guard let descriptor = CInt(description[marker.upperBound...].prefix(while: { $0 >= "0" && $0 <= "9" })) else { return nil }
         let cookie = FoundValue()
-        options.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(socketCookie))
+        options.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_COOKIE))
             .assumeIsolatedUnsafeUnchecked()
             .whenSuccess { (value: UInt64) in cookie.value = value }
         guard let channelCookie = cookie.value else { return nil }
         var value: UInt64 = 0
         var length = socklen_t(MemoryLayout<UInt64>.size)
-        guard getsockopt(descriptor, SOL_SOCKET, Int32(socketCookie), &value, &length) == 0, value == channelCookie else { return nil }
+        guard getsockopt(descriptor, SOL_SOCKET, SO_COOKIE, &value, &length) == 0, value == channelCookie else { return nil }
         return DirectSocketWriter(descriptor: descriptor)
         #else
         return nil
@@ -75,8 +74,4 @@ struct DirectSocketWriter {
     private final class FoundValue {
         var value: UInt64?
     }
-}
-
-extension Character {
-    fileprivate var isASCIIDigit: Bool { asciiValue.map { $0 >= 0x30 && $0 <= 0x39 } ?? false }
 }

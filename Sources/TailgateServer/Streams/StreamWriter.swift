@@ -29,9 +29,6 @@ struct StreamWriter {
         liveWritesUntilSearch = 0
     }
 
-    /// Whether live batches go to the socket directly.
-    var writesDirectly: Bool { direct != nil }
-
     /// The direct writer to use for the next live batch, when there is one and NIO holds nothing.
     @inline(__always)
     var directNow: DirectSocketWriter? { queuedInNIO == 0 ? direct : nil }

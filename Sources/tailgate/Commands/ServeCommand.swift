@@ -159,7 +159,7 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Flag(inversion: .prefixedNo, help: ArgumentHelp(
         "Write a settled stream's live batches straight to its socket when nothing of it waits in the event loop's queue.",
-        discussion: "About a third less server CPU per delivered record at a thousand subscribers (Benchmarks/results/REPORT.md). --no-direct-writes sends every write through SwiftNIO's channel, as before."))
+        discussion: "About a quarter less server CPU per delivered record at a thousand subscribers (Benchmarks/results/FINDINGS.md, \"Direct writes\"). --no-direct-writes sends every write through SwiftNIO's channel, as before."))
     var directWrites = true
 
     // Metrics (GET /metrics) and readiness (GET /readyz).
